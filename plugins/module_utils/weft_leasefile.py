@@ -1,0 +1,89 @@
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The lease file: a YAML file in the inventory that is the single source of truth.
+
+Readers and the writer hold an exclusive lock on a side file for the whole
+read-plan-write cycle, so two plays started at once serialize instead of
+handing out one subnet twice. Writes go to a temporary file in the same
+directory that is renamed over the old one: a crash leaves the old file whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+
+import yaml
+
+HEADER = """\
+# weft subnet leases: one per host, keyed by inventory name.
+# Written by weft's planner (plan.yml, site.yml); review and commit it with the inventory.
+# A subnet never moves while its host stays in the inventory. Pin a subnet with the
+# host variable weft_subnet; release the leases of removed hosts with weft_prune=true.
+"""
+TOP_KEY = "weft_leases"
+
+
+class LeaseFileError(ValueError):
+    pass
+
+
+@contextlib.contextmanager
+def locked(path):
+    """Hold an exclusive lock beside `path` (the lock file stays; it is empty)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_text(path) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def parse(text, path) -> dict:
+    """The raw lease mapping (host -> dict) in `text`; {} for an empty or missing file."""
+    if not text:
+        return {}
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise LeaseFileError("%s: not valid YAML (%s)" % (path, exc)) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict) or set(doc) - {TOP_KEY}:
+        raise LeaseFileError("%s: must hold only the mapping %s" % (path, TOP_KEY))
+    return doc.get(TOP_KEY) or {}
+
+
+def render(leases: dict) -> str:
+    body = yaml.safe_dump({TOP_KEY: leases}, default_flow_style=False, sort_keys=True,
+                          explicit_start=False, width=100)
+    return HEADER + body
+
+
+def write_atomic(path, text, mode=0o644):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
