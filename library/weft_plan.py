@@ -73,7 +73,7 @@ attributes:
     platforms: posix
 notes:
   - The VTEP MAC of a vxlan lease is derived from its subnet (C(0e:77) followed by the four
-    bytes of the subnet address): unique per subnet, locally administered, and the same every
+    bytes of the subnet address), unique per subnet, locally administered, and the same every
     time the device is re-created, so peers never need a second pass to learn it.
 """
 
