@@ -142,7 +142,7 @@ unplanned:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.weft_leasefile import (LeaseFileError, locked, parse, read_text,
                                                  render, write_atomic)
-from ansible.module_utils.weft_plan import (PlanError, bridge_address, capacity_summary,
+from ansible.module_utils.weft_subnets import (PlanError, bridge_address, capacity_summary,
                                             leases_as_dict, parse_hosts, parse_leases,
                                             parse_network_config, plan, vtep_address)
 

@@ -1,0 +1,247 @@
+"""The subnet plan: Flannel's config rules, stable allocation, pins, prune, exhaustion."""
+
+import ipaddress
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from weft_subnets import (HostSpec, PlanError, bridge_address, parse_hosts, parse_leases,
+                       parse_network_config, plan, vtep_address, vtep_mac)
+
+
+def cfg(**fields):
+    fields.setdefault("Network", "100.96.0.0/16")
+    return parse_network_config(fields)
+
+
+def hosts(*specs):
+    return [HostSpec(name, ipaddress.ip_address(ip)) for name, ip in specs]
+
+
+def subnets(p):
+    return {name: str(lease.subnet) for name, lease in p.leases.items()}
+
+
+# ---- network config -------------------------------------------------------
+
+def test_defaults_follow_flannel():
+    c = cfg()
+    assert (c.subnet_len, str(c.subnet_min), str(c.subnet_max)) == \
+        (24, "100.96.1.0/24", "100.96.255.0/24")
+    assert (c.backend_type, c.vni, c.port, c.overhead) == ("vxlan", 1, 8472, 50)
+    assert cfg(Network="10.0.0.0/24").subnet_len == 26
+    assert cfg(Backend={"Type": "udp"}).port == 8285
+    assert cfg(Backend={"Type": "host-gw"}).overhead == 0
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"Network": "100.96.0.0/33"}, "weft_network.Network: '100.96.0.0/33' is not a valid IPv4 CIDR"),
+    ({"Network": "100.96.0.1/16"}, "weft_network.Network: '100.96.0.1/16' is not a valid IPv4 CIDR"),
+    ({"Network": "fd00::/64"}, "weft_network.Network: 'fd00::/64' is IPv6"),
+    ({"Network": "100.96.0.0"}, "weft_network.Network: '100.96.0.0' has no prefix length"),
+    ({"Network": "100.96.0.0/29"}, "weft_network.Network: /29 is too small"),
+    ({"SubnetLen": 31}, "weft_network.SubnetLen: 31 is larger than 30"),
+    ({"SubnetLen": 17}, "weft_network.SubnetLen: 17 leaves fewer than 4 subnets"),
+    ({"SubnetLen": "x"}, "weft_network.SubnetLen: 'x' is not a whole number"),
+    ({"SubnetMin": "10.0.0.0"}, "weft_network.SubnetMin: 10.0.0.0 is outside Network"),
+    ({"SubnetMax": "100.96.3.7"}, "weft_network.SubnetMax: 100.96.3.7 is not on a /24 subnet boundary"),
+    ({"SubnetMin": "100.96.9.0", "SubnetMax": "100.96.3.0"}, "weft_network.SubnetMin: 100.96.9.0 is above SubnetMax"),
+    ({"Backend": {"Type": "ipip"}}, "weft_network.Backend.Type: 'ipip' is not one of"),
+    ({"Backend": {"VNI": 0}}, "weft_network.Backend.VNI: 0 is out of range"),
+    ({"Backend": {"VNI": 2 ** 24}}, "weft_network.Backend.VNI: 16777216 is out of range"),
+    ({"Backend": {"Port": 70000}}, "weft_network.Backend.Port: 70000 is out of range"),
+    ({"Backend": {"DirectRouting": "yes"}}, "weft_network.Backend.DirectRouting: 'yes' is not true or false"),
+    ({"Backend": {"MTU": 100}}, "weft_network.Backend.MTU: 100 is out of range"),
+    ({"Bogus": 1}, "weft_network: unknown field(s) Bogus"),
+])
+def test_bad_network_config_is_named(fields, message):
+    fields = dict(fields)
+    fields.setdefault("Network", "100.96.0.0/16")
+    with pytest.raises(PlanError) as err:
+        parse_network_config(fields)
+    assert str(err.value).startswith(message)
+
+
+def test_network_is_required():
+    with pytest.raises(PlanError, match=r"weft_network.Network: is required"):
+        parse_network_config({})
+
+
+# ---- derived values ---------------------------------------------------------
+
+def test_derived_values():
+    assert bridge_address("100.96.1.0/24") == "100.96.1.1/24"
+    assert vtep_address("100.96.1.0/24") == "100.96.1.0"
+    mac = vtep_mac("100.96.1.0/24")
+    assert mac == "0e:77:64:60:01:00"
+    first = int(mac.split(":")[0], 16)
+    assert first & 0x02 and not first & 0x01  # locally administered unicast
+
+
+def test_vtep_macs_are_unique_per_subnet():
+    c = cfg(Network="10.0.0.0/8", SubnetLen=24)
+    macs = {vtep_mac(s) for s in list(c.subnets())[:5000]}
+    assert len(macs) == 5000
+
+
+# ---- hosts --------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, message", [
+    ([{"name": "a", "public_ip": "10.0.0.1"}, {"name": "b", "public_ip": "10.0.0.1"}],
+     "weft_public_ip of b: 10.0.0.1 is also the public IP of a"),
+    ([{"name": "a", "public_ip": "not-an-ip"}], "weft_public_ip of a: 'not-an-ip' is not an IPv4"),
+    ([{"name": "a", "public_ip": "100.96.3.3"}], "weft_public_ip of a: 100.96.3.3 lies inside"),
+    ([{"name": "a", "public_ip": "10.0.0.1", "underlay": "100.96.0.0/12"}],
+     "weft_network.Network: 100.96.0.0/16 overlaps the underlay network 100.96.0.0/12 of a"),
+    ([{"name": "a", "subnet": "100.96.1.0/24"}, {"name": "b", "subnet": "100.96.1.0/24"}],
+     "weft_subnet of b: 100.96.1.0/24 is also pinned by a"),
+    ([{"name": "a", "subnet": "100.96.0.0/24"}], "weft_subnet of a: 100.96.0.0/24 is outside the subnet range"),
+    ([{"name": "a", "subnet": "100.96.4.0/25"}], "weft_subnet of a: 100.96.4.0/25 is outside the subnet range"),
+    ([{"name": "a", "subnet": "100.97.4.0/24"}], "weft_subnet of a: 100.97.4.0/24 is outside"),
+    ([{"name": "a", "subnet": "banana"}], "weft_subnet of a: 'banana' is not a valid IPv4 CIDR"),
+    ([{"public_ip": "10.0.0.1"}], "weft_hosts[0]: needs a name"),
+])
+def test_bad_hosts_are_named(raw, message):
+    with pytest.raises(PlanError) as err:
+        parse_hosts(raw, cfg())
+    assert str(err.value).startswith(message)
+
+
+# ---- allocation ----------------------------------------------------------------
+
+def test_three_hosts_then_add_one_and_remove_one():
+    c = cfg()
+    first = plan(c, hosts(("n1", "10.0.0.1"), ("n2", "10.0.0.2"), ("n3", "10.0.0.3")), {})
+    assert subnets(first) == {"n1": "100.96.1.0/24", "n2": "100.96.2.0/24", "n3": "100.96.3.0/24"}
+    second = plan(c, hosts(("n1", "10.0.0.1"), ("n3", "10.0.0.3"), ("n4", "10.0.0.4")), first.leases)
+    assert subnets(second) == {"n1": "100.96.1.0/24", "n2": "100.96.2.0/24",
+                               "n3": "100.96.3.0/24", "n4": "100.96.4.0/24"}
+    assert second.retained == ["n2"] and second.members == ["n1", "n3", "n4"]
+    assert second.peers_of("n1") == ["n3", "n4"]
+    pruned = plan(c, hosts(("n1", "10.0.0.1"), ("n3", "10.0.0.3"), ("n4", "10.0.0.4")),
+                  second.leases, prune=True)
+    assert "n2" not in pruned.leases and pruned.released == ["n2"]
+    # The freed subnet is the lowest free one: the next new host gets it.
+    again = plan(c, hosts(("n1", "10.0.0.1"), ("n3", "10.0.0.3"), ("n4", "10.0.0.4"),
+                          ("n5", "10.0.0.5")), pruned.leases)
+    assert subnets(again)["n5"] == "100.96.2.0/24"
+
+
+def test_public_ip_change_keeps_subnet_and_updates_lease():
+    c = cfg()
+    first = plan(c, hosts(("n1", "10.0.0.1"), ("n2", "10.0.0.2")), {})
+    moved = plan(c, hosts(("n1", "10.0.0.1"), ("n2", "10.0.0.99")), first.leases)
+    assert subnets(moved) == subnets(first)
+    assert str(moved.leases["n2"].public_ip) == "10.0.0.99"
+
+
+def test_unknown_public_ip_keeps_the_lease_ip_or_leaves_host_unplanned():
+    c = cfg()
+    first = plan(c, hosts(("n1", "10.0.0.1")), {})
+    second = plan(c, [HostSpec("n1"), HostSpec("n2")], first.leases)
+    assert str(second.leases["n1"].public_ip) == "10.0.0.1"
+    assert second.unplanned == ["n2"] and "n2" not in second.leases
+
+
+def test_pin_wins_and_a_repinned_host_frees_its_subnet():
+    c = cfg()
+    first = plan(c, hosts(("n1", "10.0.0.1"), ("n2", "10.0.0.2")), {})
+    pinned = [HostSpec("n1", ipaddress.ip_address("10.0.0.1"), ipaddress.ip_network("100.96.9.0/24")),
+              HostSpec("n2", ipaddress.ip_address("10.0.0.2"))]
+    second = plan(c, pinned, first.leases)
+    assert subnets(second) == {"n1": "100.96.9.0/24", "n2": "100.96.2.0/24"}
+
+
+def test_pin_onto_a_live_lease_is_refused():
+    c = cfg()
+    first = plan(c, hosts(("n1", "10.0.0.1"), ("n2", "10.0.0.2")), {})
+    clash = [HostSpec("n1", ipaddress.ip_address("10.0.0.1"), ipaddress.ip_network("100.96.2.0/24")),
+             HostSpec("n2", ipaddress.ip_address("10.0.0.2"))]
+    with pytest.raises(PlanError, match="weft_subnet of n1: 100.96.2.0/24 is leased to n2"):
+        plan(c, clash, first.leases)
+
+
+def test_pin_onto_a_retained_lease_is_refused_until_prune():
+    c = cfg()
+    first = plan(c, hosts(("old", "10.0.0.1")), {})
+    pin = [HostSpec("new", ipaddress.ip_address("10.0.0.2"), ipaddress.ip_network("100.96.1.0/24"))]
+    with pytest.raises(PlanError, match="retained lease of old"):
+        plan(c, pin, first.leases)
+    assert subnets(plan(c, pin, first.leases, prune=True)) == {"new": "100.96.1.0/24"}
+
+
+def test_out_of_subnets_message():
+    c = cfg(Network="100.96.0.0/16")
+    many = [HostSpec("h%03d" % i, ipaddress.ip_address("10.1.%d.%d" % (i // 200, i % 200 + 1)))
+            for i in range(300)]
+    with pytest.raises(PlanError) as err:
+        plan(c, many, {})
+    assert str(err.value) == \
+        "out of subnets: 300 hosts, 255 subnets from 100.96.1.0/24 to 100.96.255.0/24"
+
+
+def test_lease_outside_a_shrunk_range_is_reallocated():
+    c = cfg()
+    first = plan(c, hosts(("n1", "10.0.0.1"), ("n2", "10.0.0.2")), {})
+    narrowed = cfg(SubnetMin="100.96.2.0", SubnetMax="100.96.10.0")
+    second = plan(narrowed, hosts(("n1", "10.0.0.1"), ("n2", "10.0.0.2")), first.leases)
+    assert subnets(second) == {"n1": "100.96.3.0/24", "n2": "100.96.2.0/24"}
+
+
+def test_lease_file_with_one_subnet_twice_is_refused():
+    raw = {"a": {"subnet": "100.96.1.0/24"}, "b": {"subnet": "100.96.1.0/24"}}
+    with pytest.raises(PlanError, match="a and b both hold 100.96.1.0/24"):
+        parse_leases(raw)
+
+
+# ---- properties -------------------------------------------------------------------
+
+NAMES = ["h%d" % i for i in range(12)]
+step = st.one_of(
+    st.tuples(st.just("add"), st.sampled_from(NAMES)),
+    st.tuples(st.just("remove"), st.sampled_from(NAMES)),
+    st.tuples(st.just("pin"), st.sampled_from(NAMES), st.integers(1, 14)),
+    st.tuples(st.just("unpin"), st.sampled_from(NAMES)),
+    st.tuples(st.just("prune"),),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(step, max_size=30))
+def test_random_histories_never_overlap_or_move_survivors(steps):
+    c = cfg(Network="100.96.0.0/24", SubnetLen=28)  # 15 subnets: exhaustion is reachable
+    inventory, pins, leases = {}, {}, {}
+    for op in steps:
+        new_inventory, new_pins, prune = dict(inventory), dict(pins), False
+        if op[0] == "add":
+            new_inventory[op[1]] = "10.0.0.%d" % (NAMES.index(op[1]) + 1)
+        elif op[0] == "remove":
+            new_inventory.pop(op[1], None)
+            new_pins.pop(op[1], None)
+        elif op[0] == "pin" and op[1] in new_inventory:
+            new_pins[op[1]] = ipaddress.ip_network("100.96.0.%d/28" % (op[2] * 16))
+        elif op[0] == "unpin":
+            new_pins.pop(op[1], None)
+        elif op[0] == "prune":
+            prune = True
+        specs = [HostSpec(n, ipaddress.ip_address(ip), new_pins.get(n))
+                 for n, ip in new_inventory.items()]
+        try:
+            specs = parse_hosts([{"name": s.name, "public_ip": str(s.public_ip),
+                                  "subnet": str(s.pin) if s.pin else None} for s in specs], c)
+            result = plan(c, specs, leases, prune=prune)
+        except PlanError:
+            continue  # refused: nothing changes, as with the real lease file
+        held = [lease.subnet for lease in result.leases.values()]
+        assert len(held) == len(set(held)), "two leases share a subnet"
+        assert all(c.in_range(s) for s in held)
+        for name in new_inventory:
+            assert name in result.leases
+            if name in leases and pins.get(name) == new_pins.get(name):
+                assert result.leases[name].subnet == leases[name].subnet, "a survivor moved"
+            if name in new_pins:
+                assert result.leases[name].subnet == new_pins[name]
+        for name, lease in leases.items():
+            if name not in new_inventory and not prune:
+                assert result.leases[name].subnet == lease.subnet, "a retained lease moved"
+        inventory, pins, leases = new_inventory, new_pins, result.leases
