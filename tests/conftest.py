@@ -54,3 +54,75 @@ def run_ansible_module(module, args, check=False, diff=False, python=None, netns
 @pytest.fixture
 def ansible_module():
     return run_ansible_module
+
+
+# ---- network namespaces for real-kernel tests -------------------------------------
+
+NETNS_PREFIX = "weft-t-"
+PYTHONS = {
+    # The pyroute2 a host gets from its distribution (Debian 12: 0.7.2) ...
+    "distro": "/usr/bin/python3",
+    # ... and the current PyPI release, in the project venv.
+    "pypi": sys.executable,
+}
+
+
+def sh(*cmd, netns=None, check=True):
+    if netns:
+        cmd = ("ip", "-n", netns) + cmd[1:] if cmd[0] == "ip" else ("ip", "netns", "exec", netns) + cmd
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode:
+        raise AssertionError("%s failed: %s" % (" ".join(cmd), proc.stderr))
+    return proc.stdout
+
+
+def remove_stale_namespaces():
+    """Namespaces left by a test run that was killed half-way (ours by their prefix)."""
+    for line in sh("ip", "netns", "list").splitlines():
+        name = line.split()[0] if line.strip() else ""
+        if name.startswith(NETNS_PREFIX):
+            sh("ip", "netns", "del", name, check=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_namespaces():
+    remove_stale_namespaces()
+    yield
+    remove_stale_namespaces()
+
+
+_counter = iter(range(1, 1 << 30))
+
+
+@pytest.fixture
+def netns():
+    """A fresh namespace with loopback up and a veth pair u0 (10.9.0.1/24) <-> u1, both up."""
+    name = "%s%d-%d" % (NETNS_PREFIX, os.getpid(), next(_counter))
+    sh("ip", "netns", "add", name)
+    try:
+        sh("ip", "link", "set", "lo", "up", netns=name)
+        sh("ip", "link", "add", "u0", "type", "veth", "peer", "name", "u1", netns=name)
+        sh("ip", "addr", "add", "10.9.0.1/24", "dev", "u0", netns=name)
+        sh("ip", "link", "set", "u0", "up", netns=name)
+        sh("ip", "link", "set", "u1", "up", netns=name)
+        yield name
+    finally:
+        sh("ip", "netns", "del", name, check=False)
+
+
+@pytest.fixture(params=sorted(PYTHONS), ids=lambda p: "pyroute2-" + p)
+def host_python(request):
+    """Run each module test with both pyroute2 versions a host may have."""
+    python = PYTHONS[request.param]
+    probe = subprocess.run([python, "-c", "import pyroute2"], capture_output=True)
+    if probe.returncode:
+        pytest.fail("%s cannot import pyroute2: install python3-pyroute2" % python)
+    return python
+
+
+@pytest.fixture
+def run_in(netns, host_python):
+    """run_in(module, args, check=False, diff=False) inside the test namespace."""
+    def run(module, args, **kwargs):
+        return run_ansible_module(module, args, python=host_python, netns=netns, **kwargs)
+    return run

@@ -1,0 +1,74 @@
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Argument checks shared by the netlink modules.
+
+Each parser raises ValueError whose message starts with the option it is about, so a
+module can fail with it unchanged before it writes anything.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def ip_address(value, option):
+    try:
+        return ipaddress.ip_address(str(value).strip())
+    except ValueError:
+        raise ValueError("%s: %r is not an IP address" % (option, value)) from None
+
+
+def ip_network(value, option):
+    """A CIDR whose host bits are clear (what a route's destination must be)."""
+    text = str(value).strip()
+    if text == "default":
+        text = "0.0.0.0/0"
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        raise ValueError("%s: %r is not a network in CIDR form (%s)" % (option, value, exc)) from None
+
+
+def ip_interface(value, option):
+    """An address with its prefix length, e.g. 100.96.1.0/32."""
+    text = str(value).strip()
+    if "/" not in text:
+        raise ValueError("%s: %r needs a prefix length, e.g. %s/32" % (option, value, text))
+    try:
+        return ipaddress.ip_interface(text)
+    except ValueError:
+        raise ValueError("%s: %r is not an address in CIDR form" % (option, value)) from None
+
+
+def mac_address(value, option, unicast=False):
+    text = str(value).strip().lower().replace("-", ":")
+    if not _MAC.match(text):
+        raise ValueError("%s: %r is not a MAC address such as 0e:77:64:60:01:00" % (option, value))
+    if unicast and int(text[:2], 16) & 1:
+        raise ValueError("%s: %s is a multicast MAC; a device needs a unicast one" % (option, text))
+    return text
+
+
+def same_family(option, *addresses):
+    versions = {a.version for a in addresses if a is not None}
+    if len(versions) > 1:
+        raise ValueError("%s: mixes IPv4 and IPv6 addresses (%s)"
+                         % (option, ", ".join(str(a) for a in addresses if a is not None)))
+
+
+def int_range(value, option, low, high):
+    if not low <= value <= high:
+        raise ValueError("%s: %d is out of range %d..%d" % (option, value, low, high))
+    return value
+
+
+def interface_name(value, option):
+    if not value or len(value) > 15 or "/" in value or any(c.isspace() for c in value) \
+            or value in (".", ".."):
+        raise ValueError("%s: %r is not a valid interface name (1-15 characters, no '/' "
+                         "or spaces)" % (option, value))
+    return value
