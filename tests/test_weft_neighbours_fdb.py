@@ -27,7 +27,7 @@ def fdb(netns):
 def test_neighbours_create_idempotent_change_purge(netns, vxlan, run_in):
     wanted = [{"ip": "100.96.2.0", "mac": MAC2}, {"ip": "100.96.3.0", "mac": MAC3.upper()}]
     sh("ip", "neigh", "add", "100.96.9.9", "lladdr", "0e:00:00:00:00:09", "dev", "flannel.1",
-       "nud", "noarp", netns=netns)  # not permanent: never purged
+       "nud", "stale", netns=netns)  # learned, not permanent: never purged
     result = run_in("weft_neighbours", {"dev": vxlan, "neighbours": wanted, "purge": True})
     assert result["changed"] and len(result["added"]) == 2, result
     assert neigh(netns) == ("100.96.2.0 lladdr %s PERMANENT \n100.96.3.0 lladdr %s PERMANENT \n"
