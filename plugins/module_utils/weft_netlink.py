@@ -34,6 +34,7 @@ AF_BRIDGE = socket.AF_BRIDGE
 ROUTE_TABLES = {"default": 253, "main": 254, "local": 255}
 ROUTE_SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254}
 SCOPE_NAMES = {0: "global", 200: "site", 253: "link", 254: "host"}
+SCOPE_LINK = 253
 
 
 def require_pyroute2(module):
@@ -90,9 +91,15 @@ class Kernel:
         return self._names
 
     def addresses(self, index):
-        """CIDRs on a link, in kernel order."""
-        return ["%s/%d" % (m.get_attr("IFA_ADDRESS"), m["prefixlen"])
-                for m in self.ipr.get_addr(index=index)]
+        """CIDRs on a link in kernel order, without the IPv6 link-local ones the kernel
+        adds by itself."""
+        return ["%s/%d" % (m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS"), m["prefixlen"])
+                for m in self.ipr.get_addr(index=index) if m["scope"] != SCOPE_LINK]
+
+    def all_addresses(self):
+        """Every address on every device: [{'local': ip, 'index': n}]."""
+        return [dict(local=m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS"), index=m["index"])
+                for m in self.ipr.get_addr()]
 
     # ---- dumps ----
     def routes(self):

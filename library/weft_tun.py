@@ -1,0 +1,154 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: weft_tun
+short_description: Manage a persistent TUN device (Flannel's udp backend) through pyroute2
+description:
+  - Creates, updates or removes a persistent layer-3 TUN device (IFF_TUN without packet
+    information), like Flannel's C(flannel0), so that a daemon can attach to it later.
+  - O(owner), O(group) and O(multi_queue) are fixed at creation; when one differs the device
+    is re-created (RV(recreated)). O(mtu), O(address) and O(up) change in place.
+  - An existing device of another kind with the same name is never touched; the module fails.
+version_added: "0.1.0"
+author: weft contributors
+requirements:
+  - pyroute2 0.7 or later on the managed host (Debian package C(python3-pyroute2))
+  - /dev/net/tun
+options:
+  name:
+    description: Device name, e.g. C(flannel0).
+    type: str
+    required: true
+  state:
+    description: Whether the device exists.
+    type: str
+    choices: [present, absent]
+    default: present
+  owner:
+    description: Numeric user ID allowed to attach to the device without CAP_NET_ADMIN.
+      Anyone with CAP_NET_ADMIN may attach when omitted.
+    type: int
+  group:
+    description: Numeric group ID allowed to attach to the device.
+    type: int
+  multi_queue:
+    description: Create a multi-queue device, so that several workers can each attach
+      their own queue.
+    type: bool
+    default: false
+  mtu:
+    description: Device MTU; Flannel's udp backend uses the underlay's minus 28.
+    type: int
+  address:
+    description: The device's one address in CIDR form, e.g. V(100.96.1.0/32). Any other
+      address on the device is removed. Addresses are left alone when omitted.
+    type: str
+  up:
+    description: Whether the device is up. A TUN device reports its carrier only while a
+      process is attached; O(up) is the administrative state.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: Before and after hold only the attributes that differ.
+  platform:
+    platforms: linux
+"""
+
+EXAMPLES = r"""
+- name: Flannel's udp backend device
+  weft_tun:
+    name: flannel0
+    mtu: 1472
+    address: 100.96.1.0/32
+
+- name: Remove it
+  weft_tun:
+    name: flannel0
+    state: absent
+"""
+
+RETURN = r"""
+recreated:
+  description: Whether the device was (or would be) deleted and created again.
+  returned: always
+  type: bool
+device:
+  description: The device as the kernel has it after the change (not in check mode).
+  returned: when state is present and not in check mode
+  type: dict
+  sample: {name: flannel0, kind: tun, owner: null, group: null, multi_queue: false,
+           mtu: 1472, address: 100.96.1.0/32, up: true, mac: null}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.weft_device import common_argument_spec, converge, desired_common
+from ansible.module_utils.weft_netlink import Kernel, attr, require_pyroute2
+from ansible.module_utils.weft_validate import int_range
+
+NO_OWNER = 2 ** 32 - 1  # the kernel reports an unset owner or group as (uid_t)-1
+IFLA_TUN_TYPE_TUN = 1
+
+
+def desired_identity(params):
+    identity = dict(multi_queue=params["multi_queue"], owner=None, group=None)
+    for option in ("owner", "group"):
+        if params[option] is not None:
+            identity[option] = int_range(params[option], option, 0, NO_OWNER - 1)
+    return identity
+
+
+def identity_of(msg):
+    data = attr(msg, "IFLA_LINKINFO", "IFLA_INFO_DATA")
+    if attr(data, "IFLA_TUN_TYPE") not in (None, IFLA_TUN_TYPE_TUN) or attr(data, "IFLA_TUN_PI"):
+        # A TAP device, or one with packet information: not what this module makes.
+        return dict(multi_queue=None, owner=None, group=None, mode="tap-or-pi")
+
+    def ident(name):
+        value = attr(data, name)
+        return None if value in (None, NO_OWNER, -1) else value
+    return dict(multi_queue=bool(attr(data, "IFLA_TUN_MULTI_QUEUE")),
+                owner=ident("IFLA_TUN_OWNER"), group=ident("IFLA_TUN_GROUP"))
+
+
+def main():
+    spec = common_argument_spec()
+    spec.update(
+        owner=dict(type="int"),
+        group=dict(type="int"),
+        multi_queue=dict(type="bool", default=False),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    require_pyroute2(module)
+    params = module.params
+    try:
+        inplace = desired_common(params, mac_option=False)
+        identity = desired_identity(params)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+
+    with Kernel() as kernel:
+        def create():
+            flags = {"no_pi": True}
+            if identity["multi_queue"]:
+                flags["multi_queue"] = True
+            spec = dict(ifname=params["name"], kind="tuntap", mode="tun", ifr=flags)
+            for option in ("owner", "group"):
+                if identity[option] is not None:
+                    spec["uid" if option == "owner" else "gid"] = identity[option]
+            kernel.ipr.link("add", **spec)
+
+        converge(module, kernel, "tun", identity, inplace, identity_of, create)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: weft_vxlan
+short_description: Manage a VXLAN device (a Flannel-style VTEP) over netlink
+description:
+  - Creates, updates or removes a VXLAN device through pyroute2, the way Flannel's vxlan
+    backend sets up C(flannel.<VNI>).
+  - O(vni), O(local), O(dev), O(port) and O(learning) are fixed when the kernel creates the
+    device; when one of them differs the device is deleted and re-created (RV(recreated)).
+    O(mtu), O(mac), O(address) and O(up) change in place.
+  - An existing device of another kind with the same name is never touched; the module fails.
+version_added: "0.1.0"
+author: weft contributors
+requirements:
+  - pyroute2 0.7 or later on the managed host (Debian package C(python3-pyroute2))
+options:
+  name:
+    description: Device name, e.g. C(flannel.1).
+    type: str
+    required: true
+  state:
+    description: Whether the device exists.
+    type: str
+    choices: [present, absent]
+    default: present
+  vni:
+    description: VXLAN network identifier, 1 to 16777215. Required with O(state=present).
+    type: int
+  local:
+    description: This host's underlay (public) address, the source of encapsulated packets.
+      Must be an address of O(dev), or of some device when O(dev) is not given.
+      Required with O(state=present).
+    type: str
+  dev:
+    description: The underlay device the encapsulated packets leave by.
+    type: str
+  port:
+    description: UDP destination port. Flannel and the Linux kernel use 8472; IANA's is 4789.
+    type: int
+    default: 8472
+  learning:
+    description: Learn remote MACs from received packets. Off for a Flannel-style overlay,
+      whose FDB is programmed (see M(weft_fdb)).
+    type: bool
+    default: false
+  mac:
+    description: The device's MAC (a unicast address). weft derives a stable one per
+      subnet so that peers' neighbour and FDB entries stay valid when the device is
+      re-created. Left as the kernel chose it when omitted.
+    type: str
+  mtu:
+    description: Device MTU; Flannel uses the underlay's minus 50. Left as the kernel chose
+      it (also underlay minus 50) when omitted.
+    type: int
+  address:
+    description: The device's one address in CIDR form, e.g. V(100.96.1.0/32). Any other
+      address on the device is removed. Addresses are left alone when omitted.
+    type: str
+  up:
+    description: Whether the device is up.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: Before and after hold only the attributes that differ.
+  platform:
+    platforms: linux
+"""
+
+EXAMPLES = r"""
+- name: Flannel's VTEP for VNI 1 on eth0
+  weft_vxlan:
+    name: flannel.1
+    vni: 1
+    local: 10.168.0.2
+    dev: eth0
+    mac: "0e:77:64:60:01:00"
+    mtu: 1450
+    address: 100.96.1.0/32
+
+- name: Remove it
+  weft_vxlan:
+    name: flannel.1
+    state: absent
+"""
+
+RETURN = r"""
+recreated:
+  description: Whether the device was (or would be) deleted and created again.
+  returned: always
+  type: bool
+device:
+  description: The device as the kernel has it after the change (not in check mode).
+  returned: when state is present and not in check mode
+  type: dict
+  sample:
+    name: flannel.1
+    kind: vxlan
+    vni: 1
+    local: 10.168.0.2
+    dev: eth0
+    port: 8472
+    learning: false
+    mac: "0e:77:64:60:01:00"
+    mtu: 1450
+    address: 100.96.1.0/32
+    up: true
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.weft_device import common_argument_spec, converge, desired_common
+from ansible.module_utils.weft_netlink import Kernel, attr, require_pyroute2
+from ansible.module_utils.weft_validate import int_range, ip_address
+
+MAX_VNI = 2 ** 24 - 1
+
+
+def desired_identity(params, kernel):
+    for option in ("vni", "local"):
+        if params[option] is None:
+            raise ValueError("%s: is required when state is present" % option)
+    local = ip_address(params["local"], "local")
+    identity = dict(vni=int_range(params["vni"], "vni", 1, MAX_VNI), local=str(local),
+                    dev=params["dev"], port=int_range(params["port"], "port", 1, 65535),
+                    learning=params["learning"])
+    if params["dev"] is not None:
+        index = kernel.index(params["dev"])
+        if index is None:
+            raise ValueError("dev: no underlay device named %s" % params["dev"])
+        owned = [a.split("/")[0] for a in kernel.addresses(index)]
+        if str(local) not in owned:
+            raise ValueError("local: %s is not an address of %s (it has %s)"
+                             % (local, params["dev"], ", ".join(owned) or "none"))
+    else:
+        del identity["dev"]
+        owned = {a["local"] for a in kernel.all_addresses()}
+        if str(local) not in owned:
+            raise ValueError("local: %s is not an address of this host" % local)
+    return identity
+
+
+def identity_of(kernel):
+    def read(msg):
+        data = attr(msg, "IFLA_LINKINFO", "IFLA_INFO_DATA")
+        link = attr(data, "IFLA_VXLAN_LINK")
+        return dict(vni=attr(data, "IFLA_VXLAN_ID"),
+                    local=attr(data, "IFLA_VXLAN_LOCAL") or attr(data, "IFLA_VXLAN_LOCAL6"),
+                    dev=kernel.names().get(link) if link else None,
+                    port=attr(data, "IFLA_VXLAN_PORT"),
+                    learning=bool(attr(data, "IFLA_VXLAN_LEARNING")))
+    return read
+
+
+def main():
+    spec = common_argument_spec()
+    spec.update(
+        vni=dict(type="int"),
+        local=dict(type="str"),
+        dev=dict(type="str"),
+        port=dict(type="int", default=8472),
+        learning=dict(type="bool", default=False),
+        mac=dict(type="str"),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    require_pyroute2(module)
+    params = module.params
+    with Kernel() as kernel:
+        identity, inplace = {}, {}
+        try:
+            inplace = desired_common(params)
+            if params["state"] == "present":
+                identity = desired_identity(params, kernel)
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
+
+        def create():
+            spec = dict(ifname=params["name"], kind="vxlan", vxlan_id=identity["vni"],
+                        vxlan_port=identity["port"], vxlan_learning=int(identity["learning"]))
+            spec["vxlan_local6" if ":" in identity["local"] else "vxlan_local"] = identity["local"]
+            if identity.get("dev"):
+                spec["vxlan_link"] = kernel.index(identity["dev"])
+            kernel.ipr.link("add", **spec)
+
+        converge(module, kernel, "vxlan", identity, inplace, identity_of(kernel), create)
+
+
+if __name__ == "__main__":
+    main()
