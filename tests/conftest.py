@@ -76,11 +76,15 @@ def sh(*cmd, netns=None, check=True):
     return proc.stdout
 
 
-def remove_stale_namespaces():
-    """Namespaces left by a test run that was killed half-way (ours by their prefix)."""
+def remove_stale_namespaces(own=False):
+    """Namespaces left by a test run that was killed half-way: ours by their prefix, whose
+    creating process is gone (parallel workers keep theirs). own=True: this process's too."""
     for line in sh("ip", "netns", "list").splitlines():
         name = line.split()[0] if line.strip() else ""
-        if name.startswith(NETNS_PREFIX):
+        if not name.startswith(NETNS_PREFIX):
+            continue
+        pid = name[len(NETNS_PREFIX):].split("-")[0]
+        if (own and pid == str(os.getpid())) or not os.path.exists("/proc/%s" % pid):
             sh("ip", "netns", "del", name, check=False)
 
 
@@ -88,7 +92,7 @@ def remove_stale_namespaces():
 def _clean_namespaces():
     remove_stale_namespaces()
     yield
-    remove_stale_namespaces()
+    remove_stale_namespaces(own=True)
 
 
 _counter = iter(range(1, 1 << 30))

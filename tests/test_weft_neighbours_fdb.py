@@ -16,7 +16,9 @@ def vxlan(netns):
 
 
 def neigh(netns):
-    return sh("ip", "neigh", "show", "dev", "flannel.1", "nud", "permanent", netns=netns)
+    """Permanent entries, one line each, sorted (the kernel lists them in hash order)."""
+    lines = sh("ip", "neigh", "show", "dev", "flannel.1", "nud", "permanent", netns=netns)
+    return "".join(sorted(lines.splitlines(keepends=True)))
 
 
 def fdb(netns):
