@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what weft needs on this machine (Debian 12, as root): the packages lab nodes use
+# (nodes boot from a copy-on-write view of this host) and the controller's venv in .venv.
+# Safe to run again: it only adds what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  python3 python3-venv python3-pyroute2 python3-yaml   # controller venv; hosts' pyroute2
+  iproute2 iptables iputils-ping procps kmod             # kernel networking tools
+  systemd systemd-container dbus openssh-server openssh-client   # lab nodes
+  docker.io busybox-static                               # containers in lab nodes
+  iperf3 make                                            # benchmarks, convenience targets
+)
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "weft: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The host's own services stay off: lab nodes run their own sshd, dockerd and etcd.
+for unit in docker.service docker.socket containerd.service ssh.service; do
+  systemctl disable --now "$unit" >/dev/null 2>&1 || true
+done
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import ansible, pyroute2, molecule' 2>/dev/null \
+   || [ requirements.txt -nt .venv/.installed ]; then
+  echo "weft: preparing the controller venv (.venv)"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements.txt
+  touch .venv/.installed
+fi

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test: unit and real-kernel module tests, lint, and the Molecule scenarios
+# on lab nodes. Installs what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
+
+echo "== pytest: planner, modules against the real kernel (both pyroute2 versions)"
+python -m pytest -n 2 -q tests
+
+echo "== ansible-lint (production profile)"
+ansible-lint --profile production
+
+if [ -d molecule ] && [ -n "$(ls molecule)" ]; then
+  for scenario in $(ls molecule); do
+    [ -f "molecule/$scenario/molecule.yml" ] || continue
+    echo "== molecule test -s $scenario"
+    molecule test -s "$scenario"
+  done
+fi
