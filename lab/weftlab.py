@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""weftlab: local multi-node labs for weft, each node a real systemd machine.
+
+    weftlab.py up node1 node2 ...   boot nodes (idempotent: running nodes are kept)
+    weftlab.py down                 power every node off and remove all the lab made
+    weftlab.py status               list the nodes
+    weftlab.py ssh NODE [CMD...]    run a command on a node (or a shell)
+
+A node is systemd-nspawn booting a copy-on-write overlay of this host's root file
+system in a network namespace of its own, attached by a veth to the bridge weftlab0
+(10.168.0.1/24). node<k> gets 10.168.0.<k+1>. Nodes have their own systemd, journald,
+sshd and dockerd, and no default route: they reach only each other and this host.
+Everything lives under /var/lib/weftlab, so any checkout can tear down any lab, including
+one whose creator was killed half-way. Standard library only; run as root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+STATE = "/var/lib/weftlab"
+NODES_DIR = os.path.join(STATE, "nodes")
+KEY = os.path.join(STATE, "id_ed25519")
+IMAGE_TAR = os.path.join(STATE, "weft-busybox.tar")
+BRIDGE = "weftlab0"
+PREFIX = "10.168.0"
+NETNS = "weftlab-%s"
+VETH = "wl-%s"
+NODE_NAME = re.compile(r"^node([1-9][0-9]?)$")
+BOOT_TIMEOUT = 120
+
+# Units of this host that have no business in a lab node.
+MASKED_UNITS = [
+    "postgresql.service", "etcd.service", "iperf3.service", "redis-server.service",
+    "systemd-networkd.service", "systemd-networkd.socket", "systemd-networkd-wait-online.service",
+    "systemd-resolved.service", "systemd-timesyncd.service", "console-getty.service",
+    "getty@tty1.service", "apparmor.service", "e2scrub_reap.service", "systemd-pstore.service",
+    "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer", "dpkg-db-backup.timer",
+    "e2scrub_all.timer", "fstrim.timer",
+]
+ENABLED_UNITS = {"multi-user.target.wants": ["ssh.service", "containerd.service",
+                                             "docker.service"]}
+# nspawn mounts the cgroup v1 controllers read-only; dockerd needs them writable.
+DOCKER_DROPIN = """[Service]
+ExecStartPre=/bin/sh -c 'for c in cpu cpuacct cpuset memory devices freezer blkio pids; do \
+[ -d /sys/fs/cgroup/$c ] && mount -o remount,bind,rw /sys/fs/cgroup/$c || true; done'
+"""
+BUSYBOX_APPLETS = ["sh", "ping", "ip", "nc", "sleep", "httpd", "wget", "cat", "ls", "ifconfig",
+                   "hostname", "echo", "true", "printf", "grep"]
+
+
+def run(*cmd, check=True, quiet=False, **kwargs):
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if check and proc.returncode:
+        raise SystemExit("weftlab: %s failed: %s" % (" ".join(cmd), proc.stderr.strip()))
+    return proc
+
+
+def node_ip(name):
+    return "%s.%d" % (PREFIX, int(NODE_NAME.match(name).group(1)) + 1)
+
+
+def node_dir(name):
+    return os.path.join(NODES_DIR, name)
+
+
+def mounted(path):
+    with open("/proc/mounts") as mounts:
+        return any(line.split()[1] == path for line in mounts)
+
+
+def link_exists(name, netns=None):
+    cmd = ["ip"] + (["-n", netns] if netns else []) + ["link", "show", name]
+    return run(*cmd, check=False).returncode == 0
+
+
+def netns_exists(name):
+    return os.path.exists("/run/netns/%s" % name)
+
+
+def ssh_cmd(name):
+    return ["ssh", "-i", KEY, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=3", "-o", "BatchMode=yes",
+            "root@%s" % node_ip(name)]
+
+
+# ---------------------------------------------------------------------------- up
+
+def ensure_shared():
+    os.makedirs(NODES_DIR, exist_ok=True)
+    if not os.path.exists(KEY):
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "weftlab", "-f", KEY)
+    if not os.path.exists(IMAGE_TAR):
+        build_image_tar()
+    if not link_exists(BRIDGE):
+        run("ip", "link", "add", BRIDGE, "type", "bridge")
+        run("ip", "addr", "add", "%s.1/24" % PREFIX, "dev", BRIDGE)
+    run("ip", "link", "set", BRIDGE, "up")
+    # Bridged frames between nodes must not go through this host's iptables.
+    if os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables"):
+        run("sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0", check=False)
+
+
+def build_image_tar():
+    """A tiny container image made offline: busybox and its applets."""
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    with tempfile.TemporaryDirectory() as tree:
+        os.makedirs(os.path.join(tree, "bin"))
+        os.makedirs(os.path.join(tree, "tmp"))
+        shutil.copy2(busybox, os.path.join(tree, "bin", "busybox"))
+        for applet in BUSYBOX_APPLETS:
+            os.symlink("busybox", os.path.join(tree, "bin", applet))
+        tmp = IMAGE_TAR + ".tmp"
+        run("tar", "-C", tree, "-cf", tmp, ".")
+        os.replace(tmp, IMAGE_TAR)
+
+
+def prepare_root(name):
+    """Mount the node's copy-on-write root and make it a distinct machine."""
+    base = node_dir(name)
+    root = os.path.join(base, "root")
+    os.makedirs(base, exist_ok=True)
+    if not mounted(base):
+        # The overlay's upper dir must not be on the root file system itself.
+        run("mount", "-t", "tmpfs", "-o", "size=4g,mode=0755", "weftlab-%s" % name, base)
+    for sub in ("upper", "work", "root"):
+        os.makedirs(os.path.join(base, sub), exist_ok=True)
+    if not mounted(root):
+        run("mount", "-t", "overlay", "overlay", "-o",
+            "lowerdir=/,upperdir=%s/upper,workdir=%s/work" % (base, base), root)
+
+    def path(*parts):
+        return os.path.join(root, *parts)
+
+    for stale in ("etc/machine-id", "etc/docker/daemon.json", "run/flannel/subnet.env"):
+        if os.path.lexists(path(stale)):
+            os.unlink(path(stale))
+    with open(path("etc/hostname"), "w") as handle:
+        handle.write(name + "\n")
+    units = path("etc/systemd/system")
+    for unit in MASKED_UNITS:
+        target = os.path.join(units, unit)
+        if os.path.lexists(target):
+            os.unlink(target)
+        os.symlink("/dev/null", target)
+    for wants, enabled in ENABLED_UNITS.items():
+        os.makedirs(os.path.join(units, wants), exist_ok=True)
+        for unit in enabled:
+            link = os.path.join(units, wants, unit)
+            if not os.path.lexists(link):
+                os.symlink("/lib/systemd/system/%s" % unit, link)
+    os.makedirs(os.path.join(units, "docker.service.d"), exist_ok=True)
+    with open(os.path.join(units, "docker.service.d", "weftlab-cgroups.conf"), "w") as handle:
+        handle.write(DOCKER_DROPIN)
+    ssh_dir = path("root/.ssh")
+    os.makedirs(ssh_dir, mode=0o700, exist_ok=True)
+    with open(KEY + ".pub") as pub, open(os.path.join(ssh_dir, "authorized_keys"), "w") as keys:
+        keys.write(pub.read())
+    os.chmod(os.path.join(ssh_dir, "authorized_keys"), 0o600)
+    os.makedirs(path("var/tmp"), exist_ok=True)
+    shutil.copy2(IMAGE_TAR, path("var/tmp/weft-busybox.tar"))
+    return root
+
+
+def prepare_network(name):
+    ns, veth = NETNS % name, VETH % name
+    if not netns_exists(ns):
+        run("ip", "netns", "add", ns)
+    if not link_exists("eth0", ns):
+        if link_exists(veth):
+            run("ip", "link", "del", veth)
+        run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+    run("ip", "link", "set", veth, "master", BRIDGE, "up")
+    run("ip", "-n", ns, "link", "set", "lo", "up")
+    if "%s/24" % node_ip(name) not in run("ip", "-n", ns, "addr", "show", "eth0").stdout:
+        run("ip", "-n", ns, "addr", "add", "%s/24" % node_ip(name), "dev", "eth0")
+    run("ip", "-n", ns, "link", "set", "eth0", "up")
+
+
+def boot(name, root):
+    log = open(os.path.join(STATE, "%s.log" % name), "w")
+    env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="1")
+    proc = subprocess.Popen(
+        ["systemd-nspawn", "-D", root, "-b", "--register=no", "--keep-unit", "--link-journal=no",
+         "--capability=all", "--system-call-filter=add_key keyctl bpf",
+         "--network-namespace-path=/run/netns/%s" % (NETNS % name), "-M", name],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+        start_new_session=True)
+    with open(pid_file(name), "w") as handle:
+        handle.write(str(proc.pid))
+    return proc
+
+
+def pid_file(name):
+    return os.path.join(STATE, "%s.pid" % name)
+
+
+def nspawn_pid(name):
+    """The PID of this node's systemd-nspawn, if it is still the process we started."""
+    try:
+        with open(pid_file(name)) as handle:
+            pid = int(handle.read())
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            cmdline = handle.read().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if os.path.join(node_dir(name), "root").encode() in cmdline else None
+
+
+def wait_booted(name, deadline):
+    """Until sshd answers and systemd has finished booting."""
+    while time.time() < deadline:
+        if nspawn_pid(name) is None:
+            raise SystemExit("weftlab: %s stopped while booting; see %s/%s.log"
+                             % (name, STATE, name))
+        try:
+            socket.create_connection((node_ip(name), 22), timeout=1).close()
+        except OSError:
+            time.sleep(0.5)
+            continue
+        state = run(*ssh_cmd(name), "systemctl is-system-running --wait", check=False)
+        if state.stdout.strip() in ("running", "degraded"):
+            return state.stdout.strip()
+        time.sleep(0.5)
+    raise SystemExit("weftlab: %s did not finish booting in %ds" % (name, BOOT_TIMEOUT))
+
+
+def up(names):
+    for name in names:
+        if not NODE_NAME.match(name):
+            raise SystemExit("weftlab: node names are node1 .. node99, not %r" % name)
+    ensure_shared()
+    started = []
+    for name in names:
+        if nspawn_pid(name):
+            continue
+        prepare_network(name)
+        boot(name, prepare_root(name))
+        started.append(name)
+    deadline = time.time() + BOOT_TIMEOUT
+    for name in names:
+        state = wait_booted(name, deadline)
+        print("%s %s %s" % (name, node_ip(name), state))
+
+
+# -------------------------------------------------------------------------- down
+
+def known_nodes():
+    names = set()
+    if os.path.isdir(NODES_DIR):
+        names.update(n for n in os.listdir(NODES_DIR) if NODE_NAME.match(n))
+    for entry in os.listdir("/run/netns") if os.path.isdir("/run/netns") else []:
+        if entry.startswith(NETNS % ""):
+            names.add(entry[len(NETNS % ""):])
+    return sorted(names, key=lambda n: int(NODE_NAME.match(n).group(1)) if NODE_NAME.match(n) else 0)
+
+
+def stop(name, timeout=30):
+    pid = nspawn_pid(name)
+    if pid is None:
+        return
+    # nspawn turns SIGTERM into an orderly poweroff of the node's systemd.
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + timeout
+    while time.time() < deadline and nspawn_pid(name) == pid:
+        time.sleep(0.2)
+    if nspawn_pid(name) == pid:
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+
+
+def remove(name):
+    base = node_dir(name)
+    for path in (os.path.join(base, "root"), base):
+        if mounted(path):
+            if run("umount", path, check=False).returncode:
+                run("umount", "-l", path)
+    if os.path.isdir(base):
+        shutil.rmtree(base)
+    if netns_exists(NETNS % name):
+        run("ip", "netns", "del", NETNS % name)
+    if link_exists(VETH % name):
+        run("ip", "link", "del", VETH % name, check=False)
+    for leftover in (pid_file(name), os.path.join(STATE, "%s.log" % name)):
+        if os.path.exists(leftover):
+            os.unlink(leftover)
+
+
+def down(names=None):
+    names = names or known_nodes()
+    for name in names:
+        pid = nspawn_pid(name)
+        if pid:
+            os.kill(pid, signal.SIGTERM)  # all nodes power off at once
+    for name in names:
+        stop(name)
+        remove(name)
+    if not known_nodes() and link_exists(BRIDGE):
+        run("ip", "link", "del", BRIDGE)
+
+
+def status():
+    for name in known_nodes():
+        print("%s %s %s" % (name, node_ip(name), "running" if nspawn_pid(name) else "stopped"))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="weftlab", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="boot nodes").add_argument("nodes", nargs="+")
+    sub.add_parser("down", help="remove nodes (all by default)").add_argument("nodes", nargs="*")
+    sub.add_parser("status", help="list nodes")
+    ssh = sub.add_parser("ssh", help="run a command on a node")
+    ssh.add_argument("node")
+    ssh.add_argument("cmd", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit("weftlab: run as root")
+    if args.command == "up":
+        up(args.nodes)
+    elif args.command == "down":
+        down(args.nodes)
+    elif args.command == "status":
+        status()
+    elif args.command == "ssh":
+        os.execvp("ssh", ssh_cmd(args.node) + ([" ".join(args.cmd)] if args.cmd else []))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

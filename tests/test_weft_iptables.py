@@ -1,0 +1,60 @@
+"""weft_iptables in a throwaway namespace (its own iptables tables)."""
+
+import pytest
+
+from conftest import run_ansible_module, sh
+
+FWD = {"chain": "WEFT-FWD", "jump_from": "FORWARD",
+       "rules": ['-s 100.96.0.0/16 -m comment --comment "weft forward" -j ACCEPT',
+                 "-d 100.96.0.0/16 -j ACCEPT"]}
+
+
+@pytest.fixture
+def run(netns):
+    return lambda args, **kw: run_ansible_module("weft_iptables", args, netns=netns, **kw)
+
+
+def rules(netns, table="filter"):
+    return sh("iptables", "-t", table, "-S", netns=netns).splitlines()
+
+
+def test_create_idempotent_change_absent(netns, run):
+    sh("iptables", "-A", "FORWARD", "-j", "DROP", netns=netns)  # someone else's rule
+    result = run(FWD)
+    assert result["changed"], result
+    assert rules(netns)[3:] == ["-N WEFT-FWD", "-A FORWARD -j WEFT-FWD", "-A FORWARD -j DROP",
+                                '-A WEFT-FWD -s 100.96.0.0/16 -m comment --comment "weft forward" -j ACCEPT',
+                                "-A WEFT-FWD -d 100.96.0.0/16 -j ACCEPT"]
+    assert not run(FWD)["changed"]
+
+    changed = run(dict(FWD, rules=["-d 100.96.0.0/16 -j ACCEPT"]), diff=True)
+    assert changed["changed"] and changed["rules"] == ["-A WEFT-FWD -d 100.96.0.0/16 -j ACCEPT"]
+    assert '--comment "weft forward"' not in "\n".join(rules(netns))
+    assert "-A FORWARD -j DROP" in rules(netns)
+
+    gone = run(dict(FWD, state="absent"))
+    assert gone["changed"]
+    assert rules(netns)[3:] == ["-A FORWARD -j DROP"]
+    assert not run(dict(FWD, state="absent"))["changed"]
+
+
+def test_nat_chain_with_random_fully_and_check_mode(netns, run):
+    masq = {"table": "nat", "chain": "WEFT-POSTRTG", "jump_from": "POSTROUTING",
+            "rules": ["-s 100.96.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE --random-fully"]}
+    assert run(masq, check=True)["changed"]
+    assert "-N WEFT-POSTRTG" not in rules(netns, "nat")
+    assert run(masq)["changed"] and not run(masq)["changed"]
+    assert "-A WEFT-POSTRTG -s 100.96.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE --random-fully" \
+        in rules(netns, "nat")
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"chain": "FORWARD"}, "chain: 'FORWARD' is not a user chain name"),
+    ({"chain": "bad name"}, "chain: 'bad name' is not a user chain name"),
+    ({"chain": "WEFT-X", "rules": ["-A WEFT-X -j ACCEPT"]}, "rules[0]: '-A WEFT-X -j ACCEPT' must be a rule"),
+    ({"chain": "WEFT-X", "rules": ["-j NOSUCHTARGET"]}, "iptables-restore failed"),
+])
+def test_bad_input(netns, run, args, message):
+    result = run(args)
+    assert result["failed"] and result["msg"].startswith(message), result["msg"]
+    assert "WEFT-X" not in "\n".join(rules(netns))
