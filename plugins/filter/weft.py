@@ -70,6 +70,27 @@ def weft_peer_entries(nodes, me, backend, vxlan_dev, iface, underlay_network=Non
     return entries
 
 
+def weft_plan_table(planned):
+    """The plan as aligned text lines: host, subnet, public IP, VTEP MAC; then capacity."""
+    rows = [("HOST", "SUBNET", "PUBLIC IP", "VTEP MAC")]
+    for name in sorted(planned["nodes"]):
+        node = planned["nodes"][name]
+        rows.append((name, node["subnet"], node["public_ip"] or "-", node.get("vtep_mac") or "-"))
+    for name in planned.get("retained", []):
+        lease = planned["leases"][name]
+        rows.append((name + " (removed, lease kept)", lease["subnet"], lease["public_ip"] or "-", "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    cap = planned["capacity"]
+    lines.append("%d of %d subnets used (%s), %d free"
+                 % (cap["used"], cap["subnets"], cap["range"], cap["free"]))
+    for name in planned.get("unplanned", []):
+        lines.append("%s: no lease and no known public IP (run site.yml or set weft_public_ip)"
+                     % name)
+    return lines
+
+
 class FilterModule:
     def filters(self):
-        return {"weft_plan_hosts": weft_plan_hosts, "weft_peer_entries": weft_peer_entries}
+        return {"weft_plan_hosts": weft_plan_hosts, "weft_peer_entries": weft_peer_entries,
+                "weft_plan_table": weft_plan_table}
