@@ -4,6 +4,7 @@
     weftlab.py up node1 node2 ...   boot nodes (idempotent: running nodes are kept)
     weftlab.py down                 power every node off and remove all the lab made
     weftlab.py status               list the nodes
+    weftlab.py instances NODE...    connection details as JSON (Molecule's instance config)
     weftlab.py ssh NODE [CMD...]    run a command on a node (or a shell)
 
 A node is systemd-nspawn booting a copy-on-write overlay of this host's root file
@@ -314,12 +315,18 @@ def status():
         print("%s %s %s" % (name, node_ip(name), "running" if nspawn_pid(name) else "stopped"))
 
 
+def instances(names):
+    print(json.dumps([dict(instance=name, address=node_ip(name), user="root", port="22",
+                           identity_file=KEY) for name in names], indent=2))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="weftlab", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="boot nodes").add_argument("nodes", nargs="+")
     sub.add_parser("down", help="remove nodes (all by default)").add_argument("nodes", nargs="*")
     sub.add_parser("status", help="list nodes")
+    sub.add_parser("instances", help="connection details as JSON").add_argument("nodes", nargs="+")
     ssh = sub.add_parser("ssh", help="run a command on a node")
     ssh.add_argument("node")
     ssh.add_argument("cmd", nargs=argparse.REMAINDER)
@@ -332,6 +339,8 @@ def main(argv=None):
         down(args.nodes)
     elif args.command == "status":
         status()
+    elif args.command == "instances":
+        instances(args.nodes)
     elif args.command == "ssh":
         os.execvp("ssh", ssh_cmd(args.node) + ([" ".join(args.cmd)] if args.cmd else []))
 
