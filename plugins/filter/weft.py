@@ -41,18 +41,21 @@ def _on_link(peer_ip, underlay_network):
 
 
 def weft_peer_entries(nodes, me, backend, vxlan_dev, iface, underlay_network=None,
-                      direct_routing=False):
+                      direct_routing=False, network=None, tun_dev="flannel0", port=8285):
     """Neighbour, FDB and route entries for host `me`, one set per peer, Flannel's way.
 
     vxlan: neighbour VTEP IP -> VTEP MAC, FDB VTEP MAC -> public IP, and a route to the
     peer's subnet via its VTEP IP onlink. With DirectRouting, a peer on this host's L2
     network gets a host-gw route instead (and no neighbour/FDB entry).
     host-gw: a route to the peer's subnet via its public IP on the underlay interface.
-    udp: nothing per peer (one route for the whole network goes through the TUN device).
+    udp: one route for the whole network through the TUN device, and per peer the
+    daemon's forwarding entry (subnet -> public IP and port).
     """
     if me not in nodes:
         raise AnsibleFilterError("weft_peer_entries: %s has no lease in the plan" % me)
-    entries = {"neighbours": [], "fdb": [], "routes": []}
+    entries = {"neighbours": [], "fdb": [], "routes": [], "udp_peers": []}
+    if backend == "udp":
+        entries["routes"].append({"dst": network, "dev": tun_dev})
     for name in sorted(nodes):
         peer = nodes[name]
         if name == me or not peer.get("public_ip"):
@@ -62,6 +65,9 @@ def weft_peer_entries(nodes, me, backend, vxlan_dev, iface, underlay_network=Non
         if direct:
             entries["routes"].append({"dst": peer["subnet"], "via": peer["public_ip"],
                                       "dev": iface})
+        elif backend == "udp":
+            entries["udp_peers"].append({"subnet": peer["subnet"], "ip": peer["public_ip"],
+                                         "port": port})
         elif backend == "vxlan":
             entries["neighbours"].append({"ip": peer["vtep_address"], "mac": peer["vtep_mac"]})
             entries["fdb"].append({"mac": peer["vtep_mac"], "dst": peer["public_ip"]})

@@ -55,7 +55,7 @@ def test_host_gw_routes_per_peer(host, me, leases):
 def test_docker_bridge_from_the_plan(host, me, leases):
     subnet = ipaddress.ip_network(leases[me]["subnet"])
     bridge = "%s/%d" % (subnet.network_address + 1, subnet.prefixlen)
-    mtu = 1450 if BACKEND == "vxlan" else 1500
+    mtu = {"vxlan": 1450, "udp": 1472, "host-gw": 1500}[BACKEND]
     daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
     assert (daemon["bip"], daemon["mtu"], daemon["ip-masq"]) == (bridge, mtu, False)
     assert host.file("/run/flannel/subnet.env").content_string == (
@@ -78,3 +78,21 @@ def test_forwarding_and_masquerade_rules(host, me, leases):
     assert '-A WEFT-POSTRTG -s %s ! -d 224.0.0.0/4 -m comment --comment "weft masq" ' \
         '-j MASQUERADE --random-fully' % NETWORK in nat
     assert "-A POSTROUTING -j WEFT-POSTRTG" in host.check_output("iptables -t nat -S POSTROUTING")
+
+
+@pytest.mark.skipif(BACKEND != "udp", reason="udp backend only")
+def test_udp_tun_device_route_and_daemon(host, me, leases):
+    lease = leases[me]
+    dev = ip_json(host, "ip -d -j link show flannel0")[0]
+    info = dev["linkinfo"]["info_data"]
+    assert (info["type"], info["pi"], info["persist"], dev["mtu"]) == ("tun", False, True, 1472)
+    addrs = [a["local"] + "/" + str(a["prefixlen"])
+             for a in ip_json(host, "ip -j addr show flannel0")[0]["addr_info"] if a["family"] == "inet"]
+    assert addrs == [str(ipaddress.ip_network(lease["subnet"]).network_address) + "/32"]
+    routes = [(r["dst"], r["dev"]) for r in ip_json(host, "ip -j route show proto 119")]
+    assert routes == [(NETWORK, "flannel0")]
+    assert host.service("weft-udpd").is_running and host.service("weft-udpd").is_enabled
+    config = json.loads(host.file("/etc/weft/udpd.json").content_string)
+    assert (config["listen"], config["port"], config["subnet"]) == (lease["public_ip"], 8285, lease["subnet"])
+    assert sorted((p["subnet"], p["ip"]) for p in config["peers"]) == \
+        sorted((p["subnet"], p["public_ip"]) for p in peers_of(leases, me).values())
