@@ -1,0 +1,199 @@
+"""What a production network must survive after the first converge, tested on lab nodes.
+
+The tests run in file order on one converged lab (pytest keeps definition order):
+drift, a removed host, a public-IP change, the bad-input matrix, then uninstall.
+Each re-runs the project's playbooks the way a user would and checks the nodes.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import testinfra
+import yaml
+
+PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+EPHEMERAL = os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+NODES = ["node1", "node2", "node3"]
+NETNS = "weftlab-%s"
+
+
+def playbook(name, inventory=None, extra=None, check=True):
+    """Run one of the project's playbooks; returns (rc, output, {host: changed})."""
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+           os.path.join(PROJECT, name), "-i", inventory or os.path.dirname(INVENTORY)]
+    if extra is not None:
+        cmd += ["-e", json.dumps(extra)]
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(EPHEMERAL, "ansible.cfg"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    out = proc.stdout + proc.stderr
+    changed = {m.group(1): int(m.group(2))
+               for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", out, re.M)}
+    if check:
+        assert proc.returncode == 0, out[-4000:]
+    return proc.returncode, out, changed
+
+
+def host(name):
+    return testinfra.get_host("ansible://%s?ansible_inventory=%s" % (name, INVENTORY))
+
+
+def leases():
+    with open(os.path.join(EPHEMERAL, "weft_leases.yml")) as handle:
+        return yaml.safe_load(handle)["weft_leases"]
+
+
+def peer_view(node):
+    """What `node` knows of its peers: neighbours, FDB entries and weft's routes."""
+    h = host(node)
+    neigh = sorted(h.check_output("ip neigh show dev flannel.1 nud permanent").splitlines())
+    fdb = sorted(line for line in h.check_output("bridge fdb show dev flannel.1").splitlines()
+                 if " dst " in line)
+    routes = sorted(h.check_output("ip route show proto 119").splitlines())
+    return neigh, fdb, routes
+
+
+def snapshot(node):
+    """Everything weft manages on a node, to prove a refused run changed nothing."""
+    h = host(node)
+    # (ip -d for the VXLAN devices only: a bridge's details include running timers)
+    return (h.check_output("ip link show; ip -d link show type vxlan; ip addr show"),
+            h.check_output("ip route show table all"),
+            h.check_output("ip neigh show nud permanent"), h.check_output("bridge fdb show"),
+            h.check_output("iptables-save | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'"),
+            h.check_output("cat /etc/docker/daemon.json /run/flannel/subnet.env"))
+
+
+def inventory_without(tmp_path, removed):
+    """A copy of Molecule's inventory in which `removed` left the group weft_nodes."""
+    source = os.path.dirname(INVENTORY)
+    target = tmp_path / "inventory"
+    shutil.copytree(source, target)
+    path = target / os.path.basename(INVENTORY)
+    doc = yaml.safe_load(path.read_text())
+    doc["weft_nodes"]["hosts"].pop(removed)
+    path.write_text(yaml.safe_dump(doc))
+    return str(target)
+
+
+def test_drift_is_restored():
+    before = {node: peer_view(node) for node in NODES}
+    n1, n2 = host("node1"), host("node2")
+    lease2 = leases()["node2"]
+    n1.check_output("ip route del %s" % lease2["subnet"])
+    n1.check_output("ip neigh del %s dev flannel.1" % lease2["subnet"].split("/")[0])
+    n1.check_output("bridge fdb del %s dev flannel.1 dst %s"
+                    % (lease2["backend_data"]["vtep_mac"], lease2["public_ip"]))
+    n2.check_output("ip link del flannel.1")
+    n2.check_output("iptables -F WEFT-FWD")
+    assert peer_view("node1") != before["node1"]
+
+    _, _, changed = playbook("site.yml")
+    assert changed["node1"] > 0 and changed["node2"] > 0 and changed["node3"] == 0
+    assert {node: peer_view(node) for node in NODES} == before
+    assert "weft forward" in n2.check_output("iptables -S WEFT-FWD")
+    _, _, changed = playbook("site.yml")
+    assert set(changed.values()) == {0}
+
+
+def test_removed_host_leaves_every_peer_and_keeps_its_lease(tmp_path):
+    lease3 = leases()["node3"]
+    _, _, changed = playbook("site.yml", inventory=inventory_without(tmp_path, "node3"))
+    assert "node3" not in changed and changed["node1"] > 0 and changed["node2"] > 0
+    for node in ("node1", "node2"):
+        neigh, fdb, routes = peer_view(node)
+        text = "\n".join(neigh + fdb + routes)
+        assert lease3["subnet"] not in text and lease3["public_ip"] not in text
+        assert lease3["backend_data"]["vtep_mac"] not in text
+    assert leases()["node3"] == lease3  # kept until pruned
+    playbook("site.yml")  # node3 comes back with its old subnet
+    assert leases()["node3"] == lease3
+    assert lease3["subnet"] in "\n".join(peer_view("node1")[2])
+
+
+def test_public_ip_change_keeps_the_subnet_and_leaves_no_stale_entry(tmp_path):
+    old = leases()["node3"]
+    ns = NETNS % "node3"
+    # Delete first: removing a primary address also removes its secondaries.
+    subprocess.run(["ip", "-n", ns, "addr", "del", "10.168.0.4/24", "dev", "eth0"], check=True)
+    subprocess.run(["ip", "-n", ns, "addr", "add", "10.168.0.44/24", "dev", "eth0"], check=True)
+    try:
+        inventory = tmp_path / "inventory"
+        shutil.copytree(os.path.dirname(INVENTORY), inventory)
+        path = inventory / os.path.basename(INVENTORY)
+        doc = yaml.safe_load(path.read_text())
+        doc["all"]["hosts"]["node3"]["ansible_host"] = "10.168.0.44"
+        path.write_text(yaml.safe_dump(doc))
+        playbook("site.yml", inventory=str(inventory))
+        new = leases()["node3"]
+        assert new["subnet"] == old["subnet"] and new["public_ip"] == "10.168.0.44"
+        for node in ("node1", "node2"):
+            fdb = "\n".join(peer_view(node)[1])
+            assert "%s dst 10.168.0.44" % old["backend_data"]["vtep_mac"] in fdb
+            assert "dst 10.168.0.4 " not in fdb + " "
+    finally:
+        subprocess.run(["ip", "-n", ns, "addr", "del", "10.168.0.44/24", "dev", "eth0"], check=False)
+        subprocess.run(["ip", "-n", ns, "addr", "add", "10.168.0.4/24", "dev", "eth0"], check=False)
+    playbook("site.yml")
+    assert leases()["node3"]["public_ip"] == "10.168.0.4"
+
+
+BAD_INPUT = [
+    ({"weft_network": {"Network": "100.96.0.0/33"}}, "weft_network.Network: '100.96.0.0/33'"),
+    ({"weft_network": {"Network": "100.96.0.0/16", "SubnetLen": 31}}, "weft_network.SubnetLen: 31"),
+    ({"weft_network": {"Network": "10.168.0.0/16"}}, "lies inside the overlay Network"),
+    ({"weft_network": {"Network": "100.96.0.0/16", "Backend": {"Type": "ipip"}}},
+     "weft_network.Backend.Type: 'ipip'"),
+    ({"weft_network": {"Network": "100.96.0.0/16", "Backend": {"VNI": 0}}}, "weft_network.Backend.VNI: 0"),
+    ({"weft_iface": "eth9"}, "weft_iface/weft_public_ip of node1: iface: no device named eth9"),
+    ({"weft_public_ip": "10.168.0.99"}, "public_ip: 10.168.0.99 is not an address of this host"),
+    ({"weft_subnet": "100.97.0.0/24"}, "weft_subnet of node1: 100.97.0.0/24 is outside"),
+    ({"weft_prune": "perhaps"}, "weft_prune"),
+    ({"weft_docker": "banana"}, "weft_docker"),
+    ({"weft_route_protocol": "many"}, "weft_route_protocol"),
+    ({"weft_network": "100.96.0.0/16"}, "weft_network"),
+]
+
+
+@pytest.mark.parametrize("extra, message", BAD_INPUT, ids=[m for _, m in BAD_INPUT])
+def test_bad_input_stops_before_any_host_changes(extra, message):
+    before = {node: snapshot(node) for node in NODES}
+    lease_text = open(os.path.join(EPHEMERAL, "weft_leases.yml")).read()
+    rc, out, changed = playbook("site.yml", extra=extra, check=False)
+    assert rc != 0 and message in out, out[-3000:]
+    assert set(changed.values()) <= {0}
+    assert {node: snapshot(node) for node in NODES} == before
+    assert open(os.path.join(EPHEMERAL, "weft_leases.yml")).read() == lease_text
+
+
+def test_uninstall_removes_weft_and_nothing_else():
+    n1 = host("node1")
+    n1.check_output("ip route add 198.51.100.0/24 via 10.168.0.1 proto static")
+    n1.check_output("iptables -A FORWARD -s 198.51.100.0/24 -j ACCEPT")
+    try:
+        playbook("uninstall.yml")
+        for node in NODES:
+            h = host(node)
+            assert not h.interface("flannel.1").exists
+            assert h.check_output("ip route show proto 119") == ""
+            assert "WEFT" not in h.check_output("iptables-save")
+            assert json.loads(h.file("/etc/docker/daemon.json").content_string) == {}
+            for path in ("/run/flannel/subnet.env", "/etc/weft", "/etc/sysctl.d/60-weft.conf"):
+                assert not h.file(path).exists, path
+        assert "198.51.100.0/24 via 10.168.0.1" in n1.check_output("ip route show proto static")
+        assert "-A FORWARD -s 198.51.100.0/24 -j ACCEPT" in n1.check_output("iptables -S FORWARD")
+        _, _, changed = playbook("uninstall.yml")
+        assert set(changed.values()) == {0}
+        before = leases()
+        playbook("site.yml")
+        assert leases() == before
+        assert host("node1").interface("flannel.1").exists
+    finally:
+        n1.run("ip route del 198.51.100.0/24")
+        n1.run("iptables -D FORWARD -s 198.51.100.0/24 -j ACCEPT")
