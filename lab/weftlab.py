@@ -3,6 +3,8 @@
 
     weftlab.py up node1 node2 ...   boot nodes (idempotent: running nodes are kept)
     weftlab.py down                 power every node off and remove all the lab made
+    weftlab.py reboot NODE...       power off, re-create the network namespace, boot again
+                                    (the node's files survive, like a disk)
     weftlab.py status               list the nodes
     weftlab.py instances NODE...    connection details as JSON (Molecule's instance config)
     weftlab.py ssh NODE [CMD...]    run a command on a node (or a shell)
@@ -143,7 +145,7 @@ def prepare_root(name):
     def path(*parts):
         return os.path.join(root, *parts)
 
-    for stale in ("etc/machine-id", "etc/docker/daemon.json", "run/flannel/subnet.env"):
+    for stale in ("etc/machine-id", "etc/docker/daemon.json"):
         if os.path.lexists(path(stale)):
             os.unlink(path(stale))
     with open(path("etc/hostname"), "w") as handle:
@@ -236,6 +238,24 @@ def wait_booted(name, deadline):
     raise SystemExit("weftlab: %s did not finish booting in %ds" % (name, BOOT_TIMEOUT))
 
 
+def reboot(names):
+    """A power cycle: the kernel state of the node's namespace is lost, its files are not."""
+    for name in names:
+        if nspawn_pid(name) is None:
+            raise SystemExit("weftlab: %s is not running" % name)
+    for name in names:
+        stop(name)
+        if netns_exists(NETNS % name):
+            run("ip", "netns", "del", NETNS % name)
+        if link_exists(VETH % name):
+            run("ip", "link", "del", VETH % name, check=False)
+        prepare_network(name)
+        boot(name, os.path.join(node_dir(name), "root"))
+    deadline = time.time() + BOOT_TIMEOUT
+    for name in names:
+        print("%s %s %s" % (name, node_ip(name), wait_booted(name, deadline)))
+
+
 def up(names):
     for name in names:
         if not NODE_NAME.match(name):
@@ -326,6 +346,7 @@ def main(argv=None):
     sub.add_parser("up", help="boot nodes").add_argument("nodes", nargs="+")
     sub.add_parser("down", help="remove nodes (all by default)").add_argument("nodes", nargs="*")
     sub.add_parser("status", help="list nodes")
+    sub.add_parser("reboot", help="power-cycle nodes").add_argument("nodes", nargs="+")
     sub.add_parser("instances", help="connection details as JSON").add_argument("nodes", nargs="+")
     ssh = sub.add_parser("ssh", help="run a command on a node")
     ssh.add_argument("node")
@@ -339,6 +360,8 @@ def main(argv=None):
         down(args.nodes)
     elif args.command == "status":
         status()
+    elif args.command == "reboot":
+        reboot(args.nodes)
     elif args.command == "instances":
         instances(args.nodes)
     elif args.command == "ssh":

@@ -10,6 +10,7 @@ PACKAGES=(
   iproute2 iptables iputils-ping procps kmod             # kernel networking tools
   systemd systemd-container dbus openssh-server openssh-client   # lab nodes
   docker.io busybox-static                               # containers in lab nodes
+  ansible-core                                           # weft-restore on lab nodes (boot)
   iperf3 make                                            # benchmarks, convenience targets
 )
 missing=()

@@ -1,7 +1,7 @@
 """What a production network must survive after the first converge, tested on lab nodes.
 
 The tests run in file order on one converged lab (pytest keeps definition order):
-drift, a removed host, a public-IP change, the bad-input matrix, then uninstall.
+drift, a removed host, a public-IP change, the bad-input matrix, a reboot, then uninstall.
 Each re-runs the project's playbooks the way a user would and checks the nodes.
 """
 
@@ -172,6 +172,41 @@ def test_bad_input_stops_before_any_host_changes(extra, message):
     assert open(os.path.join(EPHEMERAL, "weft_leases.yml")).read() == lease_text
 
 
+def start_container(node):
+    h = host(node)
+    h.check_output("docker image inspect weft/busybox >/dev/null 2>&1 || "
+                   "docker import /var/tmp/weft-busybox.tar weft/busybox")
+    h.run("docker rm -f weft-reboot")
+    h.check_output("docker run -d --name weft-reboot weft/busybox sleep 600")
+    return h.check_output("docker inspect -f '{{.NetworkSettings.IPAddress}}' weft-reboot")
+
+
+def test_reboot_brings_the_overlay_back_without_ansible():
+    before = peer_view("node2")
+    lease = leases()["node2"]
+    subprocess.run([sys.executable, os.path.join(PROJECT, "lab", "weftlab.py"), "reboot", "node2"],
+                   check=True, capture_output=True)
+    n2 = host("node2")
+    assert n2.check_output("ip -br link show flannel.1").startswith("flannel.1")
+    assert peer_view("node2") == before
+    assert n2.service("weft-restore").is_enabled
+    assert n2.check_output("systemctl show -p Result --value weft-restore") == "success"
+    assert '--comment "weft forward"' in n2.check_output("iptables -S WEFT-FWD")
+    assert "weft masq" in n2.check_output("iptables -t nat -S WEFT-POSTRTG")
+    assert "FLANNEL_SUBNET=" in n2.file("/run/flannel/subnet.env").content_string
+    assert lease["subnet"].replace(".0/", ".1/") in n2.check_output("ip -br addr show docker0")
+    target = start_container("node2")
+    start_container("node1")
+    try:
+        out = host("node1").run("docker exec weft-reboot ping -c 2 -W 2 %s" % target)
+        assert out.rc == 0, out.stdout + out.stderr
+    finally:
+        for node in ("node1", "node2"):
+            host(node).run("docker rm -f weft-reboot")
+    _, _, changed = playbook("site.yml")
+    assert set(changed.values()) == {0}  # nothing left for Ansible to do
+
+
 def test_uninstall_removes_weft_and_nothing_else():
     n1 = host("node1")
     n1.check_output("ip route add 198.51.100.0/24 via 10.168.0.1 proto static")
@@ -184,6 +219,7 @@ def test_uninstall_removes_weft_and_nothing_else():
             assert h.check_output("ip route show proto 119") == ""
             assert "WEFT" not in h.check_output("iptables-save")
             assert json.loads(h.file("/etc/docker/daemon.json").content_string) == {}
+            assert not h.file("/etc/systemd/system/weft-restore.service").exists
             for path in ("/run/flannel/subnet.env", "/etc/weft", "/etc/sysctl.d/60-weft.conf"):
                 assert not h.file(path).exists, path
         assert "198.51.100.0/24 via 10.168.0.1" in n1.check_output("ip route show proto static")
