@@ -110,8 +110,9 @@ def desired_identity(params):
 def identity_of(msg):
     data = attr(msg, "IFLA_LINKINFO", "IFLA_INFO_DATA")
     if attr(data, "IFLA_TUN_TYPE") not in (None, IFLA_TUN_TYPE_TUN) or attr(data, "IFLA_TUN_PI"):
-        # A TAP device, or one with packet information: not what this module makes.
-        return dict(multi_queue=None, owner=None, group=None, mode="tap-or-pi")
+        # A TAP device, or one with packet information: never equal to what is desired,
+        # so it is re-created as a plain TUN device.
+        return dict(multi_queue=None, owner=None, group=None)
 
     def ident(name):
         value = attr(data, name)

@@ -1,7 +1,8 @@
 """What a production network must survive after the first converge, tested on lab nodes.
 
 The tests run in file order on one converged lab (pytest keeps definition order):
-drift, a removed host, a public-IP change, the bad-input matrix, a reboot, then uninstall.
+drift, a removed host, a public-IP change, the bad-input matrix, masquerade on and off,
+a run killed half-way, a reboot, then uninstall.
 Each re-runs the project's playbooks the way a user would and checks the nodes.
 """
 
@@ -9,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -170,6 +172,36 @@ def test_bad_input_stops_before_any_host_changes(extra, message):
     assert set(changed.values()) <= {0}
     assert {node: snapshot(node) for node in NODES} == before
     assert open(os.path.join(EPHEMERAL, "weft_leases.yml")).read() == lease_text
+
+
+def test_masquerade_chain_follows_weft_ip_masq():
+    n1 = host("node1")
+    playbook("site.yml", extra={"weft_ip_masq": False})
+    assert "WEFT-POSTRTG" not in n1.check_output("iptables-save -t nat")
+    assert "FLANNEL_IPMASQ=false" in n1.file("/run/flannel/subnet.env").content_string
+    playbook("site.yml")
+    assert "-A POSTROUTING -j WEFT-POSTRTG" in n1.check_output("iptables -t nat -S POSTROUTING")
+
+
+def test_a_run_killed_half_way_converges_on_the_next_run():
+    before = {node: peer_view(node) for node in NODES}
+    playbook("uninstall.yml")
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(EPHEMERAL, "ansible.cfg"))
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+                             os.path.join(PROJECT, "site.yml"), "-i", os.path.dirname(INVENTORY)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    # Kill it, workers and all, once the nodes are being changed (the VXLAN devices exist).
+    for line in proc.stdout:
+        if "Resolve every peer's VTEP address" in line:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    playbook("site.yml")
+    assert {node: peer_view(node) for node in NODES} == before
+    _, _, changed = playbook("site.yml")
+    assert set(changed.values()) == {0}
 
 
 def start_container(node):

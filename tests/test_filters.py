@@ -1,0 +1,84 @@
+"""The filters that turn the plan into per-host entries."""
+
+import os
+import re
+import sys
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "plugins", "filter"))
+from weft import weft_peer_entries, weft_plan_hosts, weft_plan_table  # noqa: E402
+
+NODES = {
+    "a": {"subnet": "100.96.1.0/24", "public_ip": "10.0.0.1", "vtep_address": "100.96.1.0",
+          "vtep_mac": "0e:77:64:60:01:00"},
+    "b": {"subnet": "100.96.2.0/24", "public_ip": "10.0.0.2", "vtep_address": "100.96.2.0",
+          "vtep_mac": "0e:77:64:60:02:00"},
+    "c": {"subnet": "100.96.3.0/24", "public_ip": "10.1.0.3", "vtep_address": "100.96.3.0",
+          "vtep_mac": "0e:77:64:60:03:00"},
+}
+
+
+def test_vxlan_entries_per_peer_in_flannels_shape():
+    e = weft_peer_entries(NODES, "a", "vxlan", "flannel.1", "eth0", "10.0.0.0/24")
+    assert e["neighbours"] == [{"ip": "100.96.2.0", "mac": "0e:77:64:60:02:00"},
+                               {"ip": "100.96.3.0", "mac": "0e:77:64:60:03:00"}]
+    assert e["fdb"] == [{"mac": "0e:77:64:60:02:00", "dst": "10.0.0.2"},
+                        {"mac": "0e:77:64:60:03:00", "dst": "10.1.0.3"}]
+    assert e["routes"] == [
+        {"dst": "100.96.2.0/24", "via": "100.96.2.0", "dev": "flannel.1", "onlink": True},
+        {"dst": "100.96.3.0/24", "via": "100.96.3.0", "dev": "flannel.1", "onlink": True}]
+
+
+def test_direct_routing_only_for_peers_on_the_same_l2_network():
+    e = weft_peer_entries(NODES, "a", "vxlan", "flannel.1", "eth0", "10.0.0.0/24",
+                          direct_routing=True)
+    assert e["routes"][0] == {"dst": "100.96.2.0/24", "via": "10.0.0.2", "dev": "eth0"}
+    assert e["routes"][1]["dev"] == "flannel.1"  # c is on another network: encapsulated
+    assert [n["ip"] for n in e["neighbours"]] == ["100.96.3.0"]
+
+
+def test_host_gw_and_udp():
+    e = weft_peer_entries(NODES, "b", "host-gw", "flannel.1", "eth0")
+    assert e["routes"] == [{"dst": "100.96.1.0/24", "via": "10.0.0.1", "dev": "eth0"},
+                           {"dst": "100.96.3.0/24", "via": "10.1.0.3", "dev": "eth0"}]
+    assert e["neighbours"] == e["fdb"] == []
+    e = weft_peer_entries(NODES, "b", "udp", "flannel.1", "eth0", network="100.96.0.0/16")
+    assert e["routes"] == [{"dst": "100.96.0.0/16", "dev": "flannel0"}]
+    assert e["udp_peers"] == [{"subnet": "100.96.1.0/24", "ip": "10.0.0.1", "port": 8285},
+                              {"subnet": "100.96.3.0/24", "ip": "10.1.0.3", "port": 8285}]
+
+
+def test_a_host_without_a_lease_is_an_error():
+    with pytest.raises(AnsibleFilterError, match="z has no lease"):
+        weft_peer_entries(NODES, "z", "vxlan", "flannel.1", "eth0")
+
+
+def test_plan_hosts_prefer_detected_underlay_over_variables():
+    hostvars = {"a": {"weft_underlay": {"public_ip": "10.0.0.1", "network": "10.0.0.0/24"},
+                      "weft_public_ip": "192.0.2.99"},
+                "b": {"weft_public_ip": "10.0.0.2", "weft_subnet": "100.96.9.0/24"},
+                "c": {}}
+    assert weft_plan_hosts(["a", "b", "c"], hostvars) == [
+        {"name": "a", "public_ip": "10.0.0.1", "underlay": "10.0.0.0/24"},
+        {"name": "b", "public_ip": "10.0.0.2", "subnet": "100.96.9.0/24"},
+        {"name": "c"}]
+
+
+def test_plan_table():
+    planned = {"nodes": {"a": dict(NODES["a"])},
+               "leases": {"gone": {"subnet": "100.96.5.0/24", "public_ip": "10.0.0.5"}},
+               "retained": ["gone"], "unplanned": ["new"],
+               "capacity": {"used": 2, "subnets": 255, "free": 253,
+                            "range": "100.96.1.0/24 to 100.96.255.0/24"}}
+    lines = weft_plan_table(planned)
+    rows = [re.split(r"\s{2,}", line) for line in lines[:3]]
+    assert rows == [["HOST", "SUBNET", "PUBLIC IP", "VTEP MAC"],
+                    ["a", "100.96.1.0/24", "10.0.0.1", "0e:77:64:60:01:00"],
+                    ["gone (removed, lease kept)", "100.96.5.0/24", "10.0.0.5", "-"]]
+    assert len({line.index("100.96") for line in lines[1:3]}) == 1  # columns line up
+    assert lines[3:] == [
+        "2 of 255 subnets used (100.96.1.0/24 to 100.96.255.0/24), 253 free",
+        "new: no lease and no known public IP (run site.yml or set weft_public_ip)"]
