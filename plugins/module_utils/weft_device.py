@@ -12,8 +12,6 @@ from ansible.module_utils.weft_netlink import attr
 from ansible.module_utils.weft_validate import int_range, interface_name, ip_interface, mac_address
 
 IFF_UP = 0x1
-# The attributes every device module changes in place, in the order they are applied.
-IN_PLACE = ("mtu", "mac", "address", "up")
 
 
 def common_argument_spec():

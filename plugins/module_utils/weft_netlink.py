@@ -14,13 +14,9 @@ import traceback
 
 try:
     from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
 except ImportError:
     IPRoute = None
     PYROUTE2_IMPORT_ERROR = traceback.format_exc()
-
-    class NetlinkError(Exception):  # keeps `except NetlinkError` valid without pyroute2
-        code = 0
 else:
     PYROUTE2_IMPORT_ERROR = None
 
