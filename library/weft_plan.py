@@ -8,10 +8,11 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: weft_plan
-short_description: Plan one overlay subnet per host and keep the leases in a file
+short_description: Plan one overlay subnet per host and keep the leases in a file or etcd
 description:
   - Validates a Flannel network config and allocates one subnet of it to every host,
-    persisting the leases in a YAML file that lives in the inventory.
+    persisting the leases in a YAML file that lives in the inventory, or in etcd in
+    Flannel's registry layout (O(store=etcd)).
   - A host keeps its subnet for as long as it stays in the inventory, whatever its public IP
     does. New hosts get the lowest free subnet, so plans are reproducible and reviewable.
   - Leases of hosts that left the inventory are kept (their subnets stay reserved) until
@@ -19,6 +20,13 @@ description:
   - "Runs on the controller (C(delegate_to: localhost), C(run_once: true)). The file is read,
     planned and written under an exclusive lock and replaced atomically; on any error it is
     left byte-identical."
+  - "With O(store=etcd), leases are Flannel leases (C(<prefix>/subnets/100.96.1.0-24) with
+    Flannel's JSON) written without a TTL, which Flannel treats as reservations that never
+    expire; C(<prefix>/weft/hosts/<name>) records which inventory host holds which subnet.
+    Subnets held by others (Flannel daemons, hand-made reservations) are never handed out;
+    a host without a lease takes over the one that has its public IP, as Flannel does.
+    Every write is a transaction that succeeds only if the keys it read are unchanged, so
+    controllers running at once never hand out one subnet twice."
 version_added: "0.1.0"
 author: weft contributors
 options:
@@ -54,10 +62,11 @@ options:
       underlay:
         description: The host's underlay network (CIDR); the overlay network must not overlap it.
         type: str
-  lease_file:
-    description: Path of the lease file, e.g. C(inventories/prod/group_vars/all/weft_leases.yml).
-    type: path
-    required: true
+  store:
+    description: Where the leases live.
+    type: str
+    choices: [file, etcd]
+    default: file
   prune:
     description: Release the leases of hosts that are no longer in O(hosts).
     type: bool
@@ -71,6 +80,7 @@ attributes:
     details: Shows the lease file before and after.
   platform:
     platforms: posix
+extends_documentation_fragment: [weft_lease_store]
 notes:
   - The VTEP MAC of a vxlan lease is derived from its subnet (C(0e:77) followed by the four
     bytes of the subnet address), unique per subnet, locally administered, and the same every
@@ -90,6 +100,17 @@ EXAMPLES = r"""
   delegate_to: localhost
   run_once: true
   register: weft_planned
+
+- name: Plan the subnets in etcd, beside Flannel hosts on the same network
+  weft_plan:
+    network: {Network: 100.96.0.0/16, Backend: {Type: vxlan}}
+    hosts: [{name: node1, public_ip: 10.168.0.2}]
+    store: etcd
+    etcd:
+      endpoints: [https://etcd1.example.net:2379, https://etcd2.example.net:2379]
+      ca_file: /etc/weft/etcd-ca.pem
+  delegate_to: localhost
+  run_once: true
 """
 
 RETURN = r"""
@@ -114,11 +135,22 @@ nodes:
       bridge_address: 100.96.1.1/24
       vtep_address: 100.96.1.0
       vtep_mac: "0e:77:64:60:01:00"
+foreign:
+  description:
+    - Leases in etcd that weft did not write (Flannel hosts) in this network and with its
+      backend, keyed by subnet key; peers route to them like to O(hosts). Empty for the file.
+  returned: always
+  type: dict
+adopted:
+  description: Hosts that took over a reservation with their public IP.
+  returned: always
+  type: list
 network:
   description: The validated network config with every default filled in.
   returned: always
   type: dict
-  sample: {network: 100.96.0.0/16, subnet_len: 24, backend_type: vxlan, vni: 1, port: 8472,
+  sample: {network: 100.96.0.0/16, subnet_len: 24, subnet_min: 100.96.1.0/24,
+           subnet_max: 100.96.255.0/24, backend_type: vxlan, vni: 1, port: 8472,
            direct_routing: false, mtu: null, overhead: 50}
 capacity:
   description: Subnets in the range, used and free.
@@ -140,21 +172,12 @@ unplanned:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.weft_leasefile import (LeaseFileError, locked, parse, read_text,
-                                                 render, write_atomic)
+from ansible.module_utils.weft_etcd import EtcdError
+from ansible.module_utils.weft_leasefile import LeaseFileError
+from ansible.module_utils.weft_stores import STORE_ARGUMENT_SPEC, open_store
 from ansible.module_utils.weft_subnets import (PlanError, bridge_address, capacity_summary,
-                                            leases_as_dict, parse_hosts, parse_leases,
-                                            parse_network_config, plan, vtep_address)
-
-
-def network_summary(config):
-    return {
-        "network": str(config.network), "subnet_len": config.subnet_len,
-        "subnet_min": str(config.subnet_min), "subnet_max": str(config.subnet_max),
-        "backend_type": config.backend_type, "vni": config.vni, "port": config.port,
-        "direct_routing": config.direct_routing, "mtu": config.mtu,
-        "overhead": config.overhead,
-    }
+                                            leases_as_dict, parse_hosts, parse_network_config,
+                                            plan, vtep_address)
 
 
 def node_view(lease):
@@ -165,30 +188,40 @@ def node_view(lease):
     return view
 
 
+def foreign_peers(store, result):
+    """Leases in etcd that weft did not write but that share this network: Flannel hosts."""
+    ours = {lease.subnet for lease in result.leases.values()}
+    return {key.rsplit("/", 1)[-1]: node_view(lease) for key, lease in store.foreign.items()
+            if lease.subnet.subnet_of(result.config.network) and lease.subnet not in ours
+            and lease.public_ip and lease.backend_type == result.config.backend_type}
+
+
 def run(module):
     params = module.params
-    path = params["lease_file"]
     config = parse_network_config(params["network"])
     hosts = parse_hosts(params["hosts"], config)
-    with locked(path):
-        before = read_text(path)
-        existing = parse_leases(parse(before, path), "lease file %s" % path)
-        result = plan(config, hosts, existing, prune=params["prune"])
-        after = render(leases_as_dict(result.leases))
-        changed = after != (before or "")
-        if changed and not module.check_mode:
-            write_atomic(path, after)
+    store = open_store(params)
+    planned = {}
+
+    def compute(existing, reserved):
+        planned["plan"] = plan(config, hosts, existing, prune=params["prune"], reserved=reserved)
+        return planned["plan"].leases
+
+    outcome = store.update(compute, config, module.check_mode)
+    result = planned["plan"]
     out = dict(
-        changed=changed,
+        changed=outcome.changed,
         leases=leases_as_dict(result.leases),
         nodes={name: node_view(result.leases[name]) for name in result.members},
-        network=network_summary(config),
+        foreign=foreign_peers(store, result),
+        network=config.summary(),
         capacity=capacity_summary(result),
         retained=result.retained, released=result.released, unplanned=result.unplanned,
+        adopted=result.adopted,
     )
     if module._diff:
-        out["diff"] = dict(before=before or "", after=after,
-                           before_header=path, after_header=path)
+        out["diff"] = dict(before=outcome.before, after=outcome.after,
+                           before_header=outcome.where, after_header=outcome.where)
     return out
 
 
@@ -202,14 +235,16 @@ def main():
                 subnet=dict(type="str"),
                 underlay=dict(type="str"),
             )),
-            lease_file=dict(type="path", required=True),
             prune=dict(type="bool", default=False),
+            store=dict(type="str", choices=["file", "etcd"], default="file"),
+            **STORE_ARGUMENT_SPEC,
         ),
+        required_if=[("store", "file", ["lease_file"]), ("store", "etcd", ["etcd"])],
         supports_check_mode=True,
     )
     try:
         module.exit_json(**run(module))
-    except (PlanError, LeaseFileError) as exc:
+    except (PlanError, LeaseFileError, EtcdError) as exc:
         module.fail_json(msg=str(exc))
 
 

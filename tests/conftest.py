@@ -130,3 +130,49 @@ def run_in(netns, host_python):
     def run(module, args, **kwargs):
         return run_ansible_module(module, args, python=host_python, netns=netns, **kwargs)
     return run
+
+
+# ---- a real etcd on loopback, one per test process --------------------------------
+
+sys.path.insert(0, os.path.join(ROOT, "lab"))
+import etcdserver  # noqa: E402
+
+ETCD_DIR_PREFIX = "/tmp/weft-etcd-"
+
+
+def free_port_pair():
+    """A loopback port whose successor is free too (etcd's client and peer ports)."""
+    import socket
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with socket.socket() as peer:
+            try:
+                peer.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
+@pytest.fixture(scope="session")
+def etcd_server():
+    """Start etcd for this test process; stop those of test runs that were killed."""
+    import glob
+    for stale in glob.glob(ETCD_DIR_PREFIX + "*"):
+        if not os.path.exists("/proc/%s" % stale[len(ETCD_DIR_PREFIX):]):
+            etcdserver.stop(stale)
+    directory = ETCD_DIR_PREFIX + str(os.getpid())
+    url = etcdserver.start(directory, free_port_pair())
+    yield url
+    etcdserver.stop(directory)
+
+
+@pytest.fixture
+def etcd(etcd_server):
+    """The etcd URL, emptied for this test."""
+    import urllib.request
+    request = urllib.request.Request(etcd_server + "/v3/kv/deleterange",
+                                     data=b'{"key": "AA==", "range_end": "AA=="}', method="POST")
+    urllib.request.urlopen(request, timeout=5).read()
+    return etcd_server

@@ -15,8 +15,11 @@ import contextlib
 import fcntl
 import os
 import tempfile
+from dataclasses import dataclass
 
 import yaml
+
+from ansible.module_utils.weft_subnets import leases_as_dict, parse_leases
 
 HEADER = """\
 # weft subnet leases: one per host, keyed by inventory name.
@@ -87,3 +90,40 @@ def write_atomic(path, text, mode=0o644):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@dataclass
+class Outcome:
+    """What a store update did, in the planning view both stores share (the file's YAML)."""
+    changed: bool
+    before: str
+    after: str
+    where: str
+
+
+class FileStore:
+    """Leases in the lease file: read, planned and written under one exclusive lock."""
+
+    foreign = {}  # a file holds only this inventory's leases
+
+    def __init__(self, path):
+        self.path = path
+
+    def leases(self) -> dict:
+        with locked(self.path):
+            return parse_leases(parse(read_text(self.path), self.path),
+                                "lease file %s" % self.path)
+
+    def update(self, compute, config=None, check_mode=False):
+        """Replace the leases with compute(leases, reservations); the file has no reservations.
+
+        `config` is the network config, which the file does not record.
+        """
+        with locked(self.path):
+            before = read_text(self.path)
+            existing = parse_leases(parse(before, self.path), "lease file %s" % self.path)
+            after = render(leases_as_dict(compute(existing, {})))
+            changed = after != (before or "")
+            if changed and not check_mode:
+                write_atomic(self.path, after)
+        return Outcome(changed, before or "", after, self.path)

@@ -68,6 +68,28 @@ class NetworkConfig:
             return {"vni": self.vni, "vtep_mac": vtep_mac(subnet)}
         return {}
 
+    def as_flannel(self) -> dict:
+        """The config in Flannel's JSON, every default written out."""
+        backend = {"Type": self.backend_type}
+        if self.backend_type == "vxlan":
+            backend.update(VNI=self.vni, Port=self.port, DirectRouting=self.direct_routing)
+        elif self.backend_type == "udp":
+            backend["Port"] = self.port
+        if self.mtu:
+            backend["MTU"] = self.mtu
+        return {"Network": str(self.network), "SubnetLen": self.subnet_len,
+                "SubnetMin": str(self.subnet_min.network_address),
+                "SubnetMax": str(self.subnet_max.network_address), "Backend": backend}
+
+    def summary(self) -> dict:
+        """The config with every default filled in, as plain values."""
+        return {
+            "network": str(self.network), "subnet_len": self.subnet_len,
+            "subnet_min": str(self.subnet_min), "subnet_max": str(self.subnet_max),
+            "backend_type": self.backend_type, "vni": self.vni, "port": self.port,
+            "direct_routing": self.direct_routing, "mtu": self.mtu, "overhead": self.overhead,
+        }
+
 
 @dataclass
 class Lease:
@@ -83,6 +105,18 @@ class Lease:
             "backend_type": self.backend_type,
             "backend_data": dict(self.backend_data),
         }
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A subnet held by someone other than this inventory (a Flannel daemon, another tool).
+
+    It is never moved or released. Like Flannel, a host whose public IP is the
+    reservation's takes it over when it has no lease of its own.
+    """
+    subnet: ipaddress.IPv4Network
+    public_ip: ipaddress.IPv4Address | None
+    origin: str             # where it was found, for error messages
 
 
 @dataclass(frozen=True)
@@ -102,6 +136,8 @@ class Plan:
     released: list          # leases dropped by prune
     unplanned: list         # hosts with neither a lease nor a known public IP
     config: NetworkConfig
+    adopted: list = field(default_factory=list)  # hosts that took over their reservation
+    reserved: list = field(default_factory=list)  # subnets of the range held by others
 
     def peers_of(self, name: str) -> list:
         return [n for n in self.members if n != name]
@@ -315,16 +351,30 @@ def parse_leases(raw, name="weft_leases") -> dict:
     return leases
 
 
-def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False) -> Plan:
+def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False,
+         reserved: dict | None = None) -> Plan:
     """Give every host a subnet without moving any host that already holds a valid one.
 
     Order of precedence: a host's pin, then its existing lease (if still in the
-    subnet range), then the lowest free subnet. Allocation is lowest-free rather
-    than Flannel's random pick so that the plan is reproducible and reviewable.
+    subnet range), then a reservation with its public IP, then the lowest free
+    subnet. Allocation is lowest-free rather than Flannel's random pick so that the
+    plan is reproducible and reviewable. `reserved` (subnet -> Reservation) are
+    subnets held outside the inventory: never handed to anyone else.
     """
+    reserved = reserved or {}
     names = {h.name for h in hosts}
-    leases, retained, released = {}, [], []
+    leases, retained, released, adopted = {}, [], [], []
     taken = {}  # subnet -> holder
+
+    def public_ip_of(h):
+        old = existing.get(h.name)
+        return h.public_ip or (old.public_ip if old else None)
+
+    def check_may_take_over(h, subnet):
+        found = reserved[subnet]
+        if found.public_ip is None or found.public_ip != public_ip_of(h):
+            raise PlanError("weft_subnet of %s: %s is held by %s (public IP %s)"
+                            % (h.name, subnet, found.origin, found.public_ip))
 
     # Leases of hosts gone from the inventory keep their subnet until pruned.
     for host in sorted(existing):
@@ -344,6 +394,9 @@ def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False
                             "(removed from the inventory); release it with weft_prune=true"
                             % (h.name, h.pin, taken[h.pin]))
         if h.pin is not None:
+            if h.pin in reserved:
+                check_may_take_over(h, h.pin)
+                adopted.append(h.name)
             taken[h.pin] = h.name
     # A host pinned elsewhere gives up its old subnet, which another host's pin may then claim.
     kept = {}
@@ -357,11 +410,15 @@ def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False
         kept[h.name] = old
         taken[old.subnet] = h.name
 
+    # Flannel's rule: a host with no lease takes over the reservation that has its public IP.
+    claimable = {r.public_ip: s for s, r in sorted(reserved.items())
+                 if r.public_ip is not None and config.in_range(s) and s not in taken}
     unplanned = []
-    free = (s for s in config.subnets() if s not in taken)
+    busy = [s for s in reserved if s not in taken]
+    free = (s for s in config.subnets()
+            if s not in taken and not any(s.overlaps(b) for b in busy))
     for h in hosts:
-        old = existing.get(h.name)
-        public_ip = h.public_ip or (old.public_ip if old else None)
+        public_ip = public_ip_of(h)
         if h.pin is not None:
             subnet = h.pin
         elif h.name in kept:
@@ -369,19 +426,26 @@ def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False
         elif public_ip is None:
             unplanned.append(h.name)
             continue
+        elif public_ip in claimable:
+            subnet = claimable.pop(public_ip)
+            taken[subnet] = h.name
+            adopted.append(h.name)
         else:
             subnet = next(free, None)
             if subnet is None:
                 need = len([x for x in hosts if x.name not in unplanned])
                 extra = " and %d retained lease(s) of removed hosts (prune to release)" \
                     % len(retained) if retained else ""
+                if busy:
+                    extra += " and %d subnet(s) held outside the inventory" % len(busy)
                 raise PlanError("out of subnets: %d hosts%s, %d subnets from %s"
                                 % (need, extra, config.capacity, config.range_text()))
             taken[subnet] = h.name
         leases[h.name] = Lease(subnet, public_ip, config.backend_type,
                                config.backend_data(subnet))
     members = sorted(n for n in names if n in leases)
-    return Plan(leases, members, retained, released, unplanned, config)
+    others = sorted(s for s in reserved if config.in_range(s) and s not in taken)
+    return Plan(leases, members, retained, released, unplanned, config, sorted(adopted), others)
 
 
 def leases_as_dict(leases: dict) -> dict:
@@ -389,6 +453,6 @@ def leases_as_dict(leases: dict) -> dict:
 
 
 def capacity_summary(p: Plan) -> dict:
-    used = len(p.leases)
+    used = len(p.leases) + len(p.reserved)
     return {"subnets": p.config.capacity, "used": used, "free": p.config.capacity - used,
             "range": p.config.range_text(), "subnet_len": p.config.subnet_len}
