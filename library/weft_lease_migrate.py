@@ -18,7 +18,7 @@ description:
     public IP, or a lease outside O(network)'s subnet range is an error, and nothing is
     written.
   - The source is left as it was; switch C(weft_lease_store) once the copy is done.
-  - Runs on the controller (C(delegate_to: localhost), C(run_once: true)).
+  - "Runs on the controller (C(delegate_to: localhost), C(run_once: true))."
 version_added: "0.2.0"
 author: weft contributors
 options:
