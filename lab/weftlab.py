@@ -31,8 +31,11 @@ import sys
 import tempfile
 import time
 
+import etcdserver
+
 STATE = "/var/lib/weftlab"
 NODES_DIR = os.path.join(STATE, "nodes")
+ETCD_DIR = os.path.join(STATE, "etcd")
 KEY = os.path.join(STATE, "id_ed25519")
 IMAGE_TAR = os.path.join(STATE, "weft-busybox.tar")
 BRIDGE = "weftlab0"
@@ -328,6 +331,8 @@ def down(names=None):
         remove(name)
     if not known_nodes() and link_exists(BRIDGE):
         run("ip", "link", "del", BRIDGE)
+    if not known_nodes():
+        etcdserver.stop(ETCD_DIR)  # the etcd a scenario started for the lab
 
 
 def status():

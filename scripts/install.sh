@@ -12,6 +12,7 @@ PACKAGES=(
   docker.io busybox-static                               # containers in lab nodes
   ansible-core                                           # weft-restore on lab nodes (boot)
   iperf3 make                                            # benchmarks, convenience targets
+  etcd-server etcd-client                                # the etcd lease store's tests
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -20,12 +21,15 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "weft: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Packages must not start their services here (etcd would take port 2379 for good).
+  policy=/usr/sbin/policy-rc.d
+  [ -e "$policy" ] || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; trap 'rm -f "$policy"' EXIT; }
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # The host's own services stay off: lab nodes run their own sshd, dockerd and etcd.
-for unit in docker.service docker.socket containerd.service ssh.service; do
+for unit in docker.service docker.socket containerd.service ssh.service etcd.service; do
   systemctl disable --now "$unit" >/dev/null 2>&1 || true
 done
 

@@ -33,8 +33,8 @@ def test_vxlan_device(host, me, leases):
 
 
 @pytest.mark.skipif(BACKEND != "vxlan", reason="vxlan backend only")
-def test_vxlan_neighbours_fdb_and_routes_per_peer(host, me, leases):
-    peers = peers_of(leases, me)
+def test_vxlan_neighbours_fdb_and_routes_per_peer(host, me, peer_leases):
+    peers = peers_of(peer_leases, me)
     vtep = {name: str(ipaddress.ip_network(p["subnet"]).network_address) for name, p in peers.items()}
     neigh = {(n["dst"], n["lladdr"]) for n in ip_json(host, "ip -j neigh show dev flannel.1 nud permanent")}
     assert neigh == {(vtep[n], p["backend_data"]["vtep_mac"]) for n, p in peers.items()}
@@ -46,9 +46,9 @@ def test_vxlan_neighbours_fdb_and_routes_per_peer(host, me, leases):
 
 
 @pytest.mark.skipif(BACKEND != "host-gw", reason="host-gw backend only")
-def test_host_gw_routes_per_peer(host, me, leases):
+def test_host_gw_routes_per_peer(host, me, peer_leases):
     routes = {(r["dst"], r["gateway"], r["dev"]) for r in ip_json(host, "ip -j route show proto 119")}
-    assert routes == {(p["subnet"], p["public_ip"], "eth0") for p in peers_of(leases, me).values()}
+    assert routes == {(p["subnet"], p["public_ip"], "eth0") for p in peers_of(peer_leases, me).values()}
     assert not host.interface("flannel.1").exists
 
 
@@ -81,7 +81,7 @@ def test_forwarding_and_masquerade_rules(host, me, leases):
 
 
 @pytest.mark.skipif(BACKEND != "udp", reason="udp backend only")
-def test_udp_tun_device_route_and_daemon(host, me, leases):
+def test_udp_tun_device_route_and_daemon(host, me, leases, peer_leases):
     lease = leases[me]
     dev = ip_json(host, "ip -d -j link show flannel0")[0]
     info = dev["linkinfo"]["info_data"]
@@ -95,4 +95,4 @@ def test_udp_tun_device_route_and_daemon(host, me, leases):
     config = json.loads(host.file("/etc/weft/udpd.json").content_string)
     assert (config["listen"], config["port"], config["subnet"]) == (lease["public_ip"], 8285, lease["subnet"])
     assert sorted((p["subnet"], p["ip"]) for p in config["peers"]) == \
-        sorted((p["subnet"], p["public_ip"]) for p in peers_of(leases, me).values())
+        sorted((p["subnet"], p["public_ip"]) for p in peers_of(peer_leases, me).values())

@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Control-plane benchmark: site.yml on 2, 4, 8 and 16 lab nodes, measured in one run.
+
+For each size the lab is rebuilt from empty nodes, then: a baseline play that runs one
+module (ansible.builtin.ping) per host, site.yml from empty, and site.yml again with
+nothing to change (which must report changed=0). Reported: wall time of each, time per
+host, the re-run as a ratio to the baseline (these machines are noisy, so ratios are the
+comparable figures), and module invocations per host (on the host, and on the controller)
+counted by bench/callback_plugins/weft_count.py.
+
+    python3 bench/controlplane.py [--sizes 2 4 8 16] [--out bench/results]
+
+Writes controlplane.json and controlplane.md into --out. Run as root; the lab is torn down
+at the end (and at the start, so an earlier killed run leaves nothing in the way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAB = os.path.join(ROOT, "lab", "weftlab.py")
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+RERUN_TARGET_S, RERUN_TARGET_HOSTS = 30.0, 16
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
+                   re.M)
+BASELINE_PLAY = """\
+- name: Baseline - one module per host
+  hosts: weft_nodes
+  gather_facts: false
+  tasks:
+    - name: Ping
+      ansible.builtin.ping:
+"""
+
+
+def lab(*args):
+    subprocess.run([sys.executable, LAB, *args], check=True, stdout=subprocess.DEVNULL)
+
+
+def write_inventory(directory, size):
+    hosts = {"node%d" % k: {"ansible_host": "10.168.0.%d" % (k + 1)} for k in range(1, size + 1)}
+    inventory = {"weft_nodes": {"hosts": hosts, "vars": {
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": "/var/lib/weftlab/id_ed25519",
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "weft_iface": "eth0",
+        "weft_lease_file": os.path.join(directory, "weft_leases.yml"),
+    }}}
+    path = os.path.join(directory, "hosts.yml")
+    with open(path, "w") as handle:
+        json.dump(inventory, handle)  # JSON is YAML
+    return path
+
+
+def playbook(inventory, play, size, counts_file=None):
+    """Run a playbook; (seconds, {host: (ok, changed, unreachable, failed)}, counts)."""
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, "bench", "callback_plugins"),
+               ANSIBLE_CALLBACKS_ENABLED="weft_count", WEFT_COUNT_FILE=counts_file or "",
+               PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
+    start = time.monotonic()
+    proc = subprocess.run(["ansible-playbook", "-i", inventory, "-f", str(max(size, 5)), play],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - start
+    if proc.returncode:
+        raise RuntimeError("%s failed:\n%s" % (play, proc.stdout[-4000:] + proc.stderr[-2000:]))
+    recap = {m[0]: tuple(int(x) for x in m[1:]) for m in RECAP.findall(proc.stdout)}
+    counts = {}
+    if counts_file:
+        with open(counts_file) as handle:
+            counts = json.load(handle)
+    return seconds, recap, counts
+
+
+def per_host_invocations(counts):
+    """Module invocations per host, as the set of distinct values over the hosts."""
+    on_host = {sum(v for k, v in c.items() if k.startswith("host_") and k != "host_skipped")
+               for c in counts.values()}
+    on_controller = {sum(v for k, v in c.items()
+                         if k.startswith("controller_") and k != "controller_skipped")
+                     for c in counts.values()}
+    return sorted(on_host), sorted(on_controller)
+
+
+def measure(size, workdir):
+    lab("down")
+    lab("up", *["node%d" % k for k in range(1, size + 1)])
+    inventory = write_inventory(workdir, size)
+    baseline_play = os.path.join(workdir, "baseline.yml")
+    with open(baseline_play, "w") as handle:
+        handle.write(BASELINE_PLAY)
+    baseline, _, _ = playbook(inventory, baseline_play, size)
+    counts_file = os.path.join(workdir, "counts.json")
+    empty, recap_empty, counts_empty = playbook(inventory, "site.yml", size, counts_file)
+    rerun, recap_rerun, counts_rerun = playbook(inventory, "site.yml", size, counts_file)
+    changed_rerun = sum(r[1] for r in recap_rerun.values())
+    host_empty, ctl_empty = per_host_invocations(counts_empty)
+    host_rerun, ctl_rerun = per_host_invocations(counts_rerun)
+    return {
+        "hosts": size,
+        "baseline_s": round(baseline, 2),
+        "empty_s": round(empty, 2),
+        "rerun_s": round(rerun, 2),
+        "rerun_changed": changed_rerun,
+        "empty_per_host_s": round(empty / size, 2),
+        "rerun_per_host_s": round(rerun / size, 2),
+        "rerun_x_baseline": round(rerun / baseline, 2),
+        "modules_per_host_empty": host_empty,
+        "modules_per_host_rerun": host_rerun,
+        "controller_tasks_per_host_rerun": ctl_rerun,
+        "hosts_in_recap": len(recap_empty),
+    }
+
+
+def machine():
+    return {"cpus": os.cpu_count(), "kernel": platform.release(),
+            "python": platform.python_version(),
+            "ansible": subprocess.run([os.path.join(VENV_BIN, "ansible"), "--version"],
+                                      capture_output=True, text=True).stdout.split("\n")[0]}
+
+
+def markdown(results, info):
+    lines = ["Control plane: site.yml over N lab nodes (%s CPUs, kernel %s, %s)."
+             % (info["cpus"], info["kernel"], info["ansible"]), "",
+             "| hosts | baseline (1 module/host) | site.yml from empty | no-change re-run "
+             "| re-run / host | re-run x baseline | modules/host (on host, re-run) "
+             "| changed on re-run |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append("| %d | %.1f s | %.1f s | %.1f s | %.2f s | %.1fx | %s | %d |" % (
+            r["hosts"], r["baseline_s"], r["empty_s"], r["rerun_s"], r["rerun_per_host_s"],
+            r["rerun_x_baseline"], "/".join(str(x) for x in r["modules_per_host_rerun"]),
+            r["rerun_changed"]))
+    biggest = [r for r in results if r["hosts"] == RERUN_TARGET_HOSTS]
+    if biggest:
+        r = biggest[0]
+        lines += ["", "Target: no-change re-run over %d hosts <= %.0f s: %.1f s (%s)."
+                  % (RERUN_TARGET_HOSTS, RERUN_TARGET_S, r["rerun_s"],
+                     "met" if r["rerun_s"] <= RERUN_TARGET_S else "NOT met")]
+    constant = len({tuple(r["modules_per_host_rerun"]) for r in results}) == 1
+    lines.append("Module invocations per host %s as hosts grow."
+                 % ("stay constant" if constant else "DO NOT stay constant"))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2, 4, 8, 16])
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit("controlplane.py: run as root (it boots lab nodes)")
+    results = []
+    try:
+        for size in args.sizes:
+            with tempfile.TemporaryDirectory(prefix="weft-bench-") as workdir:
+                result = measure(size, workdir)
+            print(json.dumps(result), flush=True)
+            results.append(result)
+    finally:
+        lab("down")
+    info = machine()
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "controlplane.json"), "w") as handle:
+        json.dump({"machine": info, "results": results}, handle, indent=1)
+    text = markdown(results, info)
+    with open(os.path.join(args.out, "controlplane.md"), "w") as handle:
+        handle.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
