@@ -84,11 +84,12 @@ def playbook(inventory, play, size, counts_file=None):
 
 def per_host_invocations(counts):
     """Module invocations per host, as the set of distinct values over the hosts."""
+    hosts = counts["hosts"].values()
     on_host = {sum(v for k, v in c.items() if k.startswith("host_") and k != "host_skipped")
-               for c in counts.values()}
+               for c in hosts}
     on_controller = {sum(v for k, v in c.items()
                          if k.startswith("controller_") and k != "controller_skipped")
-                     for c in counts.values()}
+                     for c in hosts}
     return sorted(on_host), sorted(on_controller)
 
 
@@ -118,6 +119,7 @@ def measure(size, workdir):
         "modules_per_host_empty": host_empty,
         "modules_per_host_rerun": host_rerun,
         "controller_tasks_per_host_rerun": ctl_rerun,
+        "slowest_tasks_rerun": counts_rerun["slowest_tasks"],
         "hosts_in_recap": len(recap_empty),
     }
 

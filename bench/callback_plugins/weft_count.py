@@ -2,7 +2,8 @@
 # Copyright: weft contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Counts, per host, the tasks that ran a module on the host and those that ran on the
-controller (set_fact, assert, delegated planning...), for the control-plane benchmark.
+controller (set_fact, assert, delegated planning...), and times every task, for the
+control-plane benchmark.
 
 Enabled with ANSIBLE_CALLBACKS_ENABLED=weft_count; writes JSON to $WEFT_COUNT_FILE.
 """
@@ -20,6 +21,7 @@ requirements: [WEFT_COUNT_FILE in the environment]
 import collections
 import json
 import os
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -38,6 +40,21 @@ class CallbackModule(CallbackBase):
     def __init__(self):
         super().__init__()
         self.counts = collections.defaultdict(collections.Counter)
+        self.task_seconds = collections.Counter()
+        self._task = None
+
+    def _task_done(self):
+        if self._task is not None:
+            name, started = self._task
+            self.task_seconds[name] += time.monotonic() - started
+            self._task = None
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._task_done()
+        self._task = (task.get_name(), time.monotonic())
+
+    def v2_playbook_on_handler_task_start(self, task):
+        self.v2_playbook_on_task_start(task, False)
 
     def _count(self, result, outcome):
         task = result._task
@@ -56,7 +73,10 @@ class CallbackModule(CallbackBase):
         self._count(result, "skipped")
 
     def v2_playbook_on_stats(self, stats):
+        self._task_done()
         path = os.environ.get("WEFT_COUNT_FILE")
         if path:
+            slowest = dict((name, round(sec, 2)) for name, sec in self.task_seconds.most_common(8))
             with open(path, "w") as handle:
-                json.dump({h: dict(c) for h, c in self.counts.items()}, handle, indent=1)
+                json.dump({"hosts": {h: dict(c) for h, c in self.counts.items()},
+                           "slowest_tasks": slowest}, handle, indent=1)
