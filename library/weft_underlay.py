@@ -27,6 +27,13 @@ options:
     description: The address peers send to; must be an address of this host (of O(iface)
       when both are given).
     type: str
+  packages:
+    description:
+      - Debian packages to check for; RV(missing_packages) lists those not installed, also
+        when the module fails because pyroute2 is missing.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -44,6 +51,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+missing_packages:
+  description: The packages of O(packages) that dpkg does not list as installed.
+  returned: always
+  type: list
+  elements: str
 iface:
   description: The underlay interface.
   returned: success
@@ -121,18 +133,30 @@ def find_underlay(kernel, iface, public_ip):
                 network=str(ipaddress.ip_interface(cidr).network), mtu=link.get_attr("IFLA_MTU"))
 
 
+def missing_packages(module, names):
+    """Which of the Debian packages `names` are not installed (dpkg's view)."""
+    if not names or not module.get_bin_path("dpkg-query"):
+        return []
+    _, out, _ = module.run_command(["dpkg-query", "-W", "-f=${Package} ${Status}\\n"] + names)
+    installed = {line.split()[0] for line in out.splitlines()
+                 if line.endswith(" install ok installed")}
+    return [name for name in names if name not in installed]
+
+
 def main():
     module = AnsibleModule(
-        argument_spec=dict(iface=dict(type="str"), public_ip=dict(type="str")),
+        argument_spec=dict(iface=dict(type="str"), public_ip=dict(type="str"),
+                           packages=dict(type="list", elements="str", default=[])),
         supports_check_mode=True,
     )
-    require_pyroute2(module)
+    missing = missing_packages(module, module.params["packages"])
+    require_pyroute2(module, missing_packages=missing)
     with Kernel() as kernel:
         try:
             found = find_underlay(kernel, module.params["iface"], module.params["public_ip"])
         except ValueError as exc:
-            module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, **found)
+            module.fail_json(msg=str(exc), missing_packages=missing)
+    module.exit_json(changed=False, missing_packages=missing, **found)
 
 
 if __name__ == "__main__":

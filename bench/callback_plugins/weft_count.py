@@ -28,7 +28,7 @@ from ansible.plugins.callback import CallbackBase
 # Actions that run on the controller, never as a module on the host.
 CONTROLLER_ACTIONS = {"set_fact", "assert", "debug", "fail", "meta", "include_tasks",
                       "import_tasks", "include_role", "import_role", "include_vars",
-                      "group_by", "add_host"}
+                      "group_by", "add_host", "validate_argument_spec"}
 
 
 class CallbackModule(CallbackBase):

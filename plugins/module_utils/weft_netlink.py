@@ -33,14 +33,14 @@ SCOPE_NAMES = {0: "global", 200: "site", 253: "link", 254: "host"}
 SCOPE_LINK = 253
 
 
-def require_pyroute2(module):
-    """Fail with an actionable message when the host has no pyroute2."""
+def require_pyroute2(module, **result):
+    """Fail with an actionable message (and `result`) when the host has no pyroute2."""
     if IPRoute is None:
         from ansible.module_utils.basic import missing_required_lib
         module.fail_json(
             msg=missing_required_lib("pyroute2", reason="to program the kernel over netlink")
             + " On Debian/Ubuntu: apt-get install python3-pyroute2.",
-            exception=PYROUTE2_IMPORT_ERROR)
+            exception=PYROUTE2_IMPORT_ERROR, **result)
 
 
 def attr(msg, *path):

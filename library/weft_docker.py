@@ -1,0 +1,70 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: weft_docker
+short_description: Docker's bridge address, MTU and ip-masq in daemon.json, and back
+description:
+  - Sets C(bip), C(mtu) and C(ip-masq) in Docker's C(daemon.json) from the plan, keeping
+    every other key, as Flannel's C(--bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU) does.
+  - Before the first change it records what the file held for those keys in
+    O(original); O(state=absent) puts them back and removes that record.
+  - Does not restart dockerd; the result's RV(daemon_json_changed) says whether to.
+version_added: "0.2.0"
+author: weft contributors
+options:
+  path:
+    description: Docker's daemon.json.
+    type: path
+    default: /etc/docker/daemon.json
+  bip:
+    description: The bridge's address with the subnet's length, e.g. C(100.96.1.1/24).
+    type: str
+  mtu:
+    description: The containers' MTU (the overlay's).
+    type: int
+  ip_masq:
+    description: Docker's own masquerading; off when weft masquerades.
+    type: bool
+    default: false
+  original:
+    description: Where the values before weft's first change are recorded.
+    type: path
+    default: /etc/weft/docker-original.json
+  state:
+    description: V(present) sets the values; V(absent) puts the recorded ones back.
+    type: str
+    choices: [present, absent]
+    default: present
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+"""
+
+EXAMPLES = r"""
+- name: Give Docker's bridge this host's subnet
+  weft_docker:
+    bip: 100.96.1.1/24
+    mtu: 1450
+"""
+
+RETURN = r"""
+daemon_json_changed:
+  description: Whether daemon.json was (or in check mode would be) rewritten; restart dockerd then.
+  returned: success
+  type: bool
+"""
+
+from ansible.module_utils.weft_docker_impl import main
+
+if __name__ == "__main__":
+    main()

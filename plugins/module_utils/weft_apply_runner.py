@@ -1,0 +1,161 @@
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Apply a host's whole overlay state in one process: weft's modules, then its files.
+
+A task costs Ansible a round trip and a Python start per host, which at 16 hosts on a
+small controller is most of a run. weft_apply therefore takes the list of module calls
+(the same modules, with the same arguments, as separate tasks would make) and runs them
+here in order, each through its own AnsibleModule: the same argument checks, the same
+reconcile code, the same results. weft-restore replays the recorded list at boot with
+this same code, which weft_apply installs beside the state it records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+import tempfile
+
+from ansible.module_utils import basic
+from ansible.module_utils import (weft_docker_impl, weft_fdb_impl, weft_iptables_impl,
+                                  weft_neighbours_impl, weft_routes_impl, weft_tun_impl,
+                                  weft_vxlan_impl)
+
+STEP_MODULES = {
+    "weft_vxlan": weft_vxlan_impl, "weft_tun": weft_tun_impl,
+    "weft_neighbours": weft_neighbours_impl, "weft_fdb": weft_fdb_impl,
+    "weft_routes": weft_routes_impl, "weft_iptables": weft_iptables_impl,
+    "weft_docker": weft_docker_impl,
+}
+# What weft-restore imports at boot: this runner and everything it runs.
+RUNTIME = ["weft_apply_runner", "weft_netlink", "weft_reconcile", "weft_device",
+           "weft_validate"] + sorted(m.__name__.rsplit(".", 1)[-1] for m in STEP_MODULES.values())
+
+
+def run_step(name, args, check_mode=False, diff=False) -> dict:
+    """Run one weft module in this process with `args`; returns its result dict."""
+    params = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+    basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": params}).encode()
+    if hasattr(basic, "_ANSIBLE_PROFILE") and not basic._ANSIBLE_PROFILE:
+        basic._ANSIBLE_PROFILE = "legacy"  # ansible-core 2.19+ needs a serialization profile
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            STEP_MODULES[name].main()
+        except SystemExit:
+            pass
+    for line in reversed(out.getvalue().splitlines()):
+        if line.startswith("{"):
+            result = json.loads(line)
+            result.pop("invocation", None)
+            return result
+    return {"failed": True, "msg": "printed no result: %s" % out.getvalue()[-500:]}
+
+
+def read_text(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def ensure_file(path, content, mode=0o644, check_mode=False) -> tuple:
+    """Give `path` this content and mode; (changed, content before). /proc is written in place."""
+    before = read_text(path)
+    same_mode = before is None or path.startswith("/proc/") or \
+        (os.stat(path).st_mode & 0o7777) == mode
+    if before == content and same_mode:
+        return False, before
+    if check_mode:
+        return True, before
+    if path.startswith("/proc/"):
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        return True, before
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".weft.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return True, before
+
+
+def ensure_link(path, target, check_mode=False) -> bool:
+    """Make `path` a symlink to `target` (how systemctl enable records a unit)."""
+    if os.path.islink(path) and os.readlink(path) == target:
+        return False
+    if not check_mode:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.symlink(target, path)
+    return True
+
+
+def ensure_absent(path, check_mode=False) -> bool:
+    """Remove a file or link weft no longer wants (never a directory)."""
+    if not os.path.lexists(path):
+        return False
+    if not check_mode:
+        os.unlink(path)
+    return True
+
+
+def runtime_sources() -> dict:
+    """file name -> source of the code weft-restore needs, read from the running code."""
+    sources = {}
+    for name in RUNTIME:
+        module = sys.modules["ansible.module_utils." + name]
+        sources[name + ".py"] = module.__loader__.get_source(module.__name__)
+    return sources
+
+
+def apply(state, check_mode=False, diff=False) -> dict:
+    """Run state['steps'], then write state['files'] and state['links'] and remove
+    state['absent'].
+
+    Stops at the first failing step (its message names the module); files and links are
+    written only when every step succeeded.
+    """
+    result = {"changed": False, "steps": [], "files_changed": [], "diff": []}
+    for step in state.get("steps", []):
+        outcome = run_step(step["module"], step.get("args") or {}, check_mode, diff)
+        step_diff = outcome.pop("diff", None)
+        result["steps"].append(dict(outcome, module=step["module"]))
+        if outcome.get("failed"):
+            result.update(failed=True, msg="%s: %s" % (step["module"], outcome.get("msg")))
+            return result
+        if outcome.get("changed"):
+            result["changed"] = True
+            if step_diff:
+                result["diff"].append(dict(step_diff, before_header=step["module"],
+                                           after_header=step["module"]))
+    for item in state.get("files", []):
+        changed, before = ensure_file(item["path"], item["content"],
+                                      int(str(item.get("mode") or "0644"), 8), check_mode)
+        if changed:
+            result["changed"] = True
+            result["files_changed"].append(item["path"])
+            result["diff"].append(dict(before=before or "", after=item["content"],
+                                       before_header=item["path"], after_header=item["path"]))
+    for item in state.get("links", []):
+        if ensure_link(item["path"], item["target"], check_mode):
+            result["changed"] = True
+            result["files_changed"].append(item["path"])
+    for path in state.get("absent", []):
+        if ensure_absent(path, check_mode):
+            result["changed"] = True
+            result["files_changed"].append(path)
+    return result

@@ -1,0 +1,74 @@
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The code of the weft_neighbours module (library/weft_neighbours.py holds its documentation).
+
+It lives here so that weft_apply can run it in-process, and weft-restore at boot.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.weft_netlink import NUD_PERMANENT, Kernel, require_pyroute2
+from ansible.module_utils.weft_reconcile import run_list
+from ansible.module_utils.weft_validate import ip_address, mac_address
+
+
+def desired_neighbours(params):
+    desired = {}
+    for i, item in enumerate(params["neighbours"]):
+        where = "neighbours[%d]" % i
+        ip = str(ip_address(item["ip"], where + ".ip"))
+        if ip in desired:
+            raise ValueError("%s.ip: %s is listed twice" % (where, ip))
+        desired[ip] = dict(ip=ip, mac=mac_address(item["mac"], where + ".mac"),
+                           dev=params["dev"])
+    return desired
+
+
+def current_neighbours(kernel, index, dev):
+    return {m.get_attr("NDA_DST"): dict(ip=m.get_attr("NDA_DST"), mac=m.get_attr("NDA_LLADDR"),
+                                        dev=dev)
+            for m in kernel.neighbours(index) if m["state"] & NUD_PERMANENT}
+
+
+def render(entry):
+    return "%s lladdr %s dev %s permanent" % (entry["ip"], entry["mac"], entry["dev"])
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            dev=dict(type="str", required=True),
+            neighbours=dict(type="list", elements="dict", default=[], options=dict(
+                ip=dict(type="str", required=True),
+                mac=dict(type="str", required=True),
+            )),
+            purge=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    require_pyroute2(module)
+    params = module.params
+    with Kernel() as kernel:
+        index = kernel.index(params["dev"])
+        try:
+            if index is None:
+                raise ValueError("dev: no device named %s" % params["dev"])
+            desired = desired_neighbours(params)
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
+        current = current_neighbours(kernel, index, params["dev"])
+
+        def apply(action, ip, entry):
+            family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+            if action == "remove":
+                kernel.ipr.neigh("del", dst=ip, ifindex=index, family=family)
+            else:
+                kernel.ipr.neigh("replace", dst=ip, lladdr=entry["mac"], ifindex=index,
+                                 state=NUD_PERMANENT, family=family)
+
+        run_list(module, current, desired, apply, render)
+

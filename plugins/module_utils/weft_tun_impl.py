@@ -1,0 +1,70 @@
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The code of the weft_tun module (library/weft_tun.py holds its documentation).
+
+It lives here so that weft_apply can run it in-process, and weft-restore at boot.
+"""
+
+from __future__ import annotations
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.weft_device import common_argument_spec, converge, desired_common
+from ansible.module_utils.weft_netlink import Kernel, attr, require_pyroute2
+from ansible.module_utils.weft_validate import int_range
+
+NO_OWNER = 2 ** 32 - 1  # the kernel reports an unset owner or group as (uid_t)-1
+IFLA_TUN_TYPE_TUN = 1
+
+
+def desired_identity(params):
+    identity = dict(multi_queue=params["multi_queue"], owner=None, group=None)
+    for option in ("owner", "group"):
+        if params[option] is not None:
+            identity[option] = int_range(params[option], option, 0, NO_OWNER - 1)
+    return identity
+
+
+def identity_of(msg):
+    data = attr(msg, "IFLA_LINKINFO", "IFLA_INFO_DATA")
+    if attr(data, "IFLA_TUN_TYPE") not in (None, IFLA_TUN_TYPE_TUN) or attr(data, "IFLA_TUN_PI"):
+        # A TAP device, or one with packet information: never equal to what is desired,
+        # so it is re-created as a plain TUN device.
+        return dict(multi_queue=None, owner=None, group=None)
+
+    def ident(name):
+        value = attr(data, name)
+        return None if value in (None, NO_OWNER, -1) else value
+    return dict(multi_queue=bool(attr(data, "IFLA_TUN_MULTI_QUEUE")),
+                owner=ident("IFLA_TUN_OWNER"), group=ident("IFLA_TUN_GROUP"))
+
+
+def main():
+    spec = common_argument_spec()
+    spec.update(
+        owner=dict(type="int"),
+        group=dict(type="int"),
+        multi_queue=dict(type="bool", default=False),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    require_pyroute2(module)
+    params = module.params
+    try:
+        inplace = desired_common(params, mac_option=False)
+        identity = desired_identity(params)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+
+    with Kernel() as kernel:
+        def create():
+            flags = {"no_pi": True}
+            if identity["multi_queue"]:
+                flags["multi_queue"] = True
+            spec = dict(ifname=params["name"], kind="tuntap", mode="tun", ifr=flags)
+            for option in ("owner", "group"):
+                if identity[option] is not None:
+                    spec["uid" if option == "owner" else "gid"] = identity[option]
+            kernel.ipr.link("add", **spec)
+
+        converge(module, kernel, "tun", identity, inplace, identity_of, create)
+
