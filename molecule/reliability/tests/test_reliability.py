@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import testinfra
@@ -191,9 +192,14 @@ def test_a_run_killed_half_way_converges_on_the_next_run():
                              os.path.join(PROJECT, "site.yml"), "-i", os.path.dirname(INVENTORY)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
-    # Kill it, workers and all, once the nodes are being changed (the VXLAN devices exist).
+    # Kill it, workers and all, once the nodes are being changed (a VXLAN device exists,
+    # and weft_apply is still adding its peers, rules and files).
+    n1 = host("node1")
     for line in proc.stdout:
-        if "Resolve every peer's VTEP address" in line:
+        if "Converge this host's overlay" in line:
+            deadline = time.time() + 60
+            while not n1.interface("flannel.1").exists and time.time() < deadline:
+                time.sleep(0.05)
             os.killpg(proc.pid, signal.SIGKILL)
             break
     proc.wait(30)
