@@ -108,8 +108,7 @@ def run(module):
     outcome = target.update(merge_into(incoming, config), config, module.check_mode)
     out = dict(changed=outcome.changed, copied=sorted(incoming))
     if module._diff:
-        out["diff"] = dict(before=outcome.before, after=outcome.after,
-                           before_header=outcome.where, after_header=outcome.where)
+        out["diff"] = outcome.diff()
     return out
 
 

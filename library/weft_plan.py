@@ -220,8 +220,7 @@ def run(module):
         adopted=result.adopted,
     )
     if module._diff:
-        out["diff"] = dict(before=outcome.before, after=outcome.after,
-                           before_header=outcome.where, after_header=outcome.where)
+        out["diff"] = outcome.diff()
     return out
 
 

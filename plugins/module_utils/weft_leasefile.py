@@ -100,6 +100,10 @@ class Outcome:
     after: str
     where: str
 
+    def diff(self) -> dict:
+        return dict(before=self.before, after=self.after,
+                    before_header=self.where, after_header=self.where)
+
 
 class FileStore:
     """Leases in the lease file: read, planned and written under one exclusive lock."""
