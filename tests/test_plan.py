@@ -5,8 +5,8 @@ import ipaddress
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from weft_subnets import (HostSpec, PlanError, bridge_address, parse_hosts, parse_leases,
-                       parse_network_config, plan, vtep_address, vtep_mac)
+from weft_subnets import (HostSpec, PlanError, Reservation, bridge_address, parse_hosts,
+                          parse_leases, parse_network_config, plan, vtep_address, vtep_mac)
 
 
 def cfg(**fields):
@@ -245,3 +245,42 @@ def test_random_histories_never_overlap_or_move_survivors(steps):
             if name not in new_inventory and not prune:
                 assert result.leases[name].subnet == lease.subnet, "a retained lease moved"
         inventory, pins, leases = new_inventory, new_pins, result.leases
+
+
+# ---- reservations: subnets held outside the inventory (Flannel leases in etcd) ----------
+
+def reservation(subnet, public_ip):
+    net = ipaddress.ip_network(subnet)
+    return {net: Reservation(net, ipaddress.ip_address(public_ip) if public_ip else None,
+                             "a Flannel lease")}
+
+
+def test_reserved_subnets_are_skipped_and_counted():
+    reserved = {**reservation("100.96.1.0/24", "10.0.0.50"),
+                **reservation("100.96.2.0/23", None)}  # another length: overlaps .2 and .3
+    p = plan(cfg(), hosts(("a", "10.0.0.1"), ("b", "10.0.0.2")), {}, reserved=reserved)
+    assert subnets(p) == {"a": "100.96.4.0/24", "b": "100.96.5.0/24"}
+    assert p.adopted == [] and p.reserved == [ipaddress.ip_network("100.96.1.0/24")]
+
+
+def test_a_host_takes_over_the_reservation_with_its_public_ip_unless_it_has_a_lease():
+    reserved = reservation("100.96.9.0/24", "10.0.0.1")
+    p = plan(cfg(), hosts(("a", "10.0.0.1"), ("b", "10.0.0.2")), {}, reserved=reserved)
+    assert subnets(p) == {"a": "100.96.9.0/24", "b": "100.96.1.0/24"} and p.adopted == ["a"]
+    kept = plan(cfg(), hosts(("a", "10.0.0.1")), {"a": p.leases["b"]}, reserved=reserved)
+    assert subnets(kept) == {"a": "100.96.1.0/24"} and kept.adopted == []
+
+
+def test_pinning_onto_a_reservation_of_another_ip_is_refused():
+    with pytest.raises(PlanError, match=r"^weft_subnet of a: 100.96.9.0/24 is held by a Flannel "
+                                        r"lease \(public IP 10.0.0.50\)"):
+        plan(cfg(), [HostSpec("a", ipaddress.ip_address("10.0.0.1"),
+                              ipaddress.ip_network("100.96.9.0/24"))], {},
+             reserved=reservation("100.96.9.0/24", "10.0.0.50"))
+
+
+def test_out_of_subnets_counts_the_reservations():
+    config = cfg(Network="100.96.0.0/22")  # three subnets: .1, .2, .3
+    with pytest.raises(PlanError, match="and 2 subnet\\(s\\) held outside the inventory"):
+        plan(config, hosts(("a", "10.0.0.1"), ("b", "10.0.0.2")), {},
+             reserved={**reservation("100.96.1.0/24", None), **reservation("100.96.2.0/24", None)})
