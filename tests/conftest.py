@@ -1,9 +1,12 @@
 """Shared fixtures: import paths for the project's module_utils, and ansible CLI helpers."""
 
+import glob
 import json
 import os
+import socket
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -142,7 +145,6 @@ ETCD_DIR_PREFIX = "/tmp/weft-etcd-"
 
 def free_port_pair():
     """A loopback port whose successor is free too (etcd's client and peer ports)."""
-    import socket
     while True:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -158,7 +160,6 @@ def free_port_pair():
 @pytest.fixture(scope="session")
 def etcd_server():
     """Start etcd for this test process; stop those of test runs that were killed."""
-    import glob
     for stale in glob.glob(ETCD_DIR_PREFIX + "*"):
         if not os.path.exists("/proc/%s" % stale[len(ETCD_DIR_PREFIX):]):
             etcdserver.stop(stale)
@@ -171,7 +172,6 @@ def etcd_server():
 @pytest.fixture
 def etcd(etcd_server):
     """The etcd URL, emptied for this test."""
-    import urllib.request
     request = urllib.request.Request(etcd_server + "/v3/kv/deleterange",
                                      data=b'{"key": "AA==", "range_end": "AA=="}', method="POST")
     urllib.request.urlopen(request, timeout=5).read()

@@ -2,6 +2,8 @@
 hosts on the same network, config guard, prune, migration. etcdctl (Debian's etcd-client)
 is the independent witness of what is stored."""
 
+import base64
+import ipaddress
 import json
 import multiprocessing
 import subprocess
@@ -12,8 +14,6 @@ import yaml
 from ansible.module_utils.weft_etcd import Compare, EtcdClient, put
 from ansible.module_utils.weft_etcdstore import EtcdStore
 from ansible.module_utils.weft_subnets import HostSpec, parse_network_config, plan
-
-import ipaddress
 
 NETWORK = {"Network": "100.96.0.0/16", "Backend": {"Type": "vxlan"}}
 PREFIX = "/coreos.com/network"
@@ -27,7 +27,6 @@ def etcdctl(url, *args, stdin=None):
 
 def stored(url, prefix=PREFIX):
     """key -> (value, etcd lease id) of every key under prefix, as etcdctl reads them."""
-    import base64
     doc = json.loads(etcdctl(url, "get", "--prefix", prefix + "/", "-w", "json"))
     return {base64.b64decode(kv["key"]).decode(): (base64.b64decode(kv["value"]).decode(),
                                                    kv.get("lease", 0))
