@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -22,8 +23,17 @@ import urllib.request
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
 
-def url(port):
-    return "http://127.0.0.1:%d" % port
+def url(port, tls=None):
+    return "%s://127.0.0.1:%d" % ("https" if tls else "http", port)
+
+
+def tls_context(tls):
+    """A client context for `tls` ({ca, cert, key}: files), or None for plain http."""
+    if not tls:
+        return None
+    context = ssl.create_default_context(cafile=tls["ca"])
+    context.load_cert_chain(tls["client_cert"], tls["client_key"])
+    return context
 
 
 def _pid(directory):
@@ -41,39 +51,47 @@ def _pid(directory):
     return pid if os.path.join(directory, "data").encode() in cmdline else None
 
 
-def healthy(port):
+def healthy(port, tls=None):
     try:
-        with urllib.request.urlopen(url(port) + "/health", timeout=1) as resp:
+        with urllib.request.urlopen(url(port, tls) + "/health", timeout=1,
+                                    context=tls_context(tls)) as resp:
             return json.loads(resp.read()).get("health") == "true"
     except (OSError, ValueError):
         return False
 
 
-def start(directory, port, timeout=30):
-    """Start etcd unless the one in `directory` already runs; returns its client URL."""
-    if _pid(directory) and healthy(port):
-        return url(port)
+def start(directory, port, timeout=30, tls=None):
+    """Start etcd unless the one in `directory` already runs; returns its client URL.
+
+    tls: {cert, key, ca, client_cert, client_key} files for an https etcd that requires
+    client certificates signed by `ca`.
+    """
+    if _pid(directory) and healthy(port, tls):
+        return url(port, tls)
     stop(directory)
     os.makedirs(directory)
     peer = "http://127.0.0.1:%d" % (port + 1)
+    args = [ETCD, "--name", "weft", "--data-dir", os.path.join(directory, "data"),
+            "--listen-client-urls", url(port, tls), "--advertise-client-urls", url(port, tls),
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", "weft=" + peer, "--log-level", "warn"]
+    if tls:
+        args += ["--cert-file", tls["cert"], "--key-file", tls["key"],
+                 "--trusted-ca-file", tls["ca"], "--client-cert-auth"]
     with open(os.path.join(directory, "etcd.log"), "wb") as log:
-        proc = subprocess.Popen(
-            [ETCD, "--name", "weft", "--data-dir", os.path.join(directory, "data"),
-             "--listen-client-urls", url(port), "--advertise-client-urls", url(port),
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", "weft=" + peer, "--log-level", "warn"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     with open(os.path.join(directory, "etcd.pid"), "w") as handle:
         handle.write(str(proc.pid))
     deadline = time.time() + timeout
-    while not healthy(port):
+    while not healthy(port, tls):
         if proc.poll() is not None or time.time() > deadline:
             with open(os.path.join(directory, "etcd.log"), errors="replace") as log:
                 tail = log.read()[-2000:]
             stop(directory)
             raise RuntimeError("etcd on port %d did not start:\n%s" % (port, tail))
         time.sleep(0.1)
-    return url(port)
+    return url(port, tls)
 
 
 def stop(directory):

@@ -1,5 +1,6 @@
 """Shared fixtures: import paths for the project's module_utils, and ansible CLI helpers."""
 
+import functools
 import glob
 import json
 import os
@@ -161,7 +162,8 @@ def free_port_pair():
 def etcd_server():
     """Start etcd for this test process; stop those of test runs that were killed."""
     for stale in glob.glob(ETCD_DIR_PREFIX + "*"):
-        if not os.path.exists("/proc/%s" % stale[len(ETCD_DIR_PREFIX):]):
+        owner = stale[len(ETCD_DIR_PREFIX):].split("-")[0]
+        if not os.path.exists("/proc/%s" % owner):
             etcdserver.stop(stale)
     directory = ETCD_DIR_PREFIX + str(os.getpid())
     url = etcdserver.start(directory, free_port_pair())
@@ -176,3 +178,47 @@ def etcd(etcd_server):
                                      data=b'{"key": "AA==", "range_end": "AA=="}', method="POST")
     urllib.request.urlopen(request, timeout=5).read()
     return etcd_server
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certificates(directory):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by it."""
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=weft-test-ca", cwd=directory)
+    # etcd's JSON gateway dials its own gRPC port with the server certificate: clientAuth too.
+    for name, usage in (("server", "serverAuth,clientAuth"), ("client", "clientAuth")):
+        openssl("req", *key, "-keyout", name + ".key", "-out", name + ".csr",
+                "-subj", "/CN=weft-" + name, cwd=directory)
+        with open(os.path.join(directory, name + ".ext"), "w") as handle:
+            handle.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=%s\n" % usage)
+        openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", name + ".pem", "-days", "2",
+                "-extfile", name + ".ext", cwd=directory)
+    path = functools.partial(os.path.join, directory)
+    return dict(ca=path("ca.pem"), cert=path("server.pem"), key=path("server.key"),
+                client_cert=path("client.pem"), client_key=path("client.key"))
+
+
+@pytest.fixture(scope="module")
+def etcd_tls(tmp_path_factory):
+    """An https etcd that requires client certificates: (url, certificate files)."""
+    tls = make_certificates(str(tmp_path_factory.mktemp("etcd-tls")))
+    directory = "%s%d-tls" % (ETCD_DIR_PREFIX, os.getpid())
+    yield etcdserver.start(directory, free_port_pair(), tls=tls), tls
+    etcdserver.stop(directory)
+
+
+@pytest.fixture(scope="module")
+def etcd_auth():
+    """An etcd with authentication on, user root with password 'weft-secret': its url."""
+    directory = "%s%d-auth" % (ETCD_DIR_PREFIX, os.getpid())
+    url = etcdserver.start(directory, free_port_pair())
+    for args in (["user", "add", "root:weft-secret", "--interactive=false"], ["auth", "enable"]):
+        subprocess.run(["etcdctl", "--endpoints", url, *args], env={"ETCDCTL_API": "3"},
+                       check=True, capture_output=True)
+    yield url
+    etcdserver.stop(directory)

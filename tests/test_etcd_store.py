@@ -242,3 +242,28 @@ def test_leases_migrate_from_the_file_to_etcd_and_back(etcd, ansible_module, tmp
     returned = ansible_module("weft_lease_migrate", dict(args, to="file", lease_file=str(back)))
     assert returned["changed"] and not returned["failed"], returned
     assert yaml.safe_load(back.read_text())["weft_leases"] == file_leases
+
+
+def test_https_with_client_certificates(etcd_tls, ansible_module):
+    url, tls = etcd_tls
+    args = plan_args(url, ["node1"], ca_file=tls["ca"], cert_file=tls["client_cert"],
+                     key_file=tls["client_key"])
+    result = ansible_module("weft_plan", args)
+    assert not result["failed"] and result["nodes"]["node1"]["subnet"] == "100.96.1.0/24", result
+    assert not ansible_module("weft_plan", args)["changed"]
+
+    anonymous = ansible_module("weft_plan", plan_args(url, ["node1"], ca_file=tls["ca"]))
+    assert anonymous["failed"] and anonymous["msg"].startswith("weft_etcd_endpoints: ")
+    missing = ansible_module("weft_plan", dict(args, etcd=dict(args["etcd"], ca_file="/nonexistent")))
+    assert missing["failed"] and "weft_etcd_ca_file" in missing["msg"]
+
+
+def test_etcd_users(etcd_auth, ansible_module):
+    result = ansible_module("weft_plan", plan_args(etcd_auth, ["node1"], username="root",
+                                                   password="weft-secret"))
+    assert not result["failed"] and result["nodes"]["node1"]["subnet"] == "100.96.1.0/24", result
+    wrong = ansible_module("weft_plan", plan_args(etcd_auth, ["node1"], username="root",
+                                                  password="wrong"))
+    assert wrong["failed"]
+    assert wrong["msg"].startswith("weft_etcd_username/weft_etcd_password: etcd at ")
+    assert "weft-secret" not in wrong["stdout_text"]

@@ -131,8 +131,11 @@ class EtcdClient:
 
     def authenticate(self):
         if self.username and self._token is None:
-            answer = self._post("/v3/auth/authenticate",
-                                {"name": self.username, "password": self.password or ""})
+            try:
+                answer = self._post("/v3/auth/authenticate",
+                                    {"name": self.username, "password": self.password or ""})
+            except EtcdError as exc:
+                raise EtcdError("weft_etcd_username/weft_etcd_password: %s" % exc) from None
             self._token = answer.get("token")
 
     def range_prefix(self, prefix):
