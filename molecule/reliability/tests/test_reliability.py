@@ -65,8 +65,9 @@ def peer_view(node):
 def snapshot(node):
     """Everything weft manages on a node, to prove a refused run changed nothing."""
     h = host(node)
-    # (ip -d for the VXLAN devices only: a bridge's details include running timers)
-    return (h.check_output("ip link show; ip -d link show type vxlan; ip addr show"),
+    # (ip -d for the VXLAN devices only: a bridge's details include running timers; IPv4
+    # addresses only: a device re-created a moment ago still has a tentative IPv6 one)
+    return (h.check_output("ip link show; ip -d link show type vxlan; ip -4 addr show"),
             h.check_output("ip route show table all"),
             h.check_output("ip neigh show nud permanent"), h.check_output("bridge fdb show"),
             h.check_output("iptables-save | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'"),
