@@ -6,6 +6,7 @@ a run killed half-way, a reboot, then uninstall.
 Each re-runs the project's playbooks the way a user would and checks the nodes.
 """
 
+import difflib
 import json
 import os
 import re
@@ -185,7 +186,10 @@ def test_bad_input_stops_before_any_host_changes(extra, message):
     rc, out, changed = playbook("site.yml", extra=extra, check=False)
     assert rc != 0 and message in out, out[-3000:]
     assert set(changed.values()) <= {0}
-    assert {node: snapshot(node) for node in NODES} == before
+    after = {node: snapshot(node) for node in NODES}
+    assert after == before, "\n".join(
+        "".join(difflib.unified_diff(b.splitlines(True), a.splitlines(True), node, node))
+        for node in NODES for b, a in zip(before[node], after[node]) if a != b)
     assert open(os.path.join(EPHEMERAL, "weft_leases.yml")).read() == lease_text
 
 
