@@ -111,7 +111,7 @@ def test_weft_docker_sets_and_puts_back_only_its_keys(tmp_path, ansible_module):
     assert json.loads(daemon.read_text()) == {"log-driver": "journald", "bip": "100.96.1.1/24",
                                              "mtu": 1450, "ip-masq": False}
     assert json.loads((tmp_path / "original.json").read_text()) == \
-        {"bip": None, "ip-masq": None, "mtu": 1500}
+        {"bip": None, "ip-masq": None, "mtu": 1500, "weft:file-existed": True}
     assert not ansible_module("weft_docker", set_args)["changed"]
 
     moved = ansible_module("weft_docker", dict(set_args, bip="100.96.7.1/24"))
@@ -123,6 +123,14 @@ def test_weft_docker_sets_and_puts_back_only_its_keys(tmp_path, ansible_module):
     assert json.loads(daemon.read_text()) == {"log-driver": "journald", "mtu": 1500}
     assert not (tmp_path / "original.json").exists()
     assert not ansible_module("weft_docker", docker_args(tmp_path, state="absent"))["changed"]
+
+
+def test_weft_docker_removes_the_daemon_json_it_created(tmp_path, ansible_module):
+    created = ansible_module("weft_docker", docker_args(tmp_path, bip="100.96.1.1/24", mtu=1450))
+    assert created["daemon_json_changed"] and (tmp_path / "daemon.json").exists()
+    removed = ansible_module("weft_docker", docker_args(tmp_path, state="absent"))
+    assert removed["changed"] and removed["daemon_json_changed"]
+    assert not (tmp_path / "daemon.json").exists() and not (tmp_path / "original.json").exists()
 
 
 @pytest.mark.parametrize("content, message", [

@@ -16,6 +16,7 @@ from ansible.module_utils.weft_validate import int_range, ip_interface
 
 # daemon.json key -> module option
 MANAGED = {"bip": "bip", "mtu": "mtu", "ip-masq": "ip_masq"}
+EXISTED = "weft:file-existed"  # in the record: whether daemon.json existed before weft
 
 
 def load(module, path):
@@ -73,23 +74,31 @@ def main():
             module.fail_json(msg=str(exc))
         if not os.path.exists(original):
             # What daemon.json held before weft's first run, for state=absent to put back.
-            writes[original] = render({key: current.get(key) for key in MANAGED})
+            record = {key: current.get(key) for key in MANAGED}
+            record[EXISTED] = before_text is not None
+            writes[original] = render(record)
         wanted = dict(current, **{key: params[option] for key, option in MANAGED.items()})
     else:
         wanted = {k: v for k, v in current.items() if k not in remembered}
-        wanted.update({k: v for k, v in remembered.items() if v is not None})
+        wanted.update({k: v for k, v in remembered.items() if v is not None and k in MANAGED})
     after_text = render(wanted)
     if wanted != current or before_text is None and params["state"] == "present":
         writes[path] = after_text
     removes = [original] if params["state"] == "absent" and os.path.exists(original) else []
     if params["state"] == "absent" and not remembered:
         writes.pop(path, None)  # nothing recorded: weft never touched this file
+    elif params["state"] == "absent" and remembered.get(EXISTED) is False and not wanted:
+        # weft created the file and nothing else was added to it: remove it again.
+        writes.pop(path, None)
+        if before_text is not None:
+            removes.append(path)
     if not module.check_mode:
         for target, text in writes.items():
             write(target, text)
         for target in removes:
             os.unlink(target)
-    result = dict(changed=bool(writes or removes), daemon_json_changed=path in writes)
+    result = dict(changed=bool(writes or removes),
+                  daemon_json_changed=path in writes or path in removes)
     if module._diff:
         result["diff"] = dict(before=before_text or "", after=writes.get(path, before_text or ""))
     module.exit_json(**result)

@@ -274,7 +274,7 @@ def test_uninstall_removes_weft_and_nothing_else():
             assert not h.interface("flannel.1").exists
             assert h.check_output("ip route show proto 119") == ""
             assert "WEFT" not in h.check_output("iptables-save")
-            assert json.loads(h.file("/etc/docker/daemon.json").content_string) == {}
+            assert not h.file("/etc/docker/daemon.json").exists  # the lab had none before weft
             assert not h.file("/etc/systemd/system/weft-restore.service").exists
             for path in ("/run/flannel/subnet.env", "/etc/weft", "/etc/sysctl.d/60-weft.conf"):
                 assert not h.file(path).exists, path
