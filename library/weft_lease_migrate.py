@@ -66,9 +66,7 @@ copied:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.weft_etcd import EtcdError
-from ansible.module_utils.weft_leasefile import LeaseFileError
-from ansible.module_utils.weft_stores import STORE_ARGUMENT_SPEC, open_store
+from ansible.module_utils.weft_stores import STORE_ARGUMENT_SPEC, STORE_ERRORS, open_store
 from ansible.module_utils.weft_subnets import Lease, PlanError, parse_network_config
 
 
@@ -126,7 +124,7 @@ def main():
     )
     try:
         module.exit_json(**run(module))
-    except (PlanError, LeaseFileError, EtcdError) as exc:
+    except STORE_ERRORS as exc:
         module.fail_json(msg=str(exc))
 
 

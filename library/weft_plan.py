@@ -172,12 +172,10 @@ unplanned:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.weft_etcd import EtcdError
-from ansible.module_utils.weft_leasefile import LeaseFileError
-from ansible.module_utils.weft_stores import STORE_ARGUMENT_SPEC, open_store
-from ansible.module_utils.weft_subnets import (PlanError, bridge_address, capacity_summary,
-                                            leases_as_dict, parse_hosts, parse_network_config,
-                                            plan, vtep_address)
+from ansible.module_utils.weft_stores import STORE_ARGUMENT_SPEC, STORE_ERRORS, open_store
+from ansible.module_utils.weft_subnets import (bridge_address, capacity_summary, leases_as_dict,
+                                            parse_hosts, parse_network_config, plan,
+                                            vtep_address)
 
 
 def node_view(lease):
@@ -243,7 +241,7 @@ def main():
     )
     try:
         module.exit_json(**run(module))
-    except (PlanError, LeaseFileError, EtcdError) as exc:
+    except STORE_ERRORS as exc:
         module.fail_json(msg=str(exc))
 
 

@@ -9,9 +9,14 @@ options are documented once, in the weft_lease_store doc fragment.
 
 from __future__ import annotations
 
-from ansible.module_utils.weft_etcd import EtcdClient
+from ansible.module_utils.weft_etcd import EtcdClient, EtcdError
 from ansible.module_utils.weft_etcdstore import EtcdStore
-from ansible.module_utils.weft_leasefile import FileStore
+from ansible.module_utils.weft_leasefile import FileStore, LeaseFileError
+from ansible.module_utils.weft_subnets import PlanError
+
+# Everything a store or the planner raises for bad input or an unreachable store: the
+# message names the variable, and a module reports it with fail_json.
+STORE_ERRORS = (PlanError, LeaseFileError, EtcdError)
 
 ETCD_OPTIONS = dict(
     endpoints=dict(type="list", elements="str", required=True),
