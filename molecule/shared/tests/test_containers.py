@@ -2,6 +2,9 @@
 
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -56,3 +59,25 @@ def test_spoofed_datagram_is_dropped_and_counted(nodes, leases, containers):
             break
         time.sleep(0.2)
     assert after == before + 1
+
+
+@pytest.mark.skipif(BACKEND != "udp", reason="udp backend only (the reliability scenario reboots vxlan)")
+def test_udp_overlay_survives_a_power_cycle(nodes, containers):
+    """weft-restore rebuilds the TUN device before the daemon starts; no Ansible involved.
+    (Named to run last in this file; test_nodes.py then checks the rebooted node too.)"""
+    first, rebooted = sorted(nodes)[:2]
+    lab = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "lab", "weftlab.py")
+    subprocess.run([sys.executable, lab, "reboot", rebooted], check=True, capture_output=True)
+    node = nodes[rebooted]
+    assert node.check_output("systemctl show -p Result --value weft-restore") == "success"
+    assert node.service("weft-udpd").is_running
+    assert node.check_output("ip -br link show flannel0").startswith("flannel0")
+    node.check_output("docker rm -f weft-verify; docker run -d --name weft-verify weft/busybox sleep 600")
+    target = node.check_output("docker inspect -f '{{.NetworkSettings.IPAddress}}' weft-verify")
+    deadline = time.time() + 20
+    while True:  # the daemon may still be starting when the container is
+        out = nodes[first].run("docker exec weft-verify ping -c 2 -W 2 %s" % target)
+        if out.rc == 0 or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert out.rc == 0, out.stdout + out.stderr
