@@ -329,9 +329,9 @@ def down(names=None):
     for name in names:
         stop(name)
         remove(name)
-    if not known_nodes() and link_exists(BRIDGE):
-        run("ip", "link", "del", BRIDGE)
     if not known_nodes():
+        if link_exists(BRIDGE):
+            run("ip", "link", "del", BRIDGE)
         etcdserver.stop(ETCD_DIR)  # the etcd a scenario started for the lab
 
 

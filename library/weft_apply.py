@@ -119,8 +119,8 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.weft_apply_runner import (STEP_MODULES, apply, ensure_file,
-                                                    runtime_sources)
+from ansible.module_utils.weft_apply_runner import (STEP_MODULES, apply, runtime_sources,
+                                                    write_files)
 
 
 def main():
@@ -150,21 +150,18 @@ def main():
     # Read the code weft-restore needs now: the steps replace this process's module args.
     sources = runtime_sources() if params["runtime"] else {}
     result = apply(state, module.check_mode, module._diff)
-    diff = result.pop("diff")
     if result.pop("failed", False):
+        result.pop("diff")
         module.fail_json(**result)
+    # The record and the code weft-restore replays it with (no diff: they follow the above).
+    restore = [dict(path=os.path.join(params["runtime"], name), content=source)
+               for name, source in sorted(sources.items())]
     if params["record"]:
-        text = json.dumps(state, indent=2, sort_keys=True) + "\n"
-        if ensure_file(params["record"], text, 0o644, module.check_mode)[0]:
-            result["changed"] = True
-            result["files_changed"].append(params["record"])
-    for name, source in sorted(sources.items()):
-        path = os.path.join(params["runtime"], name)
-        if ensure_file(path, source, 0o644, module.check_mode)[0]:
-            result["changed"] = True
-            result["files_changed"].append(path)
-    if module._diff and diff:
-        result["diff"] = diff
+        restore.append(dict(path=params["record"],
+                            content=json.dumps(state, indent=2, sort_keys=True) + "\n"))
+    write_files(restore, result, module.check_mode)
+    if not result["diff"]:
+        del result["diff"]
     module.exit_json(**result)
 
 

@@ -12,8 +12,9 @@ short_description: Docker's bridge address, MTU and ip-masq in daemon.json, and 
 description:
   - Sets C(bip), C(mtu) and C(ip-masq) in Docker's C(daemon.json) from the plan, keeping
     every other key, as Flannel's C(--bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU) does.
-  - Before the first change it records what the file held for those keys in
-    O(original); O(state=absent) puts them back and removes that record.
+  - Before the first change it records what the file held for those keys, and whether it
+    existed, in O(original); O(state=absent) puts them back (removing the file when weft
+    created it and nothing else was added) and removes that record.
   - Does not restart dockerd; the result's RV(daemon_json_changed) says whether to.
 version_added: "0.2.0"
 author: weft contributors

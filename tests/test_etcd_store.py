@@ -181,7 +181,7 @@ def test_the_next_endpoint_is_tried(etcd, ansible_module):
 
 def test_a_guarded_write_fails_when_the_key_appeared_meanwhile(etcd):
     client = EtcdClient([etcd])
-    _, kvs = client.range_prefix("/weft-test/")
+    kvs = client.range_prefix("/weft-test/")
     etcdctl(etcd, "put", "/weft-test/a", "theirs")
     assert not client.txn([Compare.as_read("/weft-test/a", kvs.get("/weft-test/a"))],
                           [put("/weft-test/a", "ours")])

@@ -18,12 +18,12 @@ import io
 import json
 import os
 import sys
-import tempfile
 
 from ansible.module_utils import basic
 from ansible.module_utils import (weft_docker_impl, weft_fdb_impl, weft_iptables_impl,
                                   weft_neighbours_impl, weft_routes_impl, weft_tun_impl,
                                   weft_vxlan_impl)
+from ansible.module_utils.weft_files import read_text, write_atomic
 
 STEP_MODULES = {
     "weft_vxlan": weft_vxlan_impl, "weft_tun": weft_tun_impl,
@@ -32,7 +32,7 @@ STEP_MODULES = {
     "weft_docker": weft_docker_impl,
 }
 # What weft-restore imports at boot: this runner and everything it runs.
-RUNTIME = ["weft_apply_runner", "weft_netlink", "weft_reconcile", "weft_device",
+RUNTIME = ["weft_apply_runner", "weft_files", "weft_netlink", "weft_reconcile", "weft_device",
            "weft_validate"] + sorted(m.__name__.rsplit(".", 1)[-1] for m in STEP_MODULES.values())
 
 
@@ -56,14 +56,6 @@ def run_step(name, args, check_mode=False, diff=False) -> dict:
     return {"failed": True, "msg": "printed no result: %s" % out.getvalue()[-500:]}
 
 
-def read_text(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
 def ensure_file(path, content, mode=0o644, check_mode=False) -> tuple:
     """Give `path` this content and mode; (changed, content before). /proc is written in place."""
     before = read_text(path)
@@ -76,19 +68,8 @@ def ensure_file(path, content, mode=0o644, check_mode=False) -> tuple:
     if path.startswith("/proc/"):
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(content)
-        return True, before
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".weft.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    else:
+        write_atomic(path, content, mode)
     return True, before
 
 
@@ -122,6 +103,23 @@ def runtime_sources() -> dict:
     return sources
 
 
+def _note_change(result, path, before=None, after=None, diff=False):
+    result["changed"] = True
+    result["files_changed"].append(path)
+    if diff and after is not None:
+        result["diff"].append(dict(before=before or "", after=after,
+                                   before_header=path, after_header=path))
+
+
+def write_files(items, result, check_mode=False, diff=False):
+    """Give every {path, content, mode} item its content, noting each change in `result`."""
+    for item in items:
+        changed, before = ensure_file(item["path"], item["content"],
+                                      int(str(item.get("mode") or "0644"), 8), check_mode)
+        if changed:
+            _note_change(result, item["path"], before, item["content"], diff)
+
+
 def apply(state, check_mode=False, diff=False) -> dict:
     """Run state['steps'], then write state['files'] and state['links'] and remove
     state['absent'].
@@ -142,20 +140,11 @@ def apply(state, check_mode=False, diff=False) -> dict:
             if step_diff:
                 result["diff"].append(dict(step_diff, before_header=step["module"],
                                            after_header=step["module"]))
-    for item in state.get("files", []):
-        changed, before = ensure_file(item["path"], item["content"],
-                                      int(str(item.get("mode") or "0644"), 8), check_mode)
-        if changed:
-            result["changed"] = True
-            result["files_changed"].append(item["path"])
-            result["diff"].append(dict(before=before or "", after=item["content"],
-                                       before_header=item["path"], after_header=item["path"]))
+    write_files(state.get("files", []), result, check_mode, diff)
     for item in state.get("links", []):
         if ensure_link(item["path"], item["target"], check_mode):
-            result["changed"] = True
-            result["files_changed"].append(item["path"])
+            _note_change(result, item["path"])
     for path in state.get("absent", []):
         if ensure_absent(path, check_mode):
-            result["changed"] = True
-            result["files_changed"].append(path)
+            _note_change(result, path)
     return result

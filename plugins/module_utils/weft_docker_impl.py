@@ -12,6 +12,7 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.weft_files import read_text, write_atomic
 from ansible.module_utils.weft_validate import int_range, ip_interface
 
 # daemon.json key -> module option
@@ -20,13 +21,12 @@ EXISTED = "weft:file-existed"  # in the record: whether daemon.json existed befo
 
 
 def load(module, path):
+    """(text or None, the JSON object in it; {} for a missing or empty file)."""
+    text = read_text(path)
+    if text is None or not text.strip():
+        return text, {}
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        return None, {}
-    try:
-        doc = json.loads(text) if text.strip() else {}
+        doc = json.loads(text)
     except ValueError as exc:
         module.fail_json(msg="%s: not valid JSON (%s); fix it by hand first" % (path, exc))
     if not isinstance(doc, dict):
@@ -39,13 +39,32 @@ def render(doc):
     return json.dumps(doc, indent=2, sort_keys=True, separators=(",", ": ")) + "\n"
 
 
-def write(path, text):
-    tmp = path + ".weft-tmp"
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+def set_values(params, text, current, original_exists):
+    """(writes, removes) that put weft's values in daemon.json, recording the old ones."""
+    writes = {}
+    if not original_exists:
+        # What daemon.json held before weft's first run, for state=absent to put back.
+        record = {key: current.get(key) for key in MANAGED}
+        record[EXISTED] = text is not None
+        writes[params["original"]] = render(record)
+    wanted = dict(current, **{key: params[option] for key, option in MANAGED.items()})
+    if wanted != current or text is None:
+        writes[params["path"]] = render(wanted)
+    return writes, []
+
+
+def put_back(params, text, current, remembered, original_exists):
+    """(writes, removes) that restore the recorded values and drop the record."""
+    path = params["path"]
+    removes = [params["original"]] if original_exists else []
+    if not remembered:
+        return {}, removes  # nothing recorded: weft never touched this file
+    wanted = {k: v for k, v in current.items() if k not in remembered}
+    wanted.update({k: v for k, v in remembered.items() if v is not None and k in MANAGED})
+    if remembered.get(EXISTED) is False and not wanted:
+        # weft created the file and nothing else was added to it: remove it again.
+        return {}, removes + ([path] if text is not None else [])
+    return ({path: render(wanted)} if wanted != current else {}), removes
 
 
 def main():
@@ -62,43 +81,27 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    path, original = params["path"], params["original"]
-    before_text, current = load(module, path)
-    _, remembered = load(module, original)
-    writes = {}
+    path = params["path"]
+    text, current = load(module, path)
+    original_exists = os.path.exists(params["original"])
     if params["state"] == "present":
         try:
             ip_interface(params["bip"], "bip")
             int_range(params["mtu"], "mtu", 68, 65535)
         except ValueError as exc:
             module.fail_json(msg=str(exc))
-        if not os.path.exists(original):
-            # What daemon.json held before weft's first run, for state=absent to put back.
-            record = {key: current.get(key) for key in MANAGED}
-            record[EXISTED] = before_text is not None
-            writes[original] = render(record)
-        wanted = dict(current, **{key: params[option] for key, option in MANAGED.items()})
+        writes, removes = set_values(params, text, current, original_exists)
     else:
-        wanted = {k: v for k, v in current.items() if k not in remembered}
-        wanted.update({k: v for k, v in remembered.items() if v is not None and k in MANAGED})
-    after_text = render(wanted)
-    if wanted != current or before_text is None and params["state"] == "present":
-        writes[path] = after_text
-    removes = [original] if params["state"] == "absent" and os.path.exists(original) else []
-    if params["state"] == "absent" and not remembered:
-        writes.pop(path, None)  # nothing recorded: weft never touched this file
-    elif params["state"] == "absent" and remembered.get(EXISTED) is False and not wanted:
-        # weft created the file and nothing else was added to it: remove it again.
-        writes.pop(path, None)
-        if before_text is not None:
-            removes.append(path)
+        remembered = load(module, params["original"])[1]
+        writes, removes = put_back(params, text, current, remembered, original_exists)
     if not module.check_mode:
-        for target, text in writes.items():
-            write(target, text)
+        for target, content in writes.items():
+            write_atomic(target, content)
         for target in removes:
             os.unlink(target)
     result = dict(changed=bool(writes or removes),
                   daemon_json_changed=path in writes or path in removes)
     if module._diff:
-        result["diff"] = dict(before=before_text or "", after=writes.get(path, before_text or ""))
+        result["diff"] = dict(before=text or "", after=writes.get(
+            path, "" if path in removes else text or ""))
     module.exit_json(**result)

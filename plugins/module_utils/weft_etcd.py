@@ -73,16 +73,18 @@ def delete(key):
     return {"request_delete_range": {"key": _b64(key)}}
 
 
+ENDPOINTS = "weft_etcd_endpoints"  # the variable error messages name
+
+
 class EtcdClient:
     def __init__(self, endpoints, ca_file=None, cert_file=None, key_file=None,
-                 username=None, password=None, timeout=5.0, option="weft_etcd_endpoints"):
+                 username=None, password=None, timeout=5.0):
         if not endpoints:
-            raise EtcdError("%s: needs at least one URL such as http://127.0.0.1:2379" % option)
+            raise EtcdError("%s: needs at least one URL such as http://127.0.0.1:2379" % ENDPOINTS)
         self.endpoints = [e.rstrip("/") for e in endpoints]
         for url in self.endpoints:
             if not url.startswith(("http://", "https://")):
-                raise EtcdError("%s: %r is not an http:// or https:// URL" % (option, url))
-        self.option = option
+                raise EtcdError("%s: %r is not an http:// or https:// URL" % (ENDPOINTS, url))
         self.timeout = timeout
         self.username, self.password = username, password
         self._token = None
@@ -127,7 +129,7 @@ class EtcdClient:
             self.endpoints.remove(url)
             self.endpoints.insert(0, url)
             return answer
-        raise EtcdError("%s: no etcd endpoint answered: %s" % (self.option, "; ".join(failures)))
+        raise EtcdError("%s: no etcd endpoint answered: %s" % (ENDPOINTS, "; ".join(failures)))
 
     def authenticate(self):
         if self.username and self._token is None:
@@ -139,7 +141,7 @@ class EtcdClient:
             self._token = answer.get("token")
 
     def range_prefix(self, prefix):
-        """Every key under `prefix` at one revision: (revision, {key: KeyValue})."""
+        """Every key under `prefix`, read at one revision: {key: KeyValue}."""
         self.authenticate()
         answer = self._post("/v3/kv/range", {"key": _b64(prefix),
                                              "range_end": _b64(prefix_end(prefix))})
@@ -149,7 +151,7 @@ class EtcdClient:
             kvs[key] = KeyValue(key, _unb64(item.get("value")),
                                 int(item.get("create_revision", 0)),
                                 int(item.get("mod_revision", 0)), int(item.get("lease", 0)))
-        return int(answer["header"]["revision"]), kvs
+        return kvs
 
     def txn(self, compare, success):
         """Apply `success` only if every guard in `compare` holds; True if applied."""

@@ -103,10 +103,10 @@ class EtcdStore:
     # -- reading ------------------------------------------------------------
 
     def read(self) -> Snapshot:
-        _, kvs = self.client.range_prefix(self.prefix + "/")
+        kvs = self.client.range_prefix(self.prefix + "/")
         snap = Snapshot(kvs)
         subnets = {}
-        for key, kv in kvs.items():
+        for key in kvs:
             if not key.startswith(self.subnets_prefix):
                 continue
             match = SUBNET_KEY.match(key[len(self.subnets_prefix):])
@@ -129,8 +129,8 @@ class EtcdStore:
                                 % (self.index_prefix, named[lease_key], name, kv.value))
             named[lease_key] = name
         for key, subnet in sorted(subnets.items(), key=lambda item: item[1]):
-            attrs = parse_flannel_value(kvs[key].value, key) if key in named else None
             if key in named:
+                attrs = parse_flannel_value(kvs[key].value, key)
                 snap.leases[named[key]] = lease_from_flannel(subnet, attrs, key)
                 snap.lease_keys[named[key]] = key
                 continue

@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from dataclasses import dataclass
 
 import yaml
 
+from ansible.module_utils.weft_files import read_text, write_atomic
 from ansible.module_utils.weft_subnets import leases_as_dict, parse_leases
 
 HEADER = """\
@@ -47,14 +47,6 @@ def locked(path):
         os.close(fd)
 
 
-def read_text(path) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
 def parse(text, path) -> dict:
     """The raw lease mapping (host -> dict) in `text`; {} for an empty or missing file."""
     if not text:
@@ -74,22 +66,6 @@ def render(leases: dict) -> str:
     body = yaml.safe_dump({TOP_KEY: leases}, default_flow_style=False, sort_keys=True,
                           explicit_start=False, width=100)
     return HEADER + body
-
-
-def write_atomic(path, text, mode=0o644):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass
@@ -113,10 +89,12 @@ class FileStore:
     def __init__(self, path):
         self.path = path
 
+    def _parse(self, text) -> dict:
+        return parse_leases(parse(text, self.path), "lease file %s" % self.path)
+
     def leases(self) -> dict:
         with locked(self.path):
-            return parse_leases(parse(read_text(self.path), self.path),
-                                "lease file %s" % self.path)
+            return self._parse(read_text(self.path))
 
     def update(self, compute, config=None, check_mode=False):
         """Replace the leases with compute(leases, reservations); the file has no reservations.
@@ -125,7 +103,7 @@ class FileStore:
         """
         with locked(self.path):
             before = read_text(self.path)
-            existing = parse_leases(parse(before, self.path), "lease file %s" % self.path)
+            existing = self._parse(before)
             after = render(leases_as_dict(compute(existing, {})))
             changed = after != (before or "")
             if changed and not check_mode:

@@ -415,8 +415,12 @@ def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False
                  if r.public_ip is not None and config.in_range(s) and s not in taken}
     unplanned = []
     busy = [s for s in reserved if s not in taken]
+    # Reservations of the plan's length are skipped by a set lookup; only those of another
+    # length (a differently configured Flannel) need an overlap test per candidate.
+    busy_odd = [s for s in busy if s.prefixlen != config.subnet_len]
+    busy_same = set(busy) - set(busy_odd)
     free = (s for s in config.subnets()
-            if s not in taken and not any(s.overlaps(b) for b in busy))
+            if s not in taken and s not in busy_same and not any(s.overlaps(b) for b in busy_odd))
     for h in hosts:
         public_ip = public_ip_of(h)
         if h.pin is not None:
