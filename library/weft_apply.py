@@ -11,7 +11,7 @@ module: weft_apply
 short_description: Converge a host's overlay in one call, and record it for weft-restore
 description:
   - Runs weft's modules (M(weft_vxlan), M(weft_tun), M(weft_neighbours), M(weft_fdb),
-    M(weft_routes), M(weft_iptables), M(weft_docker)) in order in one process on the host,
+    M(weft_routes), M(weft_iptables), M(weft_ingress), M(weft_docker)) in order in one process on the host,
     each with its own argument checks, check mode and diff, then writes weft's files and
     links. One call instead of one task per module keeps a run's cost per host small.
   - Stops at the first step that fails; its message starts with the module's name. Files,
@@ -32,11 +32,41 @@ options:
         type: str
         required: true
         choices: [weft_vxlan, weft_tun, weft_neighbours, weft_fdb, weft_routes, weft_iptables,
-                  weft_docker]
+                  weft_docker, weft_ingress]
       args:
         description: Its arguments, as for a task of that module.
         type: dict
         default: {}
+  users:
+    description: System users (each with its own group, no home, no login shell) that
+      weft's daemons run as; created first, since steps may name them.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: The user name.
+        type: str
+        required: true
+      comment:
+        description: Its description (the GECOS field).
+        type: str
+        default: weft
+  modes:
+    description: Permission bits of existing paths weft needs open, such as C(/dev/net/tun)
+      for an unprivileged daemon (0666, as Debian's udev sets it); set before the steps.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: The path; it must exist.
+        type: path
+        required: true
+      mode:
+        description: Octal mode.
+        type: str
+        required: true
   files:
     description: Files weft owns on the host (written atomically; under C(/proc) in place).
     type: list
@@ -121,6 +151,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.weft_apply_runner import (STEP_MODULES, apply, runtime_sources,
                                                     write_files)
+from ansible.module_utils.weft_files import exclusive_lock
 
 
 def main():
@@ -129,6 +160,14 @@ def main():
             steps=dict(type="list", elements="dict", default=[], options=dict(
                 module=dict(type="str", required=True, choices=sorted(STEP_MODULES)),
                 args=dict(type="dict", default={}),
+            )),
+            users=dict(type="list", elements="dict", default=[], options=dict(
+                name=dict(type="str", required=True),
+                comment=dict(type="str", default="weft"),
+            )),
+            modes=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="path", required=True),
+                mode=dict(type="str", required=True),
             )),
             files=dict(type="list", elements="dict", default=[], options=dict(
                 path=dict(type="path", required=True),
@@ -146,20 +185,22 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    state = {key: params[key] for key in ("steps", "files", "links", "absent")}
+    state = {key: params[key] for key in ("users", "modes", "steps", "files", "links", "absent")}
     # Read the code weft-restore needs now: the steps replace this process's module args.
     sources = runtime_sources() if params["runtime"] else {}
-    result = apply(state, module.check_mode, module._diff)
-    if result.pop("failed", False):
-        result.pop("diff")
-        module.fail_json(**result)
-    # The record and the code weft-restore replays it with (no diff: they follow the above).
-    restore = [dict(path=os.path.join(params["runtime"], name), content=source)
-               for name, source in sorted(sources.items())]
-    if params["record"]:
-        restore.append(dict(path=params["record"],
-                            content=json.dumps(state, indent=2, sort_keys=True) + "\n"))
-    write_files(restore, result, module.check_mode)
+    # weft-heal's passes wait while the host converges, and then read the new record.
+    with exclusive_lock():
+        result = apply(state, module.check_mode, module._diff)
+        if result.pop("failed", False):
+            result.pop("diff")
+            module.fail_json(**result)
+        # The record and the code weft-restore replays it with (no diff: they follow the above).
+        restore = [dict(path=os.path.join(params["runtime"], name), content=source)
+                   for name, source in sorted(sources.items())]
+        if params["record"]:
+            restore.append(dict(path=params["record"],
+                                content=json.dumps(state, indent=2, sort_keys=True) + "\n"))
+        write_files(restore, result, module.check_mode)
     if not result["diff"]:
         del result["diff"]
     module.exit_json(**result)

@@ -16,6 +16,11 @@ description:
     existed, in O(original); O(state=absent) puts them back (removing the file when weft
     created it and nothing else was added) and removes that record.
   - Does not restart dockerd; the result's RV(daemon_json_changed) says whether to.
+  - dockerd reuses its bridge's address (and remembers the subnet it last used) when no
+    C(bip) is set. So the record also keeps O(bridge)'s address before weft's first
+    change, and with O(state=absent) and O(network) a bridge still holding an address of
+    the overlay network gets that address back (Docker's default C(172.17.0.1/16) when it
+    had none), which dockerd takes up when it restarts.
 version_added: "0.2.0"
 author: weft contributors
 options:
@@ -37,6 +42,14 @@ options:
     description: Where the values before weft's first change are recorded.
     type: path
     default: /etc/weft/docker-original.json
+  bridge:
+    description: Docker's bridge device.
+    type: str
+    default: docker0
+  network:
+    description: The overlay network (CIDR); with O(state=absent), O(bridge) is moved off it
+      when one of its addresses lies in it.
+    type: str
   state:
     description: V(present) sets the values; V(absent) puts the recorded ones back.
     type: str
@@ -63,6 +76,12 @@ daemon_json_changed:
   description: Whether daemon.json was (or in check mode would be) rewritten; restart dockerd then.
   returned: success
   type: bool
+bridge_readdressed:
+  description: The address O(bridge) was (or would be) given instead of an overlay one;
+    null when it was not on the overlay. Restart dockerd then.
+  returned: success
+  type: str
+  sample: 172.17.0.1/16
 """
 
 from ansible.module_utils.weft_docker_impl import main

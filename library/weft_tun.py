@@ -31,12 +31,13 @@ options:
     choices: [present, absent]
     default: present
   owner:
-    description: Numeric user ID allowed to attach to the device without CAP_NET_ADMIN.
-      Anyone with CAP_NET_ADMIN may attach when omitted.
-    type: int
+    description: User (name or numeric ID) allowed to attach to the device without
+      CAP_NET_ADMIN, e.g. the unprivileged user of the daemon that forwards its packets.
+      Only processes with CAP_NET_ADMIN may attach when omitted.
+    type: str
   group:
-    description: Numeric group ID allowed to attach to the device.
-    type: int
+    description: Group (name or numeric ID) whose members may attach to the device.
+    type: str
   multi_queue:
     description: Create a multi-queue device, so that several workers can each attach
       their own queue.

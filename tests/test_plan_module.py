@@ -1,6 +1,7 @@
 """weft_plan through the real ansible CLI: the lease file, check and diff mode, locking."""
 
 import concurrent.futures
+import os
 
 import pytest
 import yaml
@@ -108,3 +109,10 @@ def test_concurrent_plays_never_hand_out_one_subnet_twice(tmp_path, ansible_modu
     held = subnets(path)
     assert sorted(held) == ["node%d" % i for i in range(1, 7)]
     assert len(set(held.values())) == 6
+    assert sorted(os.listdir(tmp_path)) == ["weft_leases.yml"]  # no lock file left behind
+
+
+def test_a_relative_lease_file_is_refused(tmp_path, ansible_module):
+    result = ansible_module("weft_plan", plan_args("\\/root/weft_leases.yml", inventory("node1")))
+    assert result["failed"] and "weft_lease_file: '\\\\/root/weft_leases.yml' is not an absolute path" \
+        in result["msg"], result["msg"]

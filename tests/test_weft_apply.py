@@ -93,7 +93,7 @@ def test_weft_restore_rebuilds_the_recorded_state(netns, run_in, tmp_path):
     proc = subprocess.run(["ip", "netns", "exec", netns, "/usr/bin/python3", RESTORE,
                            args["record"], args["runtime"]], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "weft-restore: weft_vxlan changed" in proc.stdout
+    assert "weft-restore: repaired weft_vxlan" in proc.stdout
     assert kernel_view(netns) == expected
     assert (tmp_path / "run" / "subnet.env").read_text() == "FLANNEL_SUBNET=x\n"
 
@@ -111,7 +111,8 @@ def test_weft_docker_sets_and_puts_back_only_its_keys(tmp_path, ansible_module):
     assert json.loads(daemon.read_text()) == {"log-driver": "journald", "bip": "100.96.1.1/24",
                                              "mtu": 1450, "ip-masq": False}
     assert json.loads((tmp_path / "original.json").read_text()) == \
-        {"bip": None, "ip-masq": None, "mtu": 1500, "weft:file-existed": True}
+        {"bip": None, "ip-masq": None, "mtu": 1500, "weft:file-existed": True,
+         "weft:bridge-address": None}
     assert not ansible_module("weft_docker", set_args)["changed"]
 
     moved = ansible_module("weft_docker", dict(set_args, bip="100.96.7.1/24"))
@@ -142,3 +143,28 @@ def test_weft_docker_refuses_a_broken_daemon_json(tmp_path, ansible_module, cont
     result = ansible_module("weft_docker", docker_args(tmp_path, bip="100.96.1.1/24", mtu=1450))
     assert result["failed"] and message in result["msg"]
     assert (tmp_path / "daemon.json").read_text() == content
+
+
+def test_weft_docker_puts_the_bridge_back_on_its_own_address(netns, run_in, tmp_path):
+    """dockerd reuses its bridge's address when no bip is set: the address before weft
+    comes back, or Docker's default where the bridge had none."""
+    sh("ip", "link", "add", "docker0", "type", "bridge", netns=netns)
+    sh("ip", "addr", "add", "172.18.0.1/16", "dev", "docker0", netns=netns)
+    assert run_in("weft_docker", docker_args(tmp_path, bip="100.96.3.1/24", mtu=1450))["changed"]
+    assert json.loads((tmp_path / "original.json").read_text())["weft:bridge-address"] == \
+        "172.18.0.1/16"
+    # dockerd restarted with the bip: the bridge moves onto the overlay.
+    sh("ip", "addr", "flush", "dev", "docker0", netns=netns)
+    sh("ip", "addr", "add", "100.96.3.1/24", "dev", "docker0", netns=netns)
+    args = docker_args(tmp_path, state="absent", network="100.96.0.0/16")
+    assert run_in("weft_docker", args, check=True)["bridge_readdressed"] == "172.18.0.1/16"
+    assert "100.96.3.1/24" in sh("ip", "addr", "show", "docker0", netns=netns)
+    result = run_in("weft_docker", args)
+    assert result["changed"] and result["bridge_readdressed"] == "172.18.0.1/16", result
+    shown = sh("ip", "-4", "-br", "addr", "show", "docker0", netns=netns).split()[2:]
+    assert shown == ["172.18.0.1/16"]
+    assert not run_in("weft_docker", args)["changed"]
+    # Converged by an older weft (no address recorded): Docker's own default.
+    sh("ip", "addr", "flush", "dev", "docker0", netns=netns)
+    sh("ip", "addr", "add", "100.96.3.1/24", "dev", "docker0", netns=netns)
+    assert run_in("weft_docker", args)["bridge_readdressed"] == "172.17.0.1/16"

@@ -120,6 +120,8 @@ def test_tun_create_idempotent_inplace_recreate_absent(netns, run_in):
     info = link(netns, "flannel0")["linkinfo"]["info_data"]
     assert (info["user"], info["group"], info["multi_queue"]) == ("nobody", "nogroup", True)
     assert not run_in("weft_tun", dict(spec, owner=65534, group=65534, multi_queue=True))["changed"]
+    # By name: the same IDs, looked up on the host.
+    assert not run_in("weft_tun", dict(spec, owner="nobody", group="nogroup", multi_queue=True))["changed"]
 
     assert run_in("weft_tun", {"name": "flannel0", "state": "absent"})["changed"]
     assert link(netns, "flannel0") is None
@@ -128,8 +130,12 @@ def test_tun_create_idempotent_inplace_recreate_absent(netns, run_in):
 def test_tun_check_mode_and_bad_input(netns, run_in):
     result = run_in("weft_tun", {"name": "flannel0", "mtu": 1472}, check=True)
     assert result["changed"] and link(netns, "flannel0") is None
+    # A user that an earlier step of the same run would create: check mode only.
+    result = run_in("weft_tun", {"name": "flannel0", "owner": "weft-not-yet"}, check=True)
+    assert result["changed"] and not result["failed"], result
     for args, message in [
         ({"name": "flannel0", "owner": -1}, "owner: -1 is out of range"),
+        ({"name": "flannel0", "owner": "no-such-user"}, "owner: no user named no-such-user"),
         ({"name": "flannel0", "mtu": 10}, "mtu: 10 is out of range"),
         ({"name": "flannel0", "address": "x/32"}, "address: 'x/32' is not an address"),
         ({"name": "u0"}, "name: u0 exists as a veth device, not tun"),

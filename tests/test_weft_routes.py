@@ -55,6 +55,15 @@ def test_purge_never_touches_routes_it_does_not_own(netns, run_in):
     assert "100.96.8.0/24" in routes(netns, "table", "7")
 
 
+def test_purge_removes_a_link_scope_route(netns, run_in):
+    """The udp backend's route (network dev TUN, scope link): found and removed by purge."""
+    run_in("weft_routes", {"routes": [{"dst": "100.96.0.0/16", "dev": "u0"}]})
+    assert routes(netns) == "100.96.0.0/16 dev u0 scope link \n"
+    result = run_in("weft_routes", {"routes": [], "purge": True})
+    assert result["removed"] == ["100.96.0.0/16 dev u0"] and not result["failed"], result
+    assert routes(netns) == ""
+
+
 def test_tables_metrics_scope_and_ipv6(netns, run_in):
     sh("ip", "-6", "addr", "add", "fd00::1/64", "dev", "u0", "nodad", netns=netns)
     spec = [{"dst": "100.96.4.0/24", "via": "10.9.0.4", "table": "100", "metric": 5},

@@ -50,16 +50,18 @@ def weft_peer_entries(nodes, me, backend, vxlan_dev, iface, underlay_network=Non
     host-gw: a route to the peer's subnet via its public IP on the underlay interface.
     udp: one route for the whole network through the TUN device, and per peer the
     daemon's forwarding entry (subnet -> public IP and port).
+    Every backend: the peers allowed to send to the encapsulation port (public IP, subnet).
     """
     if me not in nodes:
         raise AnsibleFilterError("weft_peer_entries: %s has no lease in the plan" % me)
-    entries = {"neighbours": [], "fdb": [], "routes": [], "udp_peers": []}
+    entries = {"neighbours": [], "fdb": [], "routes": [], "udp_peers": [], "ingress": []}
     if backend == "udp":
         entries["routes"].append({"dst": network, "dev": tun_dev})
     for name in sorted(nodes):
         peer = nodes[name]
         if name == me or not peer.get("public_ip"):
             continue
+        entries["ingress"].append({"ip": peer["public_ip"], "subnet": peer["subnet"]})
         direct = backend == "host-gw" or (
             backend == "vxlan" and direct_routing and _on_link(peer["public_ip"], underlay_network))
         if direct:

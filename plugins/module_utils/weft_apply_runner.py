@@ -17,19 +17,21 @@ import contextlib
 import io
 import json
 import os
+import pwd
+import subprocess
 import sys
 
 from ansible.module_utils import basic
-from ansible.module_utils import (weft_docker_impl, weft_fdb_impl, weft_iptables_impl,
-                                  weft_neighbours_impl, weft_routes_impl, weft_tun_impl,
-                                  weft_vxlan_impl)
+from ansible.module_utils import (weft_docker_impl, weft_fdb_impl, weft_ingress_impl,
+                                  weft_iptables_impl, weft_neighbours_impl, weft_routes_impl,
+                                  weft_tun_impl, weft_vxlan_impl)
 from ansible.module_utils.weft_files import read_text, write_atomic
 
 STEP_MODULES = {
     "weft_vxlan": weft_vxlan_impl, "weft_tun": weft_tun_impl,
     "weft_neighbours": weft_neighbours_impl, "weft_fdb": weft_fdb_impl,
     "weft_routes": weft_routes_impl, "weft_iptables": weft_iptables_impl,
-    "weft_docker": weft_docker_impl,
+    "weft_docker": weft_docker_impl, "weft_ingress": weft_ingress_impl,
 }
 # What weft-restore imports at boot: this runner and everything it runs.
 RUNTIME = ["weft_apply_runner", "weft_files", "weft_netlink", "weft_reconcile", "weft_device",
@@ -38,7 +40,8 @@ RUNTIME = ["weft_apply_runner", "weft_files", "weft_netlink", "weft_reconcile", 
 
 def run_step(name, args, check_mode=False, diff=False) -> dict:
     """Run one weft module in this process with `args`; returns its result dict."""
-    params = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+    # (no_log: the step's invocation is not logged again; weft_apply's own is)
+    params = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff, _ansible_no_log=True)
     basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": params}).encode()
     if hasattr(basic, "_ANSIBLE_PROFILE") and not basic._ANSIBLE_PROFILE:
         basic._ANSIBLE_PROFILE = "legacy"  # ansible-core 2.19+ needs a serialization profile
@@ -94,6 +97,29 @@ def ensure_absent(path, check_mode=False) -> bool:
     return True
 
 
+def ensure_user(name, comment, check_mode=False) -> bool:
+    """A system user (and its group) with no home and no login, for a daemon."""
+    try:
+        pwd.getpwnam(name)
+        return False
+    except KeyError:
+        pass
+    if not check_mode:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                        "--comment", comment, name], check=True, capture_output=True)
+    return True
+
+
+def ensure_mode(path, mode, check_mode=False) -> bool:
+    """Permission bits of an existing path weft does not own (a device node)."""
+    if (os.stat(path).st_mode & 0o7777) == mode:
+        return False
+    if not check_mode:
+        os.chmod(path, mode)
+    return True
+
+
 def runtime_sources() -> dict:
     """file name -> source of the code weft-restore needs, read from the running code."""
     sources = {}
@@ -121,13 +147,24 @@ def write_files(items, result, check_mode=False, diff=False):
 
 
 def apply(state, check_mode=False, diff=False) -> dict:
-    """Run state['steps'], then write state['files'] and state['links'] and remove
-    state['absent'].
+    """Ensure state['users'] and state['modes'], run state['steps'], then write
+    state['files'] and state['links'] and remove state['absent'].
 
     Stops at the first failing step (its message names the module); files and links are
     written only when every step succeeded.
     """
     result = {"changed": False, "steps": [], "files_changed": [], "diff": []}
+    try:
+        for user in state.get("users", []):
+            if ensure_user(user["name"], user.get("comment") or "weft", check_mode):
+                _note_change(result, "user " + user["name"])
+        for item in state.get("modes", []):
+            if ensure_mode(item["path"], int(str(item["mode"]), 8), check_mode):
+                _note_change(result, "mode %s %s" % (item["mode"], item["path"]))
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        result.update(failed=True, msg="%s %s" % (exc, detail.decode(errors="replace").strip()))
+        return result
     for step in state.get("steps", []):
         outcome = run_step(step["module"], step.get("args") or {}, check_mode, diff)
         step_diff = outcome.pop("diff", None)

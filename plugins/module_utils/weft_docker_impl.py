@@ -8,16 +8,20 @@ It lives here so that weft_apply can run it in-process, and weft-restore at boot
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.weft_files import read_text, write_atomic
+from ansible.module_utils.weft_netlink import Kernel, require_pyroute2
 from ansible.module_utils.weft_validate import int_range, ip_interface
 
 # daemon.json key -> module option
 MANAGED = {"bip": "bip", "mtu": "mtu", "ip-masq": "ip_masq"}
 EXISTED = "weft:file-existed"  # in the record: whether daemon.json existed before weft
+BRIDGE = "weft:bridge-address"  # ... and the bridge's address then, which dockerd reuses
+DOCKER_DEFAULT_BRIDGE = "172.17.0.1/16"  # what dockerd picks on a host that never had one
 
 
 def load(module, path):
@@ -39,13 +43,14 @@ def render(doc):
     return json.dumps(doc, indent=2, sort_keys=True, separators=(",", ": ")) + "\n"
 
 
-def set_values(params, text, current, original_exists):
+def set_values(params, text, current, original_exists, bridge_address):
     """(writes, removes) that put weft's values in daemon.json, recording the old ones."""
     writes = {}
     if not original_exists:
         # What daemon.json held before weft's first run, for state=absent to put back.
         record = {key: current.get(key) for key in MANAGED}
         record[EXISTED] = text is not None
+        record[BRIDGE] = bridge_address
         writes[params["original"]] = render(record)
     wanted = dict(current, **{key: params[option] for key, option in MANAGED.items()})
     if wanted != current or text is None:
@@ -67,6 +72,50 @@ def put_back(params, text, current, remembered, original_exists):
     return ({path: render(wanted)} if wanted != current else {}), removes
 
 
+def bridge_addresses(kernel, bridge):
+    """The bridge's IPv4 addresses in CIDR form ([] when there is no such device)."""
+    index = kernel.index(bridge)
+    if index is None:
+        return []
+    return [cidr for cidr in kernel.addresses(index) if ":" not in cidr]
+
+
+def bridge_address_before_weft(module, bridge):
+    """The bridge's address as weft first finds it, to put back at uninstall."""
+    from ansible.module_utils.weft_netlink import IPRoute
+    if IPRoute is None:
+        return None
+    with Kernel() as kernel:
+        found = bridge_addresses(kernel, bridge)
+    return found[0] if found else None
+
+
+def readdress_bridge(module, params, remembered):
+    """dockerd reuses its bridge's address, and remembers the subnet it used last, when no
+    bip is set: a bridge left on the overlay gets back the address it had before weft
+    (or Docker's own default), which dockerd then takes up on its restart."""
+    try:
+        network = ipaddress.ip_network(params["network"])
+    except ValueError as exc:
+        module.fail_json(msg="network: %r is not a network (%s)" % (params["network"], exc))
+    require_pyroute2(module)
+    with Kernel() as kernel:
+        current = bridge_addresses(kernel, params["bridge"])
+        if not any(ipaddress.ip_interface(cidr).ip in network for cidr in current):
+            return None
+        target = remembered.get(BRIDGE) or DOCKER_DEFAULT_BRIDGE
+        if ipaddress.ip_interface(target).ip in network:
+            target = DOCKER_DEFAULT_BRIDGE
+        if not module.check_mode:
+            index = kernel.index(params["bridge"])
+            for cidr in current:
+                addr, prefix = cidr.split("/")
+                kernel.ipr.addr("del", index=index, address=addr, prefixlen=int(prefix))
+            addr, prefix = target.split("/")
+            kernel.ipr.addr("add", index=index, address=addr, prefixlen=int(prefix))
+        return target
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -75,6 +124,8 @@ def main():
             mtu=dict(type="int"),
             ip_masq=dict(type="bool", default=False),
             original=dict(type="path", default="/etc/weft/docker-original.json"),
+            bridge=dict(type="str", default="docker0"),
+            network=dict(type="str"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
         required_if=[("state", "present", ["bip", "mtu"])],
@@ -90,17 +141,22 @@ def main():
             int_range(params["mtu"], "mtu", 68, 65535)
         except ValueError as exc:
             module.fail_json(msg=str(exc))
-        writes, removes = set_values(params, text, current, original_exists)
+        bridge = None if original_exists else bridge_address_before_weft(module, params["bridge"])
+        writes, removes = set_values(params, text, current, original_exists, bridge)
     else:
         remembered = load(module, params["original"])[1]
         writes, removes = put_back(params, text, current, remembered, original_exists)
+    readdressed = None
+    if params["state"] == "absent" and params["network"]:
+        readdressed = readdress_bridge(module, params, remembered)
     if not module.check_mode:
         for target, content in writes.items():
             write_atomic(target, content)
         for target in removes:
             os.unlink(target)
-    result = dict(changed=bool(writes or removes),
-                  daemon_json_changed=path in writes or path in removes)
+    result = dict(changed=bool(writes or removes or readdressed),
+                  daemon_json_changed=path in writes or path in removes,
+                  bridge_readdressed=readdressed)
     if module._diff:
         result["diff"] = dict(before=text or "", after=writes.get(
             path, "" if path in removes else text or ""))

@@ -73,16 +73,17 @@ def main():
     with Kernel() as kernel:
         link = kernel.link(params["dev"])
         try:
-            if link is None:
+            # Check mode: a device an earlier task would create has no entries yet.
+            if link is None and not module.check_mode:
                 raise ValueError("dev: no device named %s" % params["dev"])
-            kind = attr(link, "IFLA_LINKINFO", "IFLA_INFO_KIND")
+            kind = attr(link, "IFLA_LINKINFO", "IFLA_INFO_KIND") if link is not None else "vxlan"
             if kind != "vxlan":
                 raise ValueError("dev: %s is a %s device, not vxlan" % (params["dev"], kind))
             desired = desired_entries(params)
         except ValueError as exc:
             module.fail_json(msg=str(exc))
-        index = link["index"]
-        current = current_entries(kernel, index, params["dev"])
+        index = link["index"] if link is not None else None
+        current = current_entries(kernel, index, params["dev"]) if link is not None else {}
 
         def apply(action, key, entry):
             if action == "remove":

@@ -7,8 +7,13 @@ files). Standard library only: hosts import it too, at converge and at boot."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
+
+# Held by weft_apply while it converges the host, and by each weft-restore pass, so that
+# the two never interleave.
+APPLY_LOCK = "/run/weft/apply.lock"
 
 
 def read_text(path) -> str | None:
@@ -37,3 +42,15 @@ def write_atomic(path, text, mode=0o644):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def exclusive_lock(path=APPLY_LOCK):
+    """flock() on `path` (created, mode 0600) for the duration of the block."""
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The lease file: a YAML file in the inventory that is the single source of truth.
 
-Readers and the writer hold an exclusive lock on a side file for the whole
+Readers and the writer hold an exclusive lock on the file's directory for the whole
 read-plan-write cycle, so two plays started at once serialize instead of
 handing out one subnet twice. Writes go to a temporary file in the same
 directory that is renamed over the old one: a crash leaves the old file whole.
@@ -36,10 +36,13 @@ class LeaseFileError(ValueError):
 
 @contextlib.contextmanager
 def locked(path):
-    """Hold an exclusive lock beside `path` (the lock file stays; it is empty)."""
-    directory = os.path.dirname(os.path.abspath(path))
+    """Hold an exclusive lock for the lease file at `path`: on its directory, which outlives
+    the file's atomic replacement and leaves nothing behind in the user's inventory."""
+    if not os.path.isabs(path):
+        raise LeaseFileError("weft_lease_file: %r is not an absolute path" % path)
+    directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

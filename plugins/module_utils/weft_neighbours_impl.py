@@ -55,12 +55,13 @@ def main():
     with Kernel() as kernel:
         index = kernel.index(params["dev"])
         try:
-            if index is None:
+            # Check mode: a device an earlier task would create has no entries yet.
+            if index is None and not module.check_mode:
                 raise ValueError("dev: no device named %s" % params["dev"])
             desired = desired_neighbours(params)
         except ValueError as exc:
             module.fail_json(msg=str(exc))
-        current = current_neighbours(kernel, index, params["dev"])
+        current = current_neighbours(kernel, index, params["dev"]) if index is not None else {}
 
         def apply(action, ip, entry):
             family = socket.AF_INET6 if ":" in ip else socket.AF_INET

@@ -32,7 +32,7 @@ def parse_table(value, option):
                          % (option, value, ", ".join(ROUTE_TABLES))) from None
 
 
-def desired_routes(params, kernel):
+def desired_routes(params, kernel, check_mode=False):
     """Validate every listed route; returns {(table, dst, metric): route}."""
     default_table = parse_table(params["table"], "table")
     desired = {}
@@ -44,7 +44,8 @@ def desired_routes(params, kernel):
         dev = item.get("dev") or params["dev"]
         if dev is None and via is None:
             raise ValueError("%s: needs via or dev (set it here or with the dev option)" % where)
-        if dev is not None and kernel.index(dev) is None:
+        if dev is not None and kernel.index(dev) is None and not check_mode:
+            # (check mode: a device an earlier task would create)
             raise ValueError("%s.dev: no device named %s" % (where, dev))
         if item["onlink"] and (dev is None or via is None):
             raise ValueError("%s.onlink: needs both via and a device" % where)
@@ -71,6 +72,8 @@ def current_routes(params, kernel, tables):
     names = kernel.names()
     dev_index = kernel.index(params["dev"]) if params["dev"] else None
     current = {}
+    if params["dev"] and dev_index is None:
+        return current  # (check mode) a device not created yet holds no routes
     for msg in kernel.routes():
         if msg["proto"] != params["protocol"] or route_table(msg) not in tables:
             continue
@@ -129,9 +132,9 @@ def main():
     with Kernel() as kernel:
         try:
             int_range(params["protocol"], "protocol", 5, 255)
-            if params["dev"] and kernel.index(params["dev"]) is None:
+            if params["dev"] and kernel.index(params["dev"]) is None and not module.check_mode:
                 raise ValueError("dev: no device named %s" % params["dev"])
-            desired = desired_routes(params, kernel)
+            desired = desired_routes(params, kernel, module.check_mode)
         except ValueError as exc:
             module.fail_json(msg=str(exc))
         tables = {parse_table(params["table"], "table")} | {key[0] for key in desired}
@@ -139,8 +142,12 @@ def main():
 
         def apply(action, key, route):
             net = ip_network(route["dst"], "dst")
+            # The scope is part of what the kernel matches on delete too: a link-scope
+            # route (udp's, through the TUN device) is not found under scope global.
             spec = dict(dst=str(net.network_address), dst_len=net.prefixlen, table=route["table"],
                         priority=route["metric"], proto=params["protocol"],
+                        scope=ROUTE_SCOPES[route["scope"]] if route["scope"] in ROUTE_SCOPES
+                        else int(route["scope"]),
                         family=socket.AF_INET if net.version == 4 else socket.AF_INET6)
             if action == "remove":
                 kernel.ipr.route("del", **spec)
@@ -149,7 +156,6 @@ def main():
                 spec["gateway"] = route["via"]
             if route.get("dev"):
                 spec["oif"] = kernel.index(route["dev"])
-            spec["scope"] = ROUTE_SCOPES[route["scope"]]
             spec["flags"] = RTNH_F_ONLINK if route["onlink"] else 0
             kernel.ipr.route("replace", **spec)
 

@@ -8,6 +8,9 @@ It lives here so that weft_apply can run it in-process, and weft-restore at boot
 
 from __future__ import annotations
 
+import grp
+import pwd
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.weft_device import common_argument_spec, converge, desired_common
 from ansible.module_utils.weft_netlink import Kernel, attr, require_pyroute2
@@ -17,11 +20,29 @@ NO_OWNER = 2 ** 32 - 1  # the kernel reports an unset owner or group as (uid_t)-
 IFLA_TUN_TYPE_TUN = 1
 
 
-def desired_identity(params):
+NOT_YET = -2  # a user or group that check mode expects an earlier step to create
+
+
+def numeric_id(value, option, check_mode):
+    """A user or group ID from a number or a name (looked up on this host)."""
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        return int_range(int(text), option, 0, NO_OWNER - 1)
+    lookup = pwd.getpwnam if option == "owner" else grp.getgrnam
+    try:
+        return (lookup(text).pw_uid if option == "owner" else lookup(text).gr_gid)
+    except KeyError:
+        if check_mode:
+            return NOT_YET
+        raise ValueError("%s: no %s named %s on this host"
+                         % (option, "user" if option == "owner" else "group", text)) from None
+
+
+def desired_identity(params, check_mode=False):
     identity = dict(multi_queue=params["multi_queue"], owner=None, group=None)
     for option in ("owner", "group"):
         if params[option] is not None:
-            identity[option] = int_range(params[option], option, 0, NO_OWNER - 1)
+            identity[option] = numeric_id(params[option], option, check_mode)
     return identity
 
 
@@ -42,8 +63,8 @@ def identity_of(msg):
 def main():
     spec = common_argument_spec()
     spec.update(
-        owner=dict(type="int"),
-        group=dict(type="int"),
+        owner=dict(type="str"),
+        group=dict(type="str"),
         multi_queue=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
@@ -51,7 +72,7 @@ def main():
     params = module.params
     try:
         inplace = desired_common(params, mac_option=False)
-        identity = desired_identity(params)
+        identity = desired_identity(params, module.check_mode)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
 

@@ -47,14 +47,14 @@ def inner_packet(src, dst):
 def test_spoofed_datagram_is_dropped_and_counted(nodes, leases, containers):
     sender, receiver = sorted(nodes)[:2]
     status = "python3 /usr/local/lib/weft/weft-udpd.py status /etc/weft/udpd.json"
-    before = json.loads(nodes[receiver].check_output(status))["drops"].get("spoofed_source", 0)
+    before = json.loads(nodes[receiver].check_output(status))["drops_in"].get("spoofed_source", 0)
     target = containers[receiver]
     # From the sender's real public IP, but claiming a source outside the sender's subnet.
     spoofed = inner_packet("100.96.250.9", target).hex()
     nodes[sender].check_output(SEND % (leases[sender]["public_ip"], spoofed, leases[receiver]["public_ip"]))
     deadline = time.time() + 5
     while time.time() < deadline:
-        after = json.loads(nodes[receiver].check_output(status))["drops"].get("spoofed_source", 0)
+        after = json.loads(nodes[receiver].check_output(status))["drops_in"].get("spoofed_source", 0)
         if after == before + 1:
             break
         time.sleep(0.2)
