@@ -8,6 +8,8 @@
     weftlab.py status               list the nodes
     weftlab.py instances NODE...    connection details as JSON (Molecule's instance config)
     weftlab.py ssh NODE [CMD...]    run a command on a node (or a shell)
+    weftlab.py outsider             a namespace on the lab's underlay that is no node
+                                    (10.168.0.240), for tests of what strangers may send
 
 A node is systemd-nspawn booting a copy-on-write overlay of this host's root file
 system in a network namespace of its own, attached by a veth to the bridge weftlab0
@@ -43,6 +45,7 @@ PREFIX = "10.168.0"
 NETNS = "weftlab-%s"
 VETH = "wl-%s"
 NODE_NAME = re.compile(r"^node([1-9][0-9]?)$")
+OUTSIDER, OUTSIDER_IP = "outsider", PREFIX + ".240"
 BOOT_TIMEOUT = 120
 
 # Units of this host that have no business in a lab node.
@@ -284,9 +287,34 @@ def known_nodes():
     if os.path.isdir(NODES_DIR):
         names.update(n for n in os.listdir(NODES_DIR) if NODE_NAME.match(n))
     for entry in os.listdir("/run/netns") if os.path.isdir("/run/netns") else []:
-        if entry.startswith(NETNS % ""):
+        if entry.startswith(NETNS % "") and NODE_NAME.match(entry[len(NETNS % ""):]):
             names.add(entry[len(NETNS % ""):])
-    return sorted(names, key=lambda n: int(NODE_NAME.match(n).group(1)) if NODE_NAME.match(n) else 0)
+    return sorted(names, key=lambda n: int(NODE_NAME.match(n).group(1)))
+
+
+def outsider():
+    """A namespace on the lab bridge with an address no inventory names."""
+    ensure_shared()
+    ns, veth = NETNS % OUTSIDER, VETH % OUTSIDER
+    if not netns_exists(ns):
+        run("ip", "netns", "add", ns)
+    if not link_exists("eth0", ns):
+        if link_exists(veth):
+            run("ip", "link", "del", veth)
+        run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+    run("ip", "link", "set", veth, "master", BRIDGE, "up")
+    run("ip", "-n", ns, "link", "set", "lo", "up")
+    if "%s/24" % OUTSIDER_IP not in run("ip", "-n", ns, "addr", "show", "eth0").stdout:
+        run("ip", "-n", ns, "addr", "add", "%s/24" % OUTSIDER_IP, "dev", "eth0")
+    run("ip", "-n", ns, "link", "set", "eth0", "up")
+    print(ns, OUTSIDER_IP)
+
+
+def remove_outsider():
+    if netns_exists(NETNS % OUTSIDER):
+        run("ip", "netns", "del", NETNS % OUTSIDER)
+    if link_exists(VETH % OUTSIDER):
+        run("ip", "link", "del", VETH % OUTSIDER, check=False)
 
 
 def stop(name, timeout=30):
@@ -330,6 +358,7 @@ def down(names=None):
         stop(name)
         remove(name)
     if not known_nodes():
+        remove_outsider()
         if link_exists(BRIDGE):
             run("ip", "link", "del", BRIDGE)
         etcdserver.stop(ETCD_DIR)  # the etcd a scenario started for the lab
@@ -353,6 +382,7 @@ def main(argv=None):
     sub.add_parser("status", help="list nodes")
     sub.add_parser("reboot", help="power-cycle nodes").add_argument("nodes", nargs="+")
     sub.add_parser("instances", help="connection details as JSON").add_argument("nodes", nargs="+")
+    sub.add_parser("outsider", help="a namespace on the underlay that is no node")
     ssh = sub.add_parser("ssh", help="run a command on a node")
     ssh.add_argument("node")
     ssh.add_argument("cmd", nargs=argparse.REMAINDER)
@@ -369,6 +399,8 @@ def main(argv=None):
         reboot(args.nodes)
     elif args.command == "instances":
         instances(args.nodes)
+    elif args.command == "outsider":
+        outsider()
     elif args.command == "ssh":
         os.execvp("ssh", ssh_cmd(args.node) + ([" ".join(args.cmd)] if args.cmd else []))
 

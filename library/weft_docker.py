@@ -84,7 +84,13 @@ bridge_readdressed:
   sample: 172.17.0.1/16
 """
 
-from ansible.module_utils.weft_docker_impl import main
+from ansible.module_utils.weft.module import run_module
+from ansible.module_utils.weft.runtime import docker as core
+
+
+def main():
+    run_module(core)
+
 
 if __name__ == "__main__":
     main()

@@ -97,7 +97,13 @@ dropped:
   sample: {not_a_peer: 3, inner_not_ipv4: 0, inner_source: 0, ipv6: 0}
 """
 
-from ansible.module_utils.weft_ingress_impl import main
+from ansible.module_utils.weft.module import run_module
+from ansible.module_utils.weft.net import ingress as core
+
+
+def main():
+    run_module(core)
+
 
 if __name__ == "__main__":
     main()

@@ -75,7 +75,13 @@ rules:
   sample: ["-A WEFT-FWD -s 100.96.0.0/16 -j ACCEPT"]
 """
 
-from ansible.module_utils.weft_iptables_impl import main
+from ansible.module_utils.weft.module import run_module
+from ansible.module_utils.weft.net import iptables as core
+
+
+def main():
+    run_module(core)
+
 
 if __name__ == "__main__":
     main()

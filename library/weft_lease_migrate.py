@@ -65,67 +65,12 @@ copied:
   sample: [node1, node2]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.weft_stores import STORE_ARGUMENT_SPEC, STORE_ERRORS, open_store
-from ansible.module_utils.weft_subnets import Lease, PlanError, parse_network_config
-
-
-def merge_into(incoming, config):
-    """compute() for the target store: its leases plus `incoming`, or a PlanError."""
-    def compute(existing, reserved):
-        merged = dict(existing)
-        holders = {lease.subnet: name for name, lease in existing.items()}
-        for name in sorted(incoming):
-            subnet, public_ip = incoming[name].subnet, incoming[name].public_ip
-            where = "lease of %s" % name
-            if not config.in_range(subnet):
-                raise PlanError("%s: %s is outside the subnet range %s of weft_network"
-                                % (where, subnet, config.range_text()))
-            if name in existing and existing[name].subnet != subnet:
-                raise PlanError("%s: %s in the source, but %s in the target"
-                                % (where, subnet, existing[name].subnet))
-            if holders.get(subnet, name) != name:
-                raise PlanError("%s: %s is held by %s in the target"
-                                % (where, subnet, holders[subnet]))
-            found = reserved.get(subnet)
-            if found is not None and found.public_ip != public_ip:
-                raise PlanError("%s: %s is held by %s (public IP %s)"
-                                % (where, subnet, found.origin, found.public_ip))
-            merged[name] = Lease(subnet, public_ip, config.backend_type,
-                                 config.backend_data(subnet))
-        return merged
-    return compute
-
-
-def run(module):
-    params = module.params
-    config = parse_network_config(params["network"])
-    source = open_store(params, "file" if params["to"] == "etcd" else "etcd")
-    target = open_store(params, params["to"])
-    incoming = source.leases()
-    outcome = target.update(merge_into(incoming, config), config, module.check_mode)
-    out = dict(changed=outcome.changed, copied=sorted(incoming))
-    if module._diff:
-        out["diff"] = outcome.diff()
-    return out
+from ansible.module_utils.weft.module import run_module
+from ansible.module_utils.weft.plan import migrate as core
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            network=dict(type="dict", required=True),
-            to=dict(type="str", choices=["file", "etcd"], required=True),
-            **STORE_ARGUMENT_SPEC,
-        ),
-        # Both stores are involved; the doc fragment documents them as optional for weft_plan.
-        required_together=[("lease_file", "etcd")],
-        required_one_of=[("lease_file", "etcd")],
-        supports_check_mode=True,
-    )
-    try:
-        module.exit_json(**run(module))
-    except STORE_ERRORS as exc:
-        module.fail_json(msg=str(exc))
+    run_module(core)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,13 @@ removed:
   elements: str
 """
 
-from ansible.module_utils.weft_neighbours_impl import main
+from ansible.module_utils.weft.module import run_module
+from ansible.module_utils.weft.net import neighbours as core
+
+
+def main():
+    run_module(core)
+
 
 if __name__ == "__main__":
     main()

@@ -114,6 +114,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+plan:
+  description:
+    - The plan as every host receives it (the network and each host's subnet, public IP and
+      VTEP MAC), compressed JSON in one string; pass it to M(weft_host) unchanged. The
+      same value for every host, made once (its size grows with the hosts, its cost per
+      host does not).
+  returned: always
+  type: str
 leases:
   description: Every lease in the file after the plan, retained ones included.
   returned: always
@@ -171,78 +179,12 @@ unplanned:
   type: list
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.weft_stores import STORE_ARGUMENT_SPEC, STORE_ERRORS, open_store
-from ansible.module_utils.weft_subnets import (bridge_address, capacity_summary, leases_as_dict,
-                                            parse_hosts, parse_network_config, plan,
-                                            vtep_address)
-
-
-def node_view(lease):
-    view = lease.as_dict()
-    view.update(bridge_address=bridge_address(lease.subnet),
-                vtep_address=vtep_address(lease.subnet),
-                vtep_mac=lease.backend_data.get("vtep_mac"))
-    return view
-
-
-def foreign_peers(store, result):
-    """Leases in etcd that weft did not write but that share this network: Flannel hosts."""
-    ours = {lease.subnet for lease in result.leases.values()}
-    return {key.rsplit("/", 1)[-1]: node_view(lease) for key, lease in store.foreign.items()
-            if lease.subnet.subnet_of(result.config.network) and lease.subnet not in ours
-            and lease.public_ip and lease.backend_type == result.config.backend_type}
-
-
-def run(module):
-    params = module.params
-    config = parse_network_config(params["network"])
-    hosts = parse_hosts(params["hosts"], config)
-    store = open_store(params)
-    planned = {}
-
-    def compute(existing, reserved):
-        planned["plan"] = plan(config, hosts, existing, prune=params["prune"], reserved=reserved)
-        return planned["plan"].leases
-
-    outcome = store.update(compute, config, module.check_mode)
-    result = planned["plan"]
-    out = dict(
-        changed=outcome.changed,
-        leases=leases_as_dict(result.leases),
-        nodes={name: node_view(result.leases[name]) for name in result.members},
-        foreign=foreign_peers(store, result),
-        network=config.summary(),
-        capacity=capacity_summary(result),
-        retained=result.retained, released=result.released, unplanned=result.unplanned,
-        adopted=result.adopted,
-    )
-    if module._diff:
-        out["diff"] = outcome.diff()
-    return out
+from ansible.module_utils.weft.module import run_module
+from ansible.module_utils.weft.plan import leases as core
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            network=dict(type="dict", required=True),
-            hosts=dict(type="list", elements="dict", required=True, options=dict(
-                name=dict(type="str", required=True),
-                public_ip=dict(type="str"),
-                subnet=dict(type="str"),
-                underlay=dict(type="str"),
-            )),
-            prune=dict(type="bool", default=False),
-            store=dict(type="str", choices=["file", "etcd"], default="file"),
-            **STORE_ARGUMENT_SPEC,
-        ),
-        required_if=[("store", "file", ["lease_file"]), ("store", "etcd", ["etcd"])],
-        supports_check_mode=True,
-    )
-    try:
-        module.exit_json(**run(module))
-    except STORE_ERRORS as exc:
-        module.fail_json(msg=str(exc))
+    run_module(core)
 
 
 if __name__ == "__main__":

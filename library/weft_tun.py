@@ -21,15 +21,6 @@ requirements:
   - pyroute2 0.7 or later on the managed host (Debian package C(python3-pyroute2))
   - /dev/net/tun
 options:
-  name:
-    description: Device name, e.g. C(flannel0).
-    type: str
-    required: true
-  state:
-    description: Whether the device exists.
-    type: str
-    choices: [present, absent]
-    default: present
   owner:
     description: User (name or numeric ID) allowed to attach to the device without
       CAP_NET_ADMIN, e.g. the unprivileged user of the daemon that forwards its packets.
@@ -43,18 +34,7 @@ options:
       their own queue.
     type: bool
     default: false
-  mtu:
-    description: Device MTU; Flannel's udp backend uses the underlay's minus 28.
-    type: int
-  address:
-    description: The device's one address in CIDR form, e.g. V(100.96.1.0/32). Any other
-      address on the device is removed. Addresses are left alone when omitted.
-    type: str
-  up:
-    description: Whether the device is up. A TUN device reports its carrier only while a
-      process is attached; O(up) is the administrative state.
-    type: bool
-    default: true
+extends_documentation_fragment: [weft_device]
 attributes:
   check_mode:
     support: full
@@ -91,7 +71,13 @@ device:
            mtu: 1472, address: 100.96.1.0/32, up: true, mac: null}
 """
 
-from ansible.module_utils.weft_tun_impl import main
+from ansible.module_utils.weft.module import run_module
+from ansible.module_utils.weft.net import tun as core
+
+
+def main():
+    run_module(core)
+
 
 if __name__ == "__main__":
     main()

@@ -21,15 +21,6 @@ author: weft contributors
 requirements:
   - pyroute2 0.7 or later on the managed host (Debian package C(python3-pyroute2))
 options:
-  name:
-    description: Device name, e.g. C(flannel.1).
-    type: str
-    required: true
-  state:
-    description: Whether the device exists.
-    type: str
-    choices: [present, absent]
-    default: present
   vni:
     description: VXLAN network identifier, 1 to 16777215. Required with O(state=present).
     type: int
@@ -55,18 +46,7 @@ options:
       subnet so that peers' neighbour and FDB entries stay valid when the device is
       re-created. Left as the kernel chose it when omitted.
     type: str
-  mtu:
-    description: Device MTU; Flannel uses the underlay's minus 50. Left as the kernel chose
-      it (also underlay minus 50) when omitted.
-    type: int
-  address:
-    description: The device's one address in CIDR form, e.g. V(100.96.1.0/32). Any other
-      address on the device is removed. Addresses are left alone when omitted.
-    type: str
-  up:
-    description: Whether the device is up.
-    type: bool
-    default: true
+extends_documentation_fragment: [weft_device]
 attributes:
   check_mode:
     support: full
@@ -117,7 +97,13 @@ device:
     up: true
 """
 
-from ansible.module_utils.weft_vxlan_impl import main
+from ansible.module_utils.weft.module import run_module
+from ansible.module_utils.weft.net import vxlan as core
+
+
+def main():
+    run_module(core)
+
 
 if __name__ == "__main__":
     main()

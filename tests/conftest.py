@@ -15,9 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE_UTILS = os.path.join(ROOT, "plugins", "module_utils")
 LIBRARY = os.path.join(ROOT, "library")
 
-# Pure helpers are imported directly; modules import them as ansible.module_utils.<name>,
-# so extend that package's search path the way AnsiballZ does on a host.
-sys.path.insert(0, MODULE_UTILS)
+# weft's code imports itself as ansible.module_utils.weft; extend that package's search path
+# the way AnsiballZ does on a host (and weft-restore does with the installed copy).
 import ansible.module_utils  # noqa: E402
 
 if MODULE_UTILS not in ansible.module_utils.__path__:
@@ -94,6 +93,8 @@ def remove_stale_namespaces(own=False):
 
 @pytest.fixture(scope="session", autouse=True)
 def _clean_namespaces():
+    from sandbox import remove_stale_sandboxes
+    remove_stale_sandboxes()
     remove_stale_namespaces()
     yield
     remove_stale_namespaces(own=True)

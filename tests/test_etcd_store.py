@@ -11,9 +11,9 @@ import subprocess
 import pytest
 import yaml
 
-from ansible.module_utils.weft_etcd import Compare, EtcdClient, put
-from ansible.module_utils.weft_etcdstore import EtcdStore
-from ansible.module_utils.weft_subnets import HostSpec, parse_network_config, plan
+from ansible.module_utils.weft.plan.etcd import Compare, EtcdClient, put
+from ansible.module_utils.weft.plan.etcdstore import EtcdStore
+from ansible.module_utils.weft.plan.subnets import HostSpec, parse_network_config, plan
 
 NETWORK = {"Network": "100.96.0.0/16", "Backend": {"Type": "vxlan"}}
 PREFIX = "/coreos.com/network"

@@ -1,15 +1,12 @@
-"""The filters that turn the plan into per-host entries."""
+"""The filters between the inventory and the planner."""
 
 import os
 import re
 import sys
 
-import pytest
-from ansible.errors import AnsibleFilterError
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "plugins", "filter"))
-from weft import weft_peer_entries, weft_plan_hosts, weft_plan_table  # noqa: E402
+from weft import weft_plan_hosts, weft_plan_table  # noqa: E402
 
 NODES = {
     "a": {"subnet": "100.96.1.0/24", "public_ip": "10.0.0.1", "vtep_address": "100.96.1.0",
@@ -19,41 +16,6 @@ NODES = {
     "c": {"subnet": "100.96.3.0/24", "public_ip": "10.1.0.3", "vtep_address": "100.96.3.0",
           "vtep_mac": "0e:77:64:60:03:00"},
 }
-
-
-def test_vxlan_entries_per_peer_in_flannels_shape():
-    e = weft_peer_entries(NODES, "a", "vxlan", "flannel.1", "eth0", "10.0.0.0/24")
-    assert e["neighbours"] == [{"ip": "100.96.2.0", "mac": "0e:77:64:60:02:00"},
-                               {"ip": "100.96.3.0", "mac": "0e:77:64:60:03:00"}]
-    assert e["fdb"] == [{"mac": "0e:77:64:60:02:00", "dst": "10.0.0.2"},
-                        {"mac": "0e:77:64:60:03:00", "dst": "10.1.0.3"}]
-    assert e["routes"] == [
-        {"dst": "100.96.2.0/24", "via": "100.96.2.0", "dev": "flannel.1", "onlink": True},
-        {"dst": "100.96.3.0/24", "via": "100.96.3.0", "dev": "flannel.1", "onlink": True}]
-
-
-def test_direct_routing_only_for_peers_on_the_same_l2_network():
-    e = weft_peer_entries(NODES, "a", "vxlan", "flannel.1", "eth0", "10.0.0.0/24",
-                          direct_routing=True)
-    assert e["routes"][0] == {"dst": "100.96.2.0/24", "via": "10.0.0.2", "dev": "eth0"}
-    assert e["routes"][1]["dev"] == "flannel.1"  # c is on another network: encapsulated
-    assert [n["ip"] for n in e["neighbours"]] == ["100.96.3.0"]
-
-
-def test_host_gw_and_udp():
-    e = weft_peer_entries(NODES, "b", "host-gw", "flannel.1", "eth0")
-    assert e["routes"] == [{"dst": "100.96.1.0/24", "via": "10.0.0.1", "dev": "eth0"},
-                           {"dst": "100.96.3.0/24", "via": "10.1.0.3", "dev": "eth0"}]
-    assert e["neighbours"] == e["fdb"] == []
-    e = weft_peer_entries(NODES, "b", "udp", "flannel.1", "eth0", network="100.96.0.0/16")
-    assert e["routes"] == [{"dst": "100.96.0.0/16", "dev": "flannel0"}]
-    assert e["udp_peers"] == [{"subnet": "100.96.1.0/24", "ip": "10.0.0.1", "port": 8285},
-                              {"subnet": "100.96.3.0/24", "ip": "10.1.0.3", "port": 8285}]
-
-
-def test_a_host_without_a_lease_is_an_error():
-    with pytest.raises(AnsibleFilterError, match="z has no lease"):
-        weft_peer_entries(NODES, "z", "vxlan", "flannel.1", "eth0")
 
 
 def test_plan_hosts_prefer_detected_underlay_over_variables():

@@ -11,7 +11,7 @@ import yaml
 from conftest import LIBRARY, ROOT, run_ansible_module
 
 MODULES = sorted(f[:-3] for f in os.listdir(LIBRARY) if f.endswith(".py"))
-READ_ONLY = {"weft_underlay"}  # changes nothing, so it has no diff to show
+READ_ONLY = {"weft_facts"}  # changes nothing, so it has no diff to show
 # Each netlink module with arguments that pass its argument spec.
 NETLINK_MODULES = {"weft_fdb": {"dev": "x"}, "weft_neighbours": {"dev": "x"},
                    "weft_routes": {"purge": False}, "weft_tun": {"name": "x"}, "weft_vxlan": {"name": "x"}}
@@ -43,3 +43,14 @@ def test_missing_pyroute2_is_reported(tmp_path, module):
     result = run_ansible_module(module, NETLINK_MODULES[module], python=str(python))
     assert result["failed"]
     assert "pyroute2" in result["msg"] and "apt-get install python3-pyroute2" in result["msg"]
+
+
+def test_facts_without_pyroute2_still_report_the_missing_packages(tmp_path):
+    python = tmp_path / "python-without-pyroute2"
+    python.write_text('#!/bin/sh\nexec /usr/bin/python3 -S "$@"\n')
+    python.chmod(python.stat().st_mode | stat.S_IXUSR)
+    result = run_ansible_module("weft_facts", {"packages": ["python3-pyroute2", "weft-no-such"]},
+                                python=str(python))
+    facts = result["ansible_facts"]
+    assert "python3-pyroute2" in facts["weft_underlay"]["error"]
+    assert facts["weft_missing_packages"] == ["weft-no-such"]

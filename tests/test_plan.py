@@ -5,8 +5,9 @@ import ipaddress
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from weft_subnets import (HostSpec, PlanError, Reservation, bridge_address, parse_hosts,
-                          parse_leases, parse_network_config, plan, vtep_address, vtep_mac)
+from ansible.module_utils.weft.backends import bridge_address, vtep_address, vtep_mac
+from ansible.module_utils.weft.plan.subnets import (HostSpec, PlanError, Reservation, parse_hosts,
+                                                    parse_leases, parse_network_config, plan)
 
 
 def cfg(**fields):

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import ROOT
 
-DAEMON = os.path.join(ROOT, "roles", "weft", "files", "weft-udpd.py")
+DAEMON = os.path.join(ROOT, "plugins", "module_utils", "weft", "daemon", "udpd.py")
 spec = importlib.util.spec_from_file_location("weft_udpd", DAEMON)
 udpd = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(udpd)

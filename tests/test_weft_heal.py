@@ -1,90 +1,119 @@
-"""weft-restore --watch (weft-heal.service) in a namespace: drift is repaired without
-Ansible, quickly when the kernel reports it, and a pass that finds nothing is cheap."""
+"""weft-restore --watch (weft-heal.service) in a sandbox host: drift is repaired without
+Ansible, within seconds when the kernel reports it, never undoing a newer converge; and a
+pass that finds nothing to repair is cheap."""
 
 import json
-import os
 import signal
-import subprocess
 import time
 
 import pytest
 
 from conftest import sh
-from test_weft_apply import RESTORE, host_state, kernel_view
+from sandbox import Sandbox, kernel_view
+from test_weft_host import RESTORE, args
 
-
-def view(netns):
-    try:
-        return kernel_view(netns)
-    except AssertionError:  # the device is gone
-        return None
+NODE2 = {"subnet": "100.96.2.0/24", "mac": "0e:77:64:60:02:00", "ip": "10.9.0.2"}
 
 
 def wait_until(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Seconds until condition() held, or None after `timeout`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
         if condition():
-            return time.monotonic() - (deadline - timeout)
+            return time.monotonic() - start
         time.sleep(0.2)
     return None
 
 
 @pytest.fixture
-def healed(netns, tmp_path):
-    """A converged namespace (vxlan, peers, forward chain) and a watch on its record."""
-    args = host_state(tmp_path)
-    args["steps"].append(dict(module="weft_iptables", args=dict(
-        chain="WEFT-FWD", jump_from="FORWARD", rules=["-s 100.96.0.0/16 -j ACCEPT"])))
-    from conftest import run_ansible_module
-    result = run_ansible_module("weft_apply", args, python="/usr/bin/python3", netns=netns)
+def healed(netns):
+    """A converged sandbox host (vxlan, two peers) and a watch on its record."""
+    box = Sandbox(netns)
+    result = box.module("weft_host", args())
     assert not result["failed"], result
-    watch = subprocess.Popen(["ip", "netns", "exec", netns, "/usr/bin/python3", RESTORE,
-                              "--watch", "60", args["record"], args["runtime"]],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(1)
-    yield netns, args, watch
+    watch = box.popen("/usr/bin/python3", RESTORE, "--watch", "60")
+    time.sleep(1.5)
+    yield box, watch
     if watch.poll() is None:
         watch.kill()
         watch.wait()
+    box.remove()
 
 
 def test_drift_is_repaired_within_seconds_of_the_kernel_event(healed):
-    netns, args, watch = healed
+    box, watch = healed
+    netns = box.netns
     expected = kernel_view(netns)
-    sh("ip", "route", "del", "100.96.2.0/24", netns=netns)
-    assert wait_until(lambda: view(netns) == expected, 10) is not None
+    sh("ip", "route", "del", NODE2["subnet"], netns=netns)
+    sh("bridge", "fdb", "del", NODE2["mac"], "dev", "flannel.1", "dst", NODE2["ip"], netns=netns)
+    assert wait_until(lambda: kernel_view(netns) == expected, 10) is not None
     sh("iptables", "-F", "WEFT-FWD", netns=netns)
-    assert wait_until(lambda: "-s 100.96.0.0/16" in sh("iptables", "-S", "WEFT-FWD", netns=netns), 15)
+    assert wait_until(lambda: kernel_view(netns) == expected, 15) is not None
     sh("ip", "link", "del", "flannel.1", netns=netns)
-    assert wait_until(lambda: view(netns) == expected, 15) is not None
-    os.unlink(args["files"][0]["path"])  # a file: no kernel event, the timer finds it
+    assert wait_until(lambda: kernel_view(netns) == expected, 15) is not None
+    sh("nft", "flush", "ruleset", netns=netns)  # a firewall reload
+    assert wait_until(lambda: kernel_view(netns) == expected, 15) is not None
     watch.send_signal(signal.SIGTERM)
     out = watch.communicate(timeout=5)[0]
     assert watch.returncode == 0 and "stopped" in out
-    assert "repaired weft_routes: added 100.96.2.0/24 via 100.96.2.0 dev flannel.1 onlink" in out
-    assert "repaired weft_iptables WEFT-FWD: changed" in out
-    assert "repaired weft_vxlan flannel.1: changed" in out
+    assert "repaired routes: added %s via 100.96.2.0 dev flannel.1 onlink" % NODE2["subnet"] in out
+    assert "repaired fdb: added %s dst %s dev flannel.1 self permanent" % (NODE2["mac"], NODE2["ip"]) in out
+    assert "repaired iptables: changed" in out and "repaired vxlan: changed" in out
+    assert "repaired ingress: changed" in out
 
 
-def test_a_pass_reads_the_new_record_and_never_undoes_a_converge(healed, tmp_path):
-    """After a converge removed a peer, the watch keeps the new state, not the old one."""
-    netns, args, watch = healed
-    from conftest import run_ansible_module
-    fewer = host_state(tmp_path, route_dst="100.96.4.0/24")
-    fewer["steps"].append(args["steps"][-1])
-    assert not run_ansible_module("weft_apply", fewer, python="/usr/bin/python3", netns=netns)["failed"]
-    sh("ip", "route", "del", "100.96.4.0/24", netns=netns)  # drift after the converge
-    assert wait_until(lambda: "100.96.4.0/24" in sh("ip", "route", "show", "proto", "119",
+def test_a_pass_reads_the_new_record_and_never_undoes_a_converge(healed):
+    box, watch = healed
+    netns = box.netns
+    fewer = box.module("weft_host", args(hosts=2))  # node3 left the inventory
+    assert fewer["changed"] and not fewer["failed"]
+    sh("ip", "route", "del", NODE2["subnet"], netns=netns)  # drift after the converge
+    assert wait_until(lambda: NODE2["subnet"] in sh("ip", "route", "show", "proto", "119",
                                                     netns=netns), 10) is not None
-    assert "100.96.2.0/24" not in sh("ip", "route", "show", "proto", "119", netns=netns)
+    time.sleep(6)  # another pass, woken by our own repair
+    assert "100.96.3.0/24" not in sh("ip", "route", "show", "proto", "119", netns=netns)
 
 
-def test_a_pass_with_nothing_to_repair_costs_little(netns, tmp_path):
-    from conftest import run_ansible_module
-    args = host_state(tmp_path)
-    assert not run_ansible_module("weft_apply", args, python="/usr/bin/python3", netns=netns)["failed"]
-    out = subprocess.run(["ip", "netns", "exec", netns, "/usr/bin/python3", RESTORE, "--cost", "10",
-                          args["record"], args["runtime"]], capture_output=True, text=True, check=True)
-    cost = json.loads(out.stdout.strip().splitlines()[-1])
-    print("CPU per no-drift pass: %.3f s" % cost["cpu_seconds_per_pass"])
-    assert cost["passes"] == 10 and 0 < cost["cpu_seconds_per_pass"] < 0.5
+def test_events_that_cannot_be_drift_wake_no_pass(healed):
+    """Containers coming and going, Docker's rules, other routes: the watch sleeps on."""
+    box, watch = healed
+    netns = box.netns
+    status = lambda: json.loads(box.read("/run/weft/heal.json") or '{"passes": 0}')  # noqa: E731
+    before = status()["passes"]
+    for i in range(10):
+        sh("ip", "link", "add", "veth%d" % i, "type", "veth", "peer", "name", "vpeer%d" % i, netns=netns)
+        sh("ip", "link", "set", "veth%d" % i, "up", netns=netns)
+        sh("ip", "route", "add", "198.51.100.%d/32" % i, "dev", "veth%d" % i, "proto", "static", netns=netns)
+        sh("iptables", "-N", "DOCKER-%d" % i, netns=netns)
+        sh("iptables", "-A", "DOCKER-%d" % i, "-j", "RETURN", netns=netns)
+    for i in range(10):
+        sh("ip", "route", "del", "198.51.100.%d/32" % i, netns=netns)
+        sh("ip", "link", "del", "veth%d" % i, netns=netns)
+        sh("iptables", "-F", "DOCKER-%d" % i, netns=netns)
+        sh("iptables", "-X", "DOCKER-%d" % i, netns=netns)
+    time.sleep(7)
+    assert status()["passes"] == before
+    sh("ip", "route", "del", NODE2["subnet"], netns=netns)  # ... but weft's own state wakes it
+    assert wait_until(lambda: status()["passes"] > before, 10) is not None
+    assert status()["repairs"] >= 1
+
+
+def test_a_pass_with_nothing_to_repair_costs_little(netns):
+    box = Sandbox(netns)
+    try:
+        assert not box.module("weft_host", args())["failed"]
+        out = box.run("/usr/bin/python3", RESTORE, "--cost", "10")
+        cost = json.loads(out.stdout.strip().splitlines()[-1])
+        print("CPU per no-drift pass (2 peers): %.3f s" % cost["cpu_seconds_per_pass"])
+        assert cost["passes"] == 10 and 0 < cost["cpu_seconds_per_pass"] < 0.5
+        assert "repaired" not in out.stdout
+    finally:
+        box.remove()
+
+
+def test_the_watch_stops_at_once_on_sigterm(healed):
+    box, watch = healed
+    start = time.monotonic()
+    watch.send_signal(signal.SIGTERM)
+    watch.wait(5)
+    assert time.monotonic() - start < 2 and watch.returncode == 0

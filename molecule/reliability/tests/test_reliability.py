@@ -1,15 +1,15 @@
 """What a production network must survive after the first converge, tested on lab nodes.
 
 The tests run in file order on one converged lab (pytest keeps definition order):
-drift, a removed host, a public-IP change, the bad-input matrix, masquerade on and off,
-a run killed half-way, a reboot, then uninstall.
+drift repaired by site.yml (and shown by a dry run) with weft-heal off, then by weft-heal
+alone, a removed host, a public-IP change, the bad-input matrix, masquerade on and off,
+a run killed half-way, then uninstall. (Reboots: the lifecycle scenario, every backend.)
 Each re-runs the project's playbooks the way a user would and checks the nodes.
 """
 
 import difflib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -17,40 +17,13 @@ import sys
 import time
 
 import pytest
-import testinfra
 import yaml
 
-PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
-EPHEMERAL = os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]
-INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
-NODES = ["node1", "node2", "node3"]
+import overlay as lab
+from overlay import EPHEMERAL, INVENTORY, PROJECT, host, leases, playbook
+
+NODES = lab.NODES
 NETNS = "weftlab-%s"
-
-
-def playbook(name, inventory=None, extra=None, check=True):
-    """Run one of the project's playbooks; returns (rc, output, {host: changed})."""
-    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-           os.path.join(PROJECT, name), "-i", inventory or os.path.dirname(INVENTORY)]
-    if extra is not None:
-        cmd += ["-e", json.dumps(extra)]
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(EPHEMERAL, "ansible.cfg"),
-               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    out = proc.stdout + proc.stderr
-    changed = {m.group(1): int(m.group(2))
-               for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", out, re.M)}
-    if check:
-        assert proc.returncode == 0, out[-4000:]
-    return proc.returncode, out, changed
-
-
-def host(name):
-    return testinfra.get_host("ansible://%s?ansible_inventory=%s" % (name, INVENTORY))
-
-
-def leases():
-    with open(os.path.join(EPHEMERAL, "weft_leases.yml")) as handle:
-        return yaml.safe_load(handle)["weft_leases"]
 
 
 def peer_view(node):
@@ -63,16 +36,20 @@ def peer_view(node):
     return neigh, fdb, routes
 
 
+SNAPSHOT = " ; echo @@ ; ".join([
+    "ip link show; ip -d link show type vxlan; ip -4 addr show",
+    "ip route show table all", "ip neigh show nud permanent", "bridge fdb show",
+    "iptables-save | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'",
+    "nft list table inet weft 2>/dev/null | sed 's/packets [0-9]* bytes [0-9]*//'",
+    "cat /etc/docker/daemon.json /run/flannel/subnet.env /etc/weft/host.json"])
+
+
 def snapshot(node):
-    """Everything weft manages on a node, to prove a refused run changed nothing."""
-    h = host(node)
-    # (ip -d for the VXLAN devices only: a bridge's details include running timers; IPv4
-    # addresses only: a device re-created a moment ago still has a tentative IPv6 one)
-    return (h.check_output("ip link show; ip -d link show type vxlan; ip -4 addr show"),
-            h.check_output("ip route show table all"),
-            h.check_output("ip neigh show nud permanent"), h.check_output("bridge fdb show"),
-            h.check_output("iptables-save | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'"),
-            h.check_output("cat /etc/docker/daemon.json /run/flannel/subnet.env"))
+    """Everything weft manages on a node, to prove a refused run changed nothing (one
+    round trip). ip -d for the VXLAN devices only: a bridge's details include running
+    timers; IPv4 addresses only: a device re-created a moment ago still has a tentative
+    IPv6 one; nft without its counters, which count traffic."""
+    return tuple(host(node).check_output(SNAPSHOT).split("@@"))
 
 
 def settled_snapshot(node, attempts=10):
@@ -100,8 +77,8 @@ def inventory_without(tmp_path, removed):
     return str(target)
 
 
-def test_drift_is_restored():
-    before = {node: peer_view(node) for node in NODES}
+def make_drift():
+    """Delete a route, a neighbour and an FDB entry on node1, node2's device and a chain."""
     n1, n2 = host("node1"), host("node2")
     lease2 = leases()["node2"]
     n1.check_output("ip route del %s" % lease2["subnet"])
@@ -110,14 +87,53 @@ def test_drift_is_restored():
                     % (lease2["backend_data"]["vtep_mac"], lease2["public_ip"]))
     n2.check_output("ip link del flannel.1")
     n2.check_output("iptables -F WEFT-FWD")
-    assert peer_view("node1") != before["node1"]
 
-    _, _, changed = playbook("site.yml")
+
+def test_drift_is_shown_by_a_dry_run_and_restored_by_site_yml():
+    """With weft-heal off, drift stays until the next run, and a dry run shows it honestly."""
+    playbook("site.yml", extra={"weft_heal_interval": 0})
+    assert host("node1").check_output("systemctl show -p ActiveState --value weft-heal") != "active"
+    before = {node: peer_view(node) for node in NODES}
+    make_drift()
+    time.sleep(2)
+    assert peer_view("node1") != before["node1"]  # nothing repaired it
+
+    _, out, changed = playbook("site.yml", extra={"weft_heal_interval": 0},
+                               flags=("--check", "--diff"))
+    assert changed["node1"] > 0 and changed["node2"] > 0 and changed["node3"] == 0
+    assert "+%s via" % leases()["node2"]["subnet"] in out
+    assert peer_view("node1") != before["node1"]  # the dry run changed nothing
+
+    _, _, changed = playbook("site.yml", extra={"weft_heal_interval": 0})
     assert changed["node1"] > 0 and changed["node2"] > 0 and changed["node3"] == 0
     assert {node: peer_view(node) for node in NODES} == before
-    assert "weft forward" in n2.check_output("iptables -S WEFT-FWD")
-    _, _, changed = playbook("site.yml")
+    assert "weft forward" in host("node2").check_output("iptables -S WEFT-FWD")
+    _, _, changed = playbook("site.yml", extra={"weft_heal_interval": 0})
     assert set(changed.values()) == {0}
+
+
+def test_weft_heal_repairs_drift_without_ansible():
+    playbook("site.yml")  # weft-heal on again (the default)
+    before = {node: peer_view(node) for node in NODES}
+    make_drift()
+    host("node3").check_output("nft flush ruleset")  # a firewall reload: every table gone
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if {node: peer_view(node) for node in NODES} == before and \
+                "weft forward" in host("node2").run("iptables -S WEFT-FWD").stdout and \
+                "WEFT-POSTRTG" in host("node3").check_output("iptables-save -t nat") and \
+                "table inet weft" in host("node3").check_output("nft list tables"):
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("not repaired within 60 s: %s" % host("node1").check_output(
+            "journalctl -u weft-heal --no-pager -n 20"))
+    print("repaired in %.1f s" % (60 - (deadline - time.time())))
+    journal = host("node1").check_output("journalctl -u weft-heal --no-pager")
+    assert "repaired routes: added %s" % leases()["node2"]["subnet"] in journal
+    assert "repaired vxlan: changed" in host("node2").check_output("journalctl -u weft-heal --no-pager")
+    _, _, changed = playbook("site.yml")
+    assert set(changed.values()) == {0}  # nothing left for Ansible
 
 
 def test_removed_host_leaves_every_peer_and_keeps_its_lease(tmp_path):
@@ -173,20 +189,26 @@ BAD_INPUT = [
     ({"weft_public_ip": "10.168.0.99"}, "public_ip: 10.168.0.99 is not an address of this host"),
     ({"weft_subnet": "100.97.0.0/24"}, "weft_subnet of node1: 100.97.0.0/24 is outside"),
     ({"weft_prune": "perhaps"}, "weft_prune"),
-    ({"weft_docker": "banana"}, "weft_docker"),
+    ({"weft_manage_docker": "banana"}, "weft_manage_docker"),
     ({"weft_route_protocol": "many"}, "weft_route_protocol"),
     ({"weft_network": "100.96.0.0/16"}, "weft_network"),
 ]
 
 
+@pytest.fixture(scope="module")
+def untouched():
+    """The nodes and the lease file before the bad-input runs, once they have settled."""
+    return ({node: settled_snapshot(node) for node in NODES},
+            open(os.path.join(EPHEMERAL, "weft_leases.yml")).read())
+
+
 @pytest.mark.parametrize("extra, message", BAD_INPUT, ids=[m for _, m in BAD_INPUT])
-def test_bad_input_stops_before_any_host_changes(extra, message):
-    before = {node: settled_snapshot(node) for node in NODES}
-    lease_text = open(os.path.join(EPHEMERAL, "weft_leases.yml")).read()
+def test_bad_input_stops_before_any_host_changes(untouched, extra, message):
+    before, lease_text = untouched
     rc, out, changed = playbook("site.yml", extra=extra, check=False)
     assert rc != 0 and message in out, out[-3000:]
     assert set(changed.values()) <= {0}
-    after = {node: snapshot(node) for node in NODES}
+    after = lab.on_all(snapshot)
     assert after == before, "\n".join(
         "".join(difflib.unified_diff(b.splitlines(True), a.splitlines(True), node, node))
         for node in NODES for b, a in zip(before[node], after[node]) if a != b)
@@ -214,7 +236,7 @@ def test_a_run_killed_half_way_converges_on_the_next_run():
     # and weft_apply is still adding its peers, rules and files).
     n1 = host("node1")
     for line in proc.stdout:
-        if "Converge this host's overlay" in line:
+        if "Converge this host from the plan" in line:
             deadline = time.time() + 60
             while not n1.interface("flannel.1").exists and time.time() < deadline:
                 time.sleep(0.05)
@@ -226,41 +248,6 @@ def test_a_run_killed_half_way_converges_on_the_next_run():
     assert {node: peer_view(node) for node in NODES} == before
     _, _, changed = playbook("site.yml")
     assert set(changed.values()) == {0}
-
-
-def start_container(node):
-    h = host(node)
-    h.check_output("docker image inspect weft/busybox >/dev/null 2>&1 || "
-                   "docker import /var/tmp/weft-busybox.tar weft/busybox")
-    h.run("docker rm -f weft-reboot")
-    h.check_output("docker run -d --name weft-reboot weft/busybox sleep 600")
-    return h.check_output("docker inspect -f '{{.NetworkSettings.IPAddress}}' weft-reboot")
-
-
-def test_reboot_brings_the_overlay_back_without_ansible():
-    before = peer_view("node2")
-    lease = leases()["node2"]
-    subprocess.run([sys.executable, os.path.join(PROJECT, "lab", "weftlab.py"), "reboot", "node2"],
-                   check=True, capture_output=True)
-    n2 = host("node2")
-    assert n2.check_output("ip -br link show flannel.1").startswith("flannel.1")
-    assert peer_view("node2") == before
-    assert n2.service("weft-restore").is_enabled
-    assert n2.check_output("systemctl show -p Result --value weft-restore") == "success"
-    assert '--comment "weft forward"' in n2.check_output("iptables -S WEFT-FWD")
-    assert "weft masq" in n2.check_output("iptables -t nat -S WEFT-POSTRTG")
-    assert "FLANNEL_SUBNET=" in n2.file("/run/flannel/subnet.env").content_string
-    assert lease["subnet"].replace(".0/", ".1/") in n2.check_output("ip -br addr show docker0")
-    target = start_container("node2")
-    start_container("node1")
-    try:
-        out = host("node1").run("docker exec weft-reboot ping -c 2 -W 2 %s" % target)
-        assert out.rc == 0, out.stdout + out.stderr
-    finally:
-        for node in ("node1", "node2"):
-            host(node).run("docker rm -f weft-reboot")
-    _, _, changed = playbook("site.yml")
-    assert set(changed.values()) == {0}  # nothing left for Ansible to do
 
 
 def test_uninstall_removes_weft_and_nothing_else():
@@ -276,6 +263,7 @@ def test_uninstall_removes_weft_and_nothing_else():
             assert "WEFT" not in h.check_output("iptables-save")
             assert not h.file("/etc/docker/daemon.json").exists  # the lab had none before weft
             assert not h.file("/etc/systemd/system/weft-restore.service").exists
+            assert not h.file("/etc/systemd/system/weft-heal.service").exists
             for path in ("/run/flannel/subnet.env", "/etc/weft", "/etc/sysctl.d/60-weft.conf"):
                 assert not h.file(path).exists, path
         assert "198.51.100.0/24 via 10.168.0.1" in n1.check_output("ip route show proto static")

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from conftest import ETCD, PREFIX, etcd_keys, ip_json
+import overlay
+from conftest import ETCD, PREFIX, etcd_keys
 
 pytestmark = pytest.mark.skipif(not ETCD, reason="etcd lease store only")
 
@@ -24,10 +25,12 @@ def test_every_node_holds_a_lease_in_flannels_format(leases):
     assert json.loads(keys[PREFIX + "/config"])["Network"] == "100.96.0.0/16"
 
 
-def test_the_flannel_host_keeps_its_lease_and_is_a_peer(host, peer_leases):
+@pytest.mark.parametrize("name", overlay.NODES)
+def test_the_flannel_host_keeps_its_lease_and_is_a_peer(name, states, peer_leases):
     assert peer_leases["100.96.200.0-24"]["public_ip"] == FLANNEL_HOST["public_ip"]
-    fdb = {(f["mac"], f["dst"]) for f in ip_json(host, "bridge -j fdb show dev flannel.1")
-           if "dst" in f}
-    assert (FLANNEL_HOST["vtep_mac"], FLANNEL_HOST["public_ip"]) in fdb
-    route = ip_json(host, "ip -j route show %s proto 119" % FLANNEL_HOST["subnet"])
-    assert [(r["gateway"], r["dev"]) for r in route] == [("100.96.200.0", "flannel.1")]
+    st = states[name]
+    assert (FLANNEL_HOST["vtep_mac"], FLANNEL_HOST["public_ip"]) in \
+        {(f["mac"], f["dst"]) for f in st["fdb"] if "dst" in f}
+    assert [(r["gateway"], r["dev"]) for r in overlay.weft_routes(st)
+            if r["dst"] == FLANNEL_HOST["subnet"]] == [("100.96.200.0", "flannel.1")]
+    assert FLANNEL_HOST["public_ip"] in overlay.nft_set(st, "peers4")  # may send to us

@@ -1,0 +1,184 @@
+"""weft's tests and benchmarks: a host for weft_host to converge, on this machine,
+touching nothing of it: a network
+namespace (its own links, routes, iptables and nftables) and a mount namespace in which
+/etc, /usr/local and /run are copy-on-write overlays and /dev/net is private, so every file
+weft writes (units, record, installed code, users) lands in a throwaway directory. The
+mount namespace lives as long as the sandbox, so every command in it sees the same files.
+
+systemd does not run as PID 1 on this machine (it does in the lab nodes, where the
+Molecule scenarios test the real units), so a stub `systemctl` in the sandbox records
+what weft asks of it and answers is-active from what it was asked before.
+"""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sh(*cmd, netns=None):
+    """A command's output (in `netns` when given); raises on failure."""
+    if netns:
+        cmd = ("ip", "-n", netns) + cmd[1:] if cmd[0] == "ip" else ("ip", "netns", "exec", netns) + cmd
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise AssertionError("%s failed: %s" % (" ".join(cmd), proc.stderr))
+    return proc.stdout
+
+SYSTEMCTL = r"""#!/bin/sh
+# Stub systemctl: logs its arguments; a started unit is active until stopped.
+echo "$*" >> /run/weft-sandbox/systemctl.log
+state=/run/weft-sandbox/active
+touch "$state"
+case "$1" in
+  is-active) grep -qx "$2" "$state" && { echo active; exit 0; } || { echo inactive; exit 3; } ;;
+  start|restart) grep -qx "$2" "$state" || echo "$2" >> "$state" ;;
+  try-restart) ;;
+  stop) grep -vx "$2" "$state" > "$state.new"; mv "$state.new" "$state" ;;
+esac
+exit 0
+"""
+
+
+class Sandbox:
+    PREFIX = os.path.join(tempfile.gettempdir(), "weft-sandbox-")
+
+    def __init__(self, netns):
+        self.netns = netns
+        self.dir = tempfile.mkdtemp(prefix="%s%d-" % (self.PREFIX, os.getpid()))
+        for layer in ("etc", "local", "run"):
+            for sub in ("upper", "work"):
+                os.makedirs(os.path.join(self.dir, layer, sub))
+        sbin = os.path.join(self.dir, "local", "upper", "sbin")
+        os.makedirs(sbin)
+        with open(os.path.join(sbin, "systemctl"), "w") as handle:
+            handle.write(SYSTEMCTL)
+        os.chmod(os.path.join(sbin, "systemctl"), 0o755)
+        os.makedirs(os.path.join(self.dir, "run", "upper", "weft-sandbox"))
+        # One mount namespace for the sandbox's whole life, kept by a bind mount of its
+        # nsfs file: every command sees the same overlays (two overlay mounts of one upper
+        # directory would not see each other's writes).
+        ns = os.path.join(self.dir, "ns")
+        os.makedirs(ns)
+        subprocess.run(["mount", "--bind", ns, ns], check=True)
+        subprocess.run(["mount", "--make-private", ns], check=True)
+        open(os.path.join(ns, "mnt"), "w").close()
+        subprocess.run(["unshare", "--mount=%s/mnt" % ns, "--propagation", "private",
+                        "sh", "-c", self.mounts()], check=True)
+
+    def mounts(self):
+        d = self.dir
+        return " && ".join([
+            "mount -t overlay overlay -o lowerdir=/etc,upperdir=%s/etc/upper,workdir=%s/etc/work /etc" % (d, d),
+            "mount -t overlay overlay -o lowerdir=/usr/local,upperdir=%s/local/upper,workdir=%s/local/work /usr/local" % (d, d),
+            "mount -t overlay overlay -o lowerdir=/run,upperdir=%s/run/upper,workdir=%s/run/work /run" % (d, d),
+            "mount -t tmpfs -o mode=0755 weft-sandbox /dev/net",
+            "mknod -m 0600 /dev/net/tun c 10 200",
+        ])
+
+    def argv(self, *cmd):
+        """A command line that runs `cmd` inside the sandbox."""
+        inner = "PATH=/usr/local/sbin:$PATH exec %s" % " ".join(shlex.quote(c) for c in cmd)
+        return ["nsenter", "--mount=%s/ns/mnt" % self.dir, "--net=/run/netns/%s" % self.netns,
+                "sh", "-c", inner]
+
+    def run(self, *cmd, check=True):
+        proc = subprocess.run(self.argv(*cmd), capture_output=True, text=True)
+        if check and proc.returncode:
+            raise AssertionError("%s: %s" % (" ".join(cmd), proc.stdout + proc.stderr))
+        return proc
+
+    def popen(self, *cmd):
+        return subprocess.Popen(self.argv(*cmd), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    # The sandbox's files are read and changed from inside it: its overlays must see
+    # every change (touching their upper directories from outside is undefined).
+    def read(self, path):
+        proc = self.run("cat", path, check=False)
+        return proc.stdout if proc.returncode == 0 else None
+
+    def exists(self, path):
+        return self.run("test", "-e", path, check=False).returncode == 0 or \
+            self.run("test", "-L", path, check=False).returncode == 0
+
+    def readlink(self, path):
+        return self.run("readlink", path).stdout.strip()
+
+    def listdir(self, path):
+        return self.run("ls", "-A", path).stdout.split()
+
+    def unlink(self, path):
+        self.run("rm", "-f", path)
+
+    def systemctl(self):
+        """What weft asked of systemctl since the last call (is-active left out)."""
+        log = self.read("/run/weft-sandbox/systemctl.log") or ""
+        self.unlink("/run/weft-sandbox/systemctl.log")
+        return [line.strip() for line in log.splitlines() if not line.startswith("is-active")]
+
+    def module(self, module, args, check=False, diff=False, python="/usr/bin/python3",
+               verbose=False):
+        """A module run through the real ansible CLI inside the sandbox."""
+        cmd = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-i",
+               "localhost,", "-c", "local", "-m", module, "-a", json.dumps(args), "-e",
+               "ansible_python_interpreter=%s" % python]
+        cmd += ["--check"] if check else []
+        cmd += ["--diff"] if diff else []
+        cmd += ["-vvv"] if verbose else []
+        env_cmd = ["env", "ANSIBLE_CONFIG=%s" % os.path.join(ROOT, "ansible.cfg"),
+                   "ANSIBLE_LOAD_CALLBACK_PLUGINS=1", "ANSIBLE_STDOUT_CALLBACK=minimal",
+                   "ANSIBLE_CALLBACK_RESULT_FORMAT=json", "ANSIBLE_NOCOLOR=1",
+                   "ANSIBLE_LOCAL_TEMP=/run/weft-sandbox/ansible-tmp",
+                   "ANSIBLE_REMOTE_TEMP=/run/weft-sandbox/ansible-tmp"]
+        proc = subprocess.run(self.argv(*env_cmd, *cmd), capture_output=True, text=True,
+                              cwd=ROOT, timeout=300)
+        start = proc.stdout.rfind("localhost | ")
+        head, _, body = proc.stdout[start:].partition(" => ")
+        try:
+            result, _ = json.JSONDecoder().raw_decode(body)
+        except ValueError:
+            raise AssertionError("ansible printed no result:\n%s\n%s" % (proc.stdout, proc.stderr))
+        result.setdefault("failed", "FAILED" in head)
+        result["stdout_text"] = proc.stdout
+        return result
+
+    def remove(self):
+        remove_sandbox(self.dir)
+
+
+def remove_sandbox(directory):
+    """Unmount a sandbox's namespace (its mounts go with it) and delete its files."""
+    ns = os.path.join(directory, "ns")
+    for mount in (os.path.join(ns, "mnt"), ns):
+        subprocess.run(["umount", mount], check=False, capture_output=True)
+    subprocess.run(["rm", "-rf", directory], check=False)
+
+
+def remove_stale_sandboxes():
+    """Sandboxes of test runs that were killed half-way (their process is gone)."""
+    import glob
+    for directory in glob.glob(Sandbox.PREFIX + "*"):
+        pid = directory[len(Sandbox.PREFIX):].split("-")[0]
+        if not os.path.exists("/proc/%s" % pid):
+            remove_sandbox(directory)
+
+
+def kernel_view(netns, dev="flannel.1"):
+    """Routes, FDB and neighbours of the overlay, as iproute2 prints them ({} when gone)."""
+    view = {"routes": [line.strip() for line in
+                       sh("ip", "route", "show", "proto", "119", netns=netns).splitlines()]}
+    if dev in sh("ip", "link", netns=netns):
+        view["fdb"] = sorted(line.strip() for line in sh("bridge", "fdb", "show", "dev", dev,
+                                                         netns=netns).splitlines() if " dst " in line)
+        view["neigh"] = sorted(line.strip() for line in
+                               sh("ip", "neigh", "show", "dev", dev, netns=netns).splitlines())
+    view["nft"] = "table inet weft" in sh("nft", "list", "tables", netns=netns)
+    view["chains"] = sorted(line for line in sh("iptables-save", netns=netns).splitlines()
+                            if "WEFT" in line and not line.startswith(":"))
+    return view
+

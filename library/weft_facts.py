@@ -1,0 +1,86 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: weft_facts
+short_description: What planning needs to know about a host, as facts
+description:
+  - Reads, never changes, two things about the host, as facts.
+  - C(weft_underlay), the interface and IPv4 address that overlay peers send to. With
+    O(public_ip), the interface holding that address; with O(iface), that interface's first
+    global IPv4 address; with neither, the interface of the IPv4 default route (where every
+    NAT'ed virtual machine would claim the same address, hence the plan's duplicate check).
+    When it cannot be found, C(weft_underlay.error) says why, naming the option.
+  - C(weft_missing_packages), which of O(packages) dpkg does not list as installed, so that
+    a converged host costs no package-manager call.
+version_added: "0.3.0"
+author: weft contributors
+requirements:
+  - pyroute2 0.7 or later on the managed host to read the underlay (Debian package
+    C(python3-pyroute2)); without it C(weft_underlay.error) says so and the missing
+    packages are still reported.
+options:
+  iface:
+    description: The underlay interface, e.g. V(eth1).
+    type: str
+  public_ip:
+    description: The address peers send to; must be an address of this host (of O(iface)
+      when both are given).
+    type: str
+  packages:
+    description: Debian packages to look for.
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  facts:
+    support: full
+  platform:
+    platforms: linux
+"""
+
+EXAMPLES = r"""
+- name: Find the underlay by interface name
+  weft_facts:
+    iface: eth1
+    packages: [python3-pyroute2, nftables]
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: The facts.
+  returned: always
+  type: dict
+  contains:
+    weft_underlay:
+      description: The underlay (C(iface), C(public_ip), C(network), C(mtu)), or C(error).
+      type: dict
+      returned: always
+      sample: {iface: eth0, public_ip: 10.168.0.2, network: 10.168.0.0/24, mtu: 1500}
+    weft_missing_packages:
+      description: The packages of O(packages) that are not installed.
+      type: list
+      elements: str
+      returned: always
+      sample: []
+"""
+
+from ansible.module_utils.weft.facts import gather as core
+from ansible.module_utils.weft.module import run_module
+
+
+def main():
+    run_module(core)
+
+
+if __name__ == "__main__":
+    main()

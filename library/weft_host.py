@@ -1,0 +1,193 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: weft_host
+short_description: Converge a host's whole overlay from the plan every host gets
+description:
+  - Derives everything this host must hold from O(plan) (the same for every host, made by
+    M(weft_plan)), its identity O(host) and O(settings), in one place, and converges it in
+    one call. The device of the network's backend, every peer's neighbour, FDB entry and
+    route, the forwarding and masquerade chains, the peer-only ingress table, Docker's
+    bridge settings, C(/run/flannel/subnet.env), the udp daemon's config, user and unit, and
+    the units that restore the overlay at boot and repair drift between runs.
+  - Each part is applied by the core of the module that manages it (M(weft_vxlan),
+    M(weft_tun), M(weft_neighbours), M(weft_fdb), M(weft_routes), M(weft_iptables),
+    M(weft_ingress), M(weft_docker)), in this process, with its arguments validated as that
+    module validates them, its check mode and its diff.
+  - What weft put on the host before and the new state no longer holds is removed (another
+    backend's device, daemon, unit, user and files when the backend changes, a device
+    renamed by a new VNI, the repair unit when O(settings.heal_interval=0)).
+  - Records O(plan), O(host) and O(settings) in C(/etc/weft/host.json) and installs the code
+    that ran in C(/usr/local/lib/weft/module_utils), so that C(weft-restore) rebuilds the
+    same state at boot, and C(weft-heal) keeps it between runs, with the same code.
+  - Restarts dockerd when C(daemon.json) changed, and starts, restarts or reloads weft's units
+    when their files changed.
+  - With O(state=absent), removes everything weft put on the host (what the record names,
+    and weft's defaults when there is none) and puts Docker's bridge back where it was
+    before weft's first run (dockerd restarts twice when its bridge was on the overlay, as it
+    remembers its last subnet).
+version_added: "0.3.0"
+author: weft contributors
+requirements:
+  - pyroute2 0.7 or later, nftables, iptables and systemd on the managed host
+  - ansible-core on the managed host for weft-restore and weft-heal
+options:
+  state:
+    description: V(present) converges the host; V(absent) removes weft from it.
+    type: str
+    choices: [present, absent]
+    default: present
+  plan:
+    description: The RV(weft_plan#module:plan) string, unchanged. Required with O(state=present).
+    type: str
+  host:
+    description: This host's identity, as M(weft_facts) found it. Required with O(state=present).
+    type: dict
+    suboptions:
+      name:
+        description: Inventory name; its lease in O(plan) is this host's.
+        type: str
+        required: true
+      iface:
+        description: Underlay interface.
+        type: str
+        required: true
+      public_ip:
+        description: The address peers send to.
+        type: str
+        required: true
+      underlay:
+        description: The underlay network (CIDR), for DirectRouting.
+        type: str
+      mtu:
+        description: The underlay's MTU; the overlay's is this minus the backend's overhead
+          (unless the network config names an MTU).
+        type: int
+        required: true
+  settings:
+    description: How this host takes part (the role's variables of the same names).
+    type: dict
+    default: {}
+    suboptions:
+      docker:
+        description: Manage Docker's C(bip), C(mtu) and C(ip-masq) and restart dockerd when
+          they change.
+        type: bool
+        default: true
+      docker_daemon_json:
+        description: Docker's daemon.json.
+        type: path
+        default: /etc/docker/daemon.json
+      forward_accept:
+        description: Chain C(WEFT-FWD) accepts the network's forwarded traffic.
+        type: bool
+        default: true
+      ip_masq:
+        description: Chain C(WEFT-POSTRTG) masquerades traffic leaving the network.
+        type: bool
+        default: true
+      peer_ingress:
+        description: Accept the encapsulation port only from peers (M(weft_ingress)).
+        type: bool
+        default: true
+      route_protocol:
+        description: Route protocol marking weft's routes.
+        type: int
+        default: 119
+      subnet_env:
+        description: Where Flannel's subnet.env goes.
+        type: path
+        default: /run/flannel/subnet.env
+      tun_device:
+        description: The udp backend's TUN device.
+        type: str
+        default: flannel0
+      udpd_user:
+        description: The udp daemon's unprivileged user.
+        type: str
+        default: weft-udpd
+      heal_interval:
+        description: weft-heal re-applies the record on kernel events and at least every this
+          many seconds; V(0) turns it off.
+        type: int
+        default: 30
+  network:
+    description: With O(state=absent) on a host without a record, the overlay network
+      (CIDR), so that Docker's bridge is moved off it.
+    type: str
+  vni:
+    description: With O(state=absent) on a host without a record, the VXLAN device's VNI.
+    type: int
+    default: 1
+attributes:
+  check_mode:
+    support: full
+    details: Reports every change each core, file and service would make; writes nothing.
+  diff_mode:
+    support: full
+    details: One diff per changed step and file.
+  platform:
+    platforms: linux
+"""
+
+EXAMPLES = r"""
+- name: Plan once
+  weft_plan:
+    network: {Network: 100.96.0.0/16, Backend: {Type: vxlan}}
+    hosts: "{{ groups['weft_nodes'] | weft_plan_hosts(hostvars) }}"
+    lease_file: "{{ inventory_dir }}/group_vars/all/weft_leases.yml"
+  delegate_to: localhost
+  run_once: true
+  register: weft_planned
+
+- name: Converge every host from the same plan
+  weft_host:
+    plan: "{{ weft_planned.plan }}"
+    host: "{{ weft_underlay | combine({'name': inventory_hostname}) }}"
+
+- name: Remove weft from the host
+  weft_host:
+    state: absent
+"""
+
+RETURN = r"""
+backend:
+  description: The backend converged.
+  returned: when state is present
+  type: str
+  sample: vxlan
+steps:
+  description: Each core's outcome, in order; lists of entries are counted (C(added),
+    C(updated), C(removed)) with the first three shown (C(first_added)...).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{core: routes, changed: true, added: 2, first_added: ["100.96.2.0/24 via 100.96.2.0 dev flannel.1 onlink"]}]
+files_changed:
+  description: Files, links, users and modes written or removed (or that would be).
+  returned: always
+  type: list
+  elements: str
+services:
+  description: What was (or would be) done to units, e.g. C(restart docker), C(reload weft-udpd).
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.weft.host import apply as core
+from ansible.module_utils.weft.module import run_module
+
+
+def main():
+    run_module(core)
+
+
+if __name__ == "__main__":
+    main()

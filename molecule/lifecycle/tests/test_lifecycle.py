@@ -1,0 +1,255 @@
+"""Every lifecycle step on every backend, on one lab of three nodes.
+
+The tests run in file order on one lab (pytest keeps definition order), each a step a user
+takes: the converged vxlan network; what strangers and peers may send; a reboot; uninstall
+and site.yml again; then a switch to the next backend, and the same again. The switches
+cover every ordered pair of backends. Every step is checked on every node.
+"""
+
+import concurrent.futures
+import json
+import time
+
+import pytest
+
+import overlay as lab
+
+NODES = lab.NODES
+
+
+def network(backend):
+    return {"Network": lab.NETWORK, "Backend": {"Type": backend}}
+
+
+def site(backend, flags=(), **extra):
+    """site.yml with this backend (and extra variables); {host: changed}."""
+    return lab.playbook("site.yml", extra=dict(weft_network=network(backend), **extra),
+                        flags=flags)[2]
+
+
+def check_all(backend):
+    """Every node holds the backend's state and nothing of another's; containers talk."""
+    plan = lab.leases()
+    states = lab.on_all(lab.state)
+    for name in NODES:
+        lab.check_converged(name, states[name], backend, plan, plan)
+    lab.check_containers_reach_each_other(lab.start_containers())
+
+
+def fingerprint(st):
+    """What a dry run must leave exactly as it was (no counters, no timestamps)."""
+    return json.dumps({
+        "links": sorted((link["ifname"], link.get("linkinfo", {}).get("info_kind"), link.get("mtu"))
+                        for link in st["links"]),
+        "addrs": sorted((a["ifname"], lab.addresses(st, a["ifname"])) for a in st["addrs"]),
+        "routes": sorted(json.dumps(r, sort_keys=True) for r in lab.weft_routes(st)),
+        "neigh": sorted((n["dst"], n.get("lladdr")) for n in st["neigh"]),
+        "fdb": sorted((f["mac"], f.get("dst")) for f in st["fdb"] if "dst" in f),
+        "iptables": sorted(line for line in st["iptables"].splitlines() if "WEFT" in line),
+        "nft": [sorted(lab.nft_set(st, "peers4") or []), len(lab.nft_rules(st))],
+        "files": st["files"], "unit_files": sorted(st["unit_files"]), "user": st["udpd_user"],
+    }, sort_keys=True)
+
+
+def switch(old, new):
+    """A dry run first (it changes nothing and reports the change), then the real run."""
+    before = {name: fingerprint(st) for name, st in lab.on_all(lab.state).items()}
+    dry = site(new, flags=("--check", "--diff"))
+    assert all(dry[name] > 0 for name in NODES), dry
+    assert {name: fingerprint(st) for name, st in lab.on_all(lab.state).items()} == before
+    changed = site(new)
+    assert all(changed[name] > 0 for name in NODES), changed
+    assert set(site(new).values()) == {0}  # and the new backend is idempotent
+    check_all(new)
+
+
+def reboot_and_check(backend, name="node2"):
+    """A power cycle: weft-restore rebuilds the overlay before dockerd starts, unattended."""
+    lab.reboot(name)
+    h = lab.host(name)
+    assert h.check_output("systemctl show -p Result --value weft-restore") == "success"
+    restored = int(h.check_output("systemctl show -p ExecMainExitTimestampMonotonic --value weft-restore"))
+    docker = int(h.check_output("systemctl show -p ExecMainStartTimestampMonotonic --value docker"))
+    assert 0 < restored <= docker, "weft-restore finished after dockerd started"
+    deadline = time.time() + 30
+    while time.time() < deadline:  # the udp daemon and weft-heal start alongside Docker
+        st = lab.state(name)
+        if all(st["units"][u]["ActiveState"] == "active" for u in
+               ["weft-heal"] + (["weft-udpd"] if backend == "udp" else [])):
+            break
+        time.sleep(1)
+    lab.check_converged(name, st, backend, lab.leases(), lab.leases())
+    lab.check_containers_reach_each_other(lab.start_containers())
+    assert set(site(backend).values()) == {0}  # nothing left for Ansible to do
+
+
+def uninstall_and_again(backend):
+    """Uninstall leaves nothing of weft; site.yml then gives every host its old subnet."""
+    plan = lab.leases()
+    lab.playbook("uninstall.yml")
+    for name, st in lab.on_all(lab.state).items():
+        lab.check_clean(name, st)
+    assert set(lab.playbook("uninstall.yml")[2].values()) == {0}
+    site(backend)
+    assert lab.leases() == plan
+    check_all(backend)
+
+
+# ---- vxlan --------------------------------------------------------------------------
+
+def test_vxlan_converged():
+    check_all("vxlan")
+
+
+def injected(backend, target, plan, containers):
+    """An ICMP echo for node2's container, as the overlay would carry it from node3."""
+    inner = lab.icmp_echo("100.96.%s.77" % plan["node3"]["subnet"].split(".")[2], containers[target])
+    if backend == "udp":
+        return inner
+    return lab.vxlan_frame(plan[target]["backend_data"]["vtep_mac"],
+                           plan["node3"]["backend_data"]["vtep_mac"], inner)
+
+
+def test_vxlan_accepts_only_its_peers():
+    plan, containers = lab.leases(), lab.start_containers()
+    target, outsider = "node2", lab.Outsider()
+    frame = injected("vxlan", target, plan, containers)
+    echoes = lab.container_icmp_echoes(target)
+    # Protected (the default): nothing reaches the container, and the drops are counted.
+    outsider.send(plan[target]["public_ip"], 8472, [frame] * 3)
+    time.sleep(1)
+    assert lab.container_icmp_echoes(target) == echoes
+    assert lab.nft_counters(lab.state(target))["not_a_peer"] >= 3
+    # A peer may not speak for another host's containers (inner source in node3's subnet).
+    lab.host("node1").check_output(
+        "python3 -c \"import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); "
+        "s.bind((sys.argv[1],0)); s.sendto(bytes.fromhex(sys.argv[2]),(sys.argv[3],8472))\" %s %s %s"
+        % (plan["node1"]["public_ip"], frame.hex(), plan[target]["public_ip"]))
+    time.sleep(1)
+    assert lab.container_icmp_echoes(target) == echoes
+    assert lab.nft_counters(lab.state(target))["inner_source"] == 1
+    # Unprotected: the stranger's frame reaches the container, which answers it.
+    site("vxlan", weft_peer_ingress=False)
+    assert lab.state(target)["nft"] is None
+    outsider.send(plan[target]["public_ip"], 8472, [frame] * 3)
+    time.sleep(1)
+    assert lab.container_icmp_echoes(target) == echoes + 3
+    site("vxlan")
+
+
+def test_vxlan_keeps_working_through_a_flood_from_a_stranger():
+    plan, containers = lab.leases(), lab.start_containers(["node1", "node2"])
+    before = lab.nft_counters(lab.state("node2"))["not_a_peer"]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pinging = pool.submit(lab.host("node1").run, "docker exec weft-verify ping -c 25 -i 0.2 -W 2 %s"
+                              % containers["node2"])
+        sent = lab.Outsider().flood(plan["node2"]["public_ip"], 8472, 6)
+        result = pinging.result()
+    assert "25 packets received" in result.stdout, result.stdout
+    dropped = lab.nft_counters(lab.state("node2"))["not_a_peer"] - before
+    print("flood: %d datagrams sent, %d dropped by the ingress table" % (sent, dropped))
+    assert sent > 10000 and dropped >= 0.95 * sent
+
+
+def test_vxlan_survives_a_reboot():
+    reboot_and_check("vxlan")
+
+
+def test_vxlan_uninstall_and_again():
+    uninstall_and_again("vxlan")
+
+
+# ---- host-gw ------------------------------------------------------------------------
+
+def test_switch_vxlan_to_host_gw():
+    switch("vxlan", "host-gw")
+
+
+def test_host_gw_survives_a_reboot():
+    reboot_and_check("host-gw")
+
+
+def test_host_gw_uninstall_and_again():
+    uninstall_and_again("host-gw")
+
+
+# ---- udp ----------------------------------------------------------------------------
+
+def test_switch_host_gw_to_udp():
+    switch("host-gw", "udp")
+
+
+def udpd_status(name):
+    return json.loads(lab.host(name).check_output(
+        "python3 /usr/local/lib/weft/module_utils/weft/daemon/udpd.py status /etc/weft/udpd.json"))
+
+
+def test_udp_accepts_only_its_peers():
+    plan, containers = lab.leases(), lab.start_containers()
+    target, outsider = "node2", lab.Outsider()
+    packet = injected("udp", target, plan, containers)
+    before = udpd_status(target)
+    outsider.send(plan[target]["public_ip"], 8285, [packet] * 3)
+    time.sleep(1)
+    after = udpd_status(target)
+    assert after["udp_rx"] == before["udp_rx"] and after["drops_in"] == before["drops_in"]
+    assert lab.nft_counters(lab.state(target))["not_a_peer"] >= 3
+    # From a real peer, claiming a source outside that peer's subnet: the daemon drops it.
+    lab.host("node1").check_output(
+        "python3 -c \"import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); "
+        "s.bind((sys.argv[1],0)); s.sendto(bytes.fromhex(sys.argv[2]),(sys.argv[3],8285))\" %s %s %s"
+        % (plan["node1"]["public_ip"], packet.hex(), plan[target]["public_ip"]))
+    time.sleep(1)
+    assert udpd_status(target)["drops_in"].get("spoofed_source", 0) == \
+        before["drops_in"].get("spoofed_source", 0) + 1
+    # Unprotected: the stranger's datagrams reach the daemon (which refuses them itself).
+    site("udp", weft_peer_ingress=False)
+    before = udpd_status(target)
+    outsider.send(plan[target]["public_ip"], 8285, [packet] * 3)
+    time.sleep(1)
+    after = udpd_status(target)
+    assert after["drops_in"].get("unknown_sender", 0) == before["drops_in"].get("unknown_sender", 0) + 3
+    site("udp")
+    status = udpd_status(target)
+    assert status["tun_rx"] == status["udp_tx"] + sum(status["drops_out"].values())
+    assert status["udp_rx"] == status["tun_tx"] + sum(status["drops_in"].values())
+
+
+def test_udp_daemon_runs_unprivileged_and_sandboxed():
+    out = lab.host("node1").check_output("systemd-analyze security weft-udpd --no-pager")
+    score = float(out.strip().splitlines()[-1].split(":")[1].split()[0])
+    print("systemd-analyze security weft-udpd.service: %.1f" % score)
+    assert score <= 2.0, out
+    pid = lab.host("node1").check_output("systemctl show -p MainPID --value weft-udpd")
+    status = lab.host("node1").check_output("grep -E '^(Uid|CapEff|CapBnd)' /proc/%s/status" % pid)
+    assert "CapEff:\t0000000000000000" in status and "CapBnd:\t0000000000000000" in status
+    assert status.split("Uid:")[1].split()[0] != "0"
+
+
+def test_udp_a_burst_of_crashes_never_leaves_the_daemon_down():
+    h = lab.host("node1")
+    for _ in range(10):
+        h.run("systemctl kill -s KILL weft-udpd")
+        time.sleep(0.3)
+    deadline = time.time() + 15
+    while h.check_output("systemctl show -p ActiveState --value weft-udpd") != "active":
+        assert time.time() < deadline, h.run("systemctl status weft-udpd").stdout
+        time.sleep(0.5)
+    assert int(h.check_output("systemctl show -p NRestarts --value weft-udpd")) >= 5
+    check_all("udp")
+
+
+def test_udp_survives_a_reboot():
+    reboot_and_check("udp")
+
+
+def test_udp_uninstall_and_again():
+    uninstall_and_again("udp")
+
+
+# ---- the remaining switches ---------------------------------------------------------
+
+@pytest.mark.parametrize("old, new", [("udp", "vxlan"), ("vxlan", "udp"), ("udp", "host-gw"),
+                                      ("host-gw", "vxlan")])
+def test_switch(old, new):
+    switch(old, new)

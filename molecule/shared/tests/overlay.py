@@ -1,0 +1,375 @@
+"""The lab as a user sees it: run the project's playbooks, read a node's whole state in one
+round trip, and check it against what the plan says the node must hold.
+
+Every check here is written from the outside (ip, bridge, iptables-save, nft, systemctl,
+the files), never with weft's own code.
+"""
+
+import concurrent.futures
+import ipaddress
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import time
+
+import testinfra
+import yaml
+
+PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+EPHEMERAL = os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+LAB = os.path.join(PROJECT, "lab", "weftlab.py")
+KEY = "/var/lib/weftlab/id_ed25519"
+NODES = ["node1", "node2", "node3"]
+NETWORK = "100.96.0.0/16"
+MTU = {"vxlan": 1450, "udp": 1472, "host-gw": 1500}
+PORT = {"vxlan": 8472, "udp": 8285}
+DOCKER_DEFAULT = "172.17.0.1/16"
+
+
+def node_ip(name):
+    return "10.168.0.%d" % (int(name[4:]) + 1)
+
+
+# ---- playbooks ------------------------------------------------------------------------
+
+def playbook(name, inventory=None, extra=None, check=True, flags=()):
+    """Run one of the project's playbooks as a user would; (rc, output, {host: changed})."""
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+           os.path.join(PROJECT, name), "-i", inventory or os.path.dirname(INVENTORY), *flags]
+    if extra is not None:
+        cmd += ["-e", json.dumps(extra)]
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(EPHEMERAL, "ansible.cfg"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    out = proc.stdout + proc.stderr
+    changed = {m.group(1): int(m.group(2))
+               for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", out, re.M)}
+    if check:
+        assert proc.returncode == 0, out[-4000:]
+    return proc.returncode, out, changed
+
+
+def leases():
+    with open(os.path.join(EPHEMERAL, "weft_leases.yml")) as handle:
+        return yaml.safe_load(handle)["weft_leases"]
+
+
+# ---- nodes ----------------------------------------------------------------------------
+
+_HOSTS = {}
+
+
+def host(name):
+    """A testinfra host over plain ssh (one multiplexed connection per node)."""
+    if name not in _HOSTS:
+        _HOSTS[name] = testinfra.get_host(
+            "ssh://root@%s" % node_ip(name), ssh_identity_file=KEY,
+            ssh_extra_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+                           "-o LogLevel=ERROR")
+    return _HOSTS[name]
+
+
+def on_all(function, names=NODES):
+    """function(name) for every node at once; {name: result}."""
+    with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+        return dict(zip(names, pool.map(function, names)))
+
+
+COLLECT = r'''
+import json, os, pwd, subprocess
+def run(*cmd):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    return p.stdout if p.returncode == 0 else None
+def js(*cmd):
+    out = run(*cmd)
+    return json.loads(out) if out and out.strip() else None
+def read(path):
+    try:
+        return open(path).read()
+    except OSError:
+        return None
+def unit(name):
+    return {k: (run("systemctl", "show", "-p", k, "--value", name) or "").strip()
+            for k in ("ActiveState", "UnitFileState", "Result", "User")}
+try:
+    pwd.getpwnam("weft-udpd"); user = True
+except KeyError:
+    user = False
+paths = ["/etc/docker/daemon.json", "/run/flannel/subnet.env", "/etc/weft/udpd.json",
+         "/etc/sysctl.d/60-weft.conf", "/etc/weft/host.json"]
+print(json.dumps({
+    "links": js("ip", "-d", "-j", "link", "show") or [],
+    "addrs": js("ip", "-4", "-j", "addr", "show") or [],
+    "routes": js("ip", "-j", "route", "show", "table", "all") or [],
+    "neigh": js("ip", "-j", "neigh", "show", "nud", "permanent") or [],
+    "fdb": js("bridge", "-j", "fdb", "show") or [],
+    "iptables": run("iptables-save") or "",
+    "nft": js("nft", "-j", "list", "table", "inet", "weft"),
+    "files": {p: read(p) for p in paths},
+    "weft_dirs": [p for p in ("/etc/weft", "/usr/local/lib/weft", "/run/weft-udpd") if os.path.exists(p)],
+    "units": {u: unit(u) for u in ("weft-restore", "weft-heal", "weft-udpd")},
+    "unit_files": [f for f in os.listdir("/etc/systemd/system") if f.startswith("weft-")],
+    "udpd_user": user,
+    "ip_forward": read("/proc/sys/net/ipv4/ip_forward").strip(),
+}))
+'''
+
+
+def state(name):
+    """Everything weft manages on a node, read in one round trip."""
+    return json.loads(host(name).check_output("python3 -c %s" % _quote(COLLECT)))
+
+
+def _quote(text):
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def link(st, name):
+    return next((link for link in st["links"] if link["ifname"] == name), None)
+
+
+def addresses(st, name):
+    for entry in st["addrs"]:
+        if entry["ifname"] == name:
+            return ["%s/%d" % (a["local"], a["prefixlen"]) for a in entry["addr_info"]]
+    return []
+
+
+def weft_routes(st):
+    return [r for r in st["routes"] if r.get("protocol") == "119"]
+
+
+def nft_rules(st):
+    return [item["rule"] for item in st["nft"]["nftables"] if "rule" in item] if st["nft"] else []
+
+
+def nft_set(st, name):
+    for item in (st["nft"] or {}).get("nftables", []):
+        if "set" in item and item["set"]["name"] == name:
+            return item["set"].get("elem", [])
+    return None
+
+
+def nft_counters(st):
+    return {item["counter"]["name"]: item["counter"]["packets"]
+            for item in (st["nft"] or {}).get("nftables", []) if "counter" in item}
+
+
+def vtep(subnet):
+    return str(ipaddress.ip_network(subnet).network_address)
+
+
+def bridge_address(subnet):
+    net = ipaddress.ip_network(subnet)
+    return "%s/%d" % (net.network_address + 1, net.prefixlen)
+
+
+# ---- what a converged node holds ----------------------------------------------------
+
+def check_converged(name, st, backend, plan, peers):
+    """`st` is the state of node `name` converged on `backend`; `plan` holds weft's leases,
+    `peers` every lease the node routes to but its own (Flannel hosts too)."""
+    lease = plan[name]
+    others = {n: p for n, p in peers.items() if n != name}
+    assert st["ip_forward"] == "1"
+
+    vx = link(st, "flannel.1")
+    if backend == "vxlan":
+        data = vx["linkinfo"]["info_data"]
+        assert (data["id"], data["local"], data["link"], data["port"], data["learning"]) == \
+            (1, lease["public_ip"], "eth0", 8472, False), data
+        assert (vx["address"], vx["mtu"]) == (lease["backend_data"]["vtep_mac"], 1450)
+        assert "UP" in vx["flags"]
+        assert addresses(st, "flannel.1") == [vtep(lease["subnet"]) + "/32"]
+        assert {(n["dst"], n["lladdr"]) for n in st["neigh"] if n["dev"] == "flannel.1"} == \
+            {(vtep(p["subnet"]), p["backend_data"]["vtep_mac"]) for p in others.values()}
+        assert {(f["mac"], f["dst"]) for f in st["fdb"] if f.get("ifname") == "flannel.1"
+                and "dst" in f} == \
+            {(p["backend_data"]["vtep_mac"], p["public_ip"]) for p in others.values()}
+        assert {(r["dst"], r["gateway"], r["dev"], "onlink" in r["flags"])
+                for r in weft_routes(st)} == \
+            {(p["subnet"], vtep(p["subnet"]), "flannel.1", True) for p in others.values()}
+    else:
+        assert vx is None, "a VXLAN device is left on %s" % name
+
+    tun = link(st, "flannel0")
+    if backend == "udp":
+        info = tun["linkinfo"]["info_data"]
+        assert (info["type"], info["pi"], info["persist"], info["user"], tun["mtu"]) == \
+            ("tun", False, True, "weft-udpd", 1472), info
+        assert addresses(st, "flannel0") == [vtep(lease["subnet"]) + "/32"]
+        assert [(r["dst"], r["dev"]) for r in weft_routes(st)] == [(NETWORK, "flannel0")]
+        assert st["units"]["weft-udpd"]["ActiveState"] == "active"
+        assert st["units"]["weft-udpd"]["UnitFileState"] == "enabled"
+        assert st["units"]["weft-udpd"]["User"] == "weft-udpd"
+        config = json.loads(st["files"]["/etc/weft/udpd.json"])
+        assert (config["listen"], config["port"], config["subnet"]) == \
+            (lease["public_ip"], 8285, lease["subnet"])
+        assert sorted((p["subnet"], p["ip"]) for p in config["peers"]) == \
+            sorted((p["subnet"], p["public_ip"]) for p in others.values())
+        assert st["udpd_user"]
+    else:
+        assert tun is None, "a TUN device is left on %s" % name
+        assert "weft-udpd.service" not in st["unit_files"]
+        assert st["files"]["/etc/weft/udpd.json"] is None and not st["udpd_user"]
+
+    if backend == "host-gw":
+        assert {(r["dst"], r["gateway"], r["dev"]) for r in weft_routes(st)} == \
+            {(p["subnet"], p["public_ip"], "eth0") for p in others.values()}
+
+    bridge = bridge_address(lease["subnet"])
+    daemon = json.loads(st["files"]["/etc/docker/daemon.json"])
+    assert (daemon["bip"], daemon["mtu"], daemon["ip-masq"]) == (bridge, MTU[backend], False)
+    assert st["files"]["/run/flannel/subnet.env"] == (
+        "FLANNEL_NETWORK=%s\nFLANNEL_SUBNET=%s\nFLANNEL_MTU=%d\nFLANNEL_IPMASQ=true\n"
+        % (NETWORK, bridge, MTU[backend]))
+    assert addresses(st, "docker0") == [bridge]
+
+    rules = st["iptables"].splitlines()
+    assert "-A FORWARD -j WEFT-FWD" in rules and "-A POSTROUTING -j WEFT-POSTRTG" in rules
+    assert [r for r in rules if r.startswith("-A WEFT-FWD")] == [
+        '-A WEFT-FWD -s %s -m comment --comment "weft forward" -j ACCEPT' % NETWORK,
+        '-A WEFT-FWD -d %s -m comment --comment "weft forward" -j ACCEPT' % NETWORK]
+    masq = [r for r in rules if r.startswith("-A WEFT-POSTRTG")]
+    assert masq[0] == '-A WEFT-POSTRTG -s %s -d %s -m comment --comment "weft masq" -j RETURN' \
+        % (lease["subnet"], NETWORK)
+    assert '-A WEFT-POSTRTG -s %s ! -d 224.0.0.0/4 -m comment --comment "weft masq" ' \
+        '-j MASQUERADE --random-fully' % NETWORK in masq
+
+    if backend in PORT:
+        assert sorted(nft_set(st, "peers4")) == sorted(p["public_ip"] for p in others.values())
+        assert any('"right": %d' % PORT[backend] in json.dumps(r["expr"]) for r in nft_rules(st))
+    else:
+        assert st["nft"] is None, "the ingress table is left on %s" % name
+
+    assert st["units"]["weft-restore"]["UnitFileState"] == "enabled"
+    assert st["units"]["weft-heal"]["ActiveState"] == "active"
+
+
+def check_clean(name, st):
+    """Nothing of weft is left on the node, and Docker is back on its own bridge address."""
+    assert link(st, "flannel.1") is None and link(st, "flannel0") is None
+    assert weft_routes(st) == []
+    network = ipaddress.ip_network(NETWORK)
+    overlay = [r for r in st["routes"] if "/" in r["dst"]
+               and ipaddress.ip_network(r["dst"]).overlaps(network)]
+    assert overlay == [], "routes into the overlay left on %s: %s" % (name, overlay)
+    assert addresses(st, "docker0") == [DOCKER_DEFAULT]
+    assert "WEFT" not in st["iptables"] and st["nft"] is None
+    assert st["unit_files"] == [] and not st["udpd_user"] and st["weft_dirs"] == []
+    for path, content in st["files"].items():
+        assert content is None, "%s is left on %s" % (path, name)
+
+
+# ---- containers ---------------------------------------------------------------------
+
+def start_container(name, container="weft-verify"):
+    """A busybox container on the node, serving its client's address over HTTP; its IP."""
+    h = host(name)
+    h.check_output("docker image inspect weft/busybox >/dev/null 2>&1 || "
+                   "docker import /var/tmp/weft-busybox.tar weft/busybox >/dev/null")
+    h.run("docker rm -f %s" % container)
+    h.check_output("docker run -d --name %s weft/busybox sleep 3600" % container)
+    h.check_output("docker exec %s sh -c \"mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho\\n"
+                   "echo \\$REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && "
+                   "httpd -p 8080 -h /www\"" % container)
+    return h.check_output("docker inspect -f '{{.NetworkSettings.IPAddress}}' %s" % container)
+
+
+def start_containers(names=NODES):
+    return on_all(start_container, names)
+
+
+def check_containers_reach_each_other(ips, retries=10):
+    """Every container pings every other and sees the other's own address as the source."""
+    for a in ips:
+        for b in ips:
+            if a == b:
+                continue
+            for attempt in range(retries):  # a node restarting dockerd or the daemon
+                out = host(a).run("docker exec weft-verify ping -c 1 -W 2 %s" % ips[b])
+                if out.rc == 0:
+                    break
+                time.sleep(1)
+            assert out.rc == 0, "%s -> %s (%s): %s" % (a, b, ips[b], out.stdout + out.stderr)
+            seen = host(a).check_output(
+                "docker exec weft-verify wget -qO- http://%s:8080/cgi-bin/ip" % ips[b])
+            assert seen.strip().replace("::ffff:", "").strip("[]") == ips[a], (a, b, seen)
+
+
+def container_icmp_echoes(name, container="weft-verify"):
+    """How many echo requests the container's own stack has received (its /proc/net/snmp)."""
+    lines = [line.split() for line in host(name).check_output(
+        "docker exec %s cat /proc/net/snmp" % container).splitlines() if line.startswith("Icmp:")]
+    return int(lines[1][lines[0].index("InEchos")])
+
+
+# ---- the lab ------------------------------------------------------------------------
+
+def reboot(name):
+    subprocess.run([sys.executable, LAB, "reboot", name], check=True, capture_output=True)
+    _HOSTS.pop(name, None)
+
+
+class Outsider:
+    """A machine on the underlay that is in no inventory (weftlab's outsider namespace)."""
+
+    def __init__(self):
+        out = subprocess.run([sys.executable, LAB, "outsider"], check=True, capture_output=True,
+                             text=True).stdout.split()
+        self.netns, self.ip = out[0], out[1]
+
+    def send(self, dst, port, payloads, src=None):
+        """Send raw UDP payloads (bytes) to dst:port, from `src` (default: its own address)."""
+        script = ("import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                  "s.setsockopt(socket.SOL_IP,19,1)\n"  # IP_FREEBIND: any source address
+                  "s.bind((sys.argv[1],0))\n"
+                  "for line in sys.stdin:\n    s.sendto(bytes.fromhex(line.strip()),(sys.argv[2],int(sys.argv[3])))\n")
+        subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", script,
+                        src or self.ip, dst, str(port)],
+                       input="".join(p.hex() + "\n" for p in payloads), text=True, check=True)
+
+    def flood(self, dst, port, seconds):
+        """Junk datagrams to dst:port for `seconds`; how many were sent."""
+        script = ("import os,socket,sys,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                  "junk=os.urandom(64);end=time.time()+float(sys.argv[3]);n=0\n"
+                  "while time.time()<end:\n"
+                  "    for _ in range(100):\n"
+                  "        try:\n            s.sendto(junk,(sys.argv[1],int(sys.argv[2])));n+=1\n"
+                  "        except BlockingIOError:\n            pass\n"
+                  "print(n)\n")
+        out = subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", script,
+                              dst, str(port), str(seconds)], capture_output=True, text=True,
+                             check=True, timeout=seconds + 30)
+        return int(out.stdout)
+
+
+def ipv4_header(src, dst, proto, payload):
+    header = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0,
+                                   ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed))
+    struct.pack_into("!H", header, 10, ones_complement(header))
+    return bytes(header) + payload
+
+
+def ones_complement(data):
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), bytes(data)))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def icmp_echo(src, dst):
+    icmp = bytearray(struct.pack("!BBHHH", 8, 0, 0, 0x77, 1) + b"weft-injected!!!")
+    struct.pack_into("!H", icmp, 2, ones_complement(icmp))
+    return ipv4_header(src, dst, 1, bytes(icmp))
+
+
+def vxlan_frame(inner_dst_mac, inner_src_mac, inner_packet, vni=1):
+    """A VXLAN datagram payload: VXLAN header, then the Ethernet frame around the packet."""
+    mac = lambda text: bytes(int(part, 16) for part in text.split(":"))  # noqa: E731
+    return (struct.pack("!II", 0x08000000, vni << 8) + mac(inner_dst_mac) + mac(inner_src_mac)
+            + b"\x08\x00" + inner_packet)

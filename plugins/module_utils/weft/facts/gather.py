@@ -1,0 +1,34 @@
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Core of weft_facts: what planning needs to know about a host, as Ansible facts.
+
+weft_underlay (the interface and address peers send to) and weft_missing_packages (the
+distribution packages weft needs that the host lacks): two reads, one module call, since a
+call per host is most of what a run costs.
+"""
+
+from __future__ import annotations
+
+from ansible.module_utils.weft.facts.packages import missing_packages
+from ansible.module_utils.weft.facts.underlay import find_underlay
+from ansible.module_utils.weft.net.netlink import IPRoute
+
+ARGUMENT_SPEC = dict(
+    iface=dict(type="str"),
+    public_ip=dict(type="str"),
+    packages=dict(type="list", elements="str", default=[]),
+)
+
+
+def run(params, ctx):
+    facts = dict(weft_missing_packages=missing_packages(ctx, params["packages"]))
+    if IPRoute is None:
+        # Reading the underlay needs pyroute2: report what to install instead of failing.
+        facts["weft_underlay"] = dict(error="pyroute2 is not installed (python3-pyroute2)")
+        return dict(changed=False, ansible_facts=facts)
+    try:
+        facts["weft_underlay"] = find_underlay(ctx.kernel, params["iface"], params["public_ip"])
+    except ValueError as exc:
+        facts["weft_underlay"] = dict(error=str(exc))
+    return dict(changed=False, ansible_facts=facts)

@@ -1,0 +1,104 @@
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Core of weft_host: this host's whole overlay from the plan every host gets.
+
+Decodes the plan, derives the host's state (host.model), converges it (host.converge)
+and records plan, identity and settings with the code that ran, for weft-restore; or,
+with state=absent, removes everything weft put on the host.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ansible.module_utils.weft.daemon import udpd  # noqa: F401 (installed for weft-udpd)
+from ansible.module_utils.weft.errors import WeftError
+from ansible.module_utils.weft.host import model, restore, units  # noqa: F401 (restore: installed)
+from ansible.module_utils.weft.host.converge import converge, uninstall
+from ansible.module_utils.weft.validate import interface_name
+
+PACKAGE = "ansible.module_utils."
+SETTINGS_SPEC = dict(
+    docker=dict(type="bool", default=True),
+    docker_daemon_json=dict(type="path", default="/etc/docker/daemon.json"),
+    forward_accept=dict(type="bool", default=True),
+    ip_masq=dict(type="bool", default=True),
+    peer_ingress=dict(type="bool", default=True),
+    route_protocol=dict(type="int", default=119),
+    subnet_env=dict(type="path", default="/run/flannel/subnet.env"),
+    tun_device=dict(type="str", default="flannel0"),
+    udpd_user=dict(type="str", default="weft-udpd"),
+    heal_interval=dict(type="int", default=30),
+)
+ARGUMENT_SPEC = dict(
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    plan=dict(type="str"),
+    host=dict(type="dict", options=dict(
+        name=dict(type="str", required=True),
+        iface=dict(type="str", required=True),
+        public_ip=dict(type="str", required=True),
+        underlay=dict(type="str"),
+        mtu=dict(type="int", required=True),
+    )),
+    settings=dict(type="dict", default={}, options=SETTINGS_SPEC),
+    network=dict(type="str"),
+    vni=dict(type="int", default=1),
+)
+SPEC_RULES = dict(required_if=[("state", "present", ["plan", "host"])])
+NOT_ECHOED = ("plan",)
+
+
+def check_settings(settings):
+    try:
+        interface_name(settings["tun_device"], "settings.tun_device")
+    except ValueError as exc:
+        raise WeftError(str(exc)) from None
+    if not 5 <= settings["route_protocol"] <= 255:
+        raise WeftError("settings.route_protocol: %d is out of range 5..255"
+                        % settings["route_protocol"])
+    if settings["heal_interval"] < 0:
+        raise WeftError("settings.heal_interval: %d is negative" % settings["heal_interval"])
+
+
+def runtime_sources() -> dict:
+    """path below units.MODULE_UTILS -> source, of weft's code this process runs (read from
+    the module's own payload): what weft-restore and weft-udpd run on this host."""
+    sources = {}
+    for name, module in sorted(sys.modules.items()):
+        if not name.startswith(PACKAGE + "weft") or module is None:
+            continue
+        relative = name[len(PACKAGE):].replace(".", "/")
+        path = relative + "/__init__.py" if hasattr(module, "__path__") else relative + ".py"
+        sources[path] = module.__loader__.get_source(name)
+    return sources
+
+
+def previous(settings):
+    """What the record says this host held before (None without a record)."""
+    try:
+        with open(units.RECORD) as handle:
+            record = json.load(handle)
+        return model.known(record["plan"], record["identity"], record["settings"]), record
+    except (OSError, ValueError, KeyError, TypeError, WeftError):
+        return None, None
+
+
+def run(params, ctx):
+    settings = params["settings"]
+    check_settings(settings)
+    old, record = previous(settings)
+    if params["state"] == "absent":
+        leftovers = model.leftovers(settings, params["vni"])
+        network = params["network"] or (record["plan"]["network"]["network"] if record else None)
+        return uninstall(ctx, leftovers.merge(old) if old else leftovers, settings, network)
+    plan = model.decode_plan(params["plan"])
+    identity = params["host"]
+    state = model.derive(plan, identity, settings)
+    everything = model.known(plan, identity, settings)
+    result = converge(ctx, state, everything.merge(old) if old else everything,
+                      record=dict(plan=plan, identity=identity, settings=settings),
+                      sources=runtime_sources())
+    result["backend"] = plan["network"]["backend_type"]
+    return result

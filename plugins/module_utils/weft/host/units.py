@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where weft's code and record live on a host, and the systemd units that run them."""
+
+from __future__ import annotations
+
+RUNTIME = "/usr/local/lib/weft"                 # the code weft installs on every host
+MODULE_UTILS = RUNTIME + "/module_utils"        # ansible.module_utils.weft, importable from here
+RESTORE = RUNTIME + "/weft-restore"             # the command the restore and heal units run
+RECORD = "/etc/weft/host.json"                  # the plan, identity and settings last converged
+UNITS = "/etc/systemd/system"
+WANTS = UNITS + "/multi-user.target.wants"
+HEADER = "# Written by weft (site.yml); a change here is put back by the next run.\n"
+
+
+def daemon_path():
+    return MODULE_UTILS + "/weft/daemon/udpd.py"
+
+
+def launcher():
+    """/usr/local/lib/weft/weft-restore: runs host/restore.py with the installed code."""
+    return '''#!/usr/bin/python3
+"""weft-restore: put this host's overlay back as weft last converged it (see
+%s/weft/host/restore.py)."""
+import sys
+
+import ansible.module_utils
+
+ansible.module_utils.__path__.append("%s")
+from ansible.module_utils.weft.host.restore import main  # noqa: E402
+
+sys.exit(main(sys.argv))
+''' % (MODULE_UTILS, MODULE_UTILS)
+
+
+def restore():
+    return HEADER + """[Unit]
+Description=weft: restore the overlay network of this host
+Documentation=file://%(code)s/weft/host/restore.py
+Wants=network-online.target
+After=network-online.target
+Before=docker.service weft-udpd.service weft-heal.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/python3 %(restore)s %(record)s
+
+[Install]
+WantedBy=multi-user.target
+""" % dict(code=MODULE_UTILS, restore=RESTORE, record=RECORD)
+
+
+def heal(interval):
+    return HEADER + """# Keeps the overlay as weft last converged it: applies %(record)s again on kernel
+# events that may mean drift and every %(interval)d s, with the code weft-restore runs at boot.
+[Unit]
+Description=weft: repair drift of this host's overlay between Ansible runs
+Documentation=file://%(code)s/weft/host/restore.py
+After=weft-restore.service
+StartLimitIntervalSec=0
+
+[Service]
+ExecStart=/usr/bin/python3 %(restore)s --watch %(interval)d %(record)s
+Restart=always
+RestartSec=5
+Nice=10
+# It programs links, routes, neighbours, iptables and nftables, and rewrites weft's own
+# files; it needs nothing else.
+CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_DAC_OVERRIDE CAP_FOWNER CAP_CHOWN
+NoNewPrivileges=yes
+ProtectHome=yes
+PrivateTmp=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+SystemCallArchitectures=native
+
+[Install]
+WantedBy=multi-user.target
+""" % dict(code=MODULE_UTILS, restore=RESTORE, record=RECORD, interval=interval)
+
+
+def udpd(view):
+    return HEADER + """# weft's udp backend. The daemon runs as %(user)s with no capabilities: it owns the
+# TUN device weft created (so it may attach to it), binds an unprivileged UDP port and
+# reads its config; everything else is fenced off (systemd-analyze security weft-udpd).
+[Unit]
+Description=weft udp backend: forwards %(tun)s <-> UDP port %(port)d
+Documentation=file://%(daemon)s
+After=network.target weft-restore.service
+Before=docker.service
+# No start limit: a burst of crashes must not leave the overlay down for good.
+StartLimitIntervalSec=0
+
+[Service]
+ExecStart=/usr/bin/python3 %(daemon)s run /etc/weft/udpd.json
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=always
+RestartSec=1
+User=%(user)s
+Group=%(user)s
+RuntimeDirectory=weft-udpd
+RuntimeDirectoryMode=0750
+UMask=0077
+CapabilityBoundingSet=
+AmbientCapabilities=
+NoNewPrivileges=yes
+PrivateUsers=yes
+DevicePolicy=closed
+DeviceAllow=/dev/net/tun rw
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateIPC=yes
+ProtectHostname=yes
+ProtectClock=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectProc=invisible
+ProcSubset=pid
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+RemoveIPC=yes
+KeyringMode=private
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
+
+[Install]
+WantedBy=multi-user.target
+""" % dict(user=view.settings["udpd_user"], tun=view.settings["tun_device"],
+           port=view.network["port"], daemon=daemon_path())

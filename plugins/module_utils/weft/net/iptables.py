@@ -1,0 +1,87 @@
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Core of weft_iptables: one iptables chain's rules, in order, and the jump into it."""
+
+from __future__ import annotations
+
+import re
+
+from ansible.module_utils.weft.errors import WeftError
+
+CHAIN_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,28}$")
+BUILT_IN = ("INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING")
+
+ARGUMENT_SPEC = dict(
+    table=dict(type="str", default="filter", choices=["filter", "nat", "mangle", "raw"]),
+    chain=dict(type="str", required=True),
+    rules=dict(type="list", elements="str", default=[]),
+    jump_from=dict(type="str"),
+    state=dict(type="str", default="present", choices=["present", "absent"]),
+)
+
+
+def read_table(ctx, table):
+    rc, out, err = ctx.run([ctx.which("iptables"), "-w", "-t", table, "-S"])
+    if rc:
+        raise WeftError("iptables -t %s -S failed: %s" % (table, err.strip()))
+    return out.splitlines()
+
+
+def chain_state(lines, chain, jump_from):
+    exists = "-N %s" % chain in lines
+    rules = [line for line in lines if line.startswith("-A %s " % chain)]
+    jump = "-A %s -j %s" % (jump_from, chain) if jump_from else None
+    return exists, rules, jump is not None and jump in lines
+
+
+def restore(ctx, table, lines):
+    script = "*%s\n%s\nCOMMIT\n" % (table, "\n".join(lines))
+    rc, _, err = ctx.run([ctx.which("iptables-restore"), "-w", "--noflush"], data=script)
+    if rc:
+        raise WeftError("iptables-restore failed: %s" % err.strip(), script=script)
+
+
+def run(params, ctx):
+    table, chain, jump_from = params["table"], params["chain"], params["jump_from"]
+    if not CHAIN_NAME.match(chain) or chain.upper() in BUILT_IN:
+        raise WeftError("chain: %r is not a user chain name (1-28 letters, digits, . _ -)" % chain)
+    for i, rule in enumerate(params["rules"]):
+        if not rule.strip() or rule.strip().startswith(("-A ", "-I ", "-N ", "-D ")):
+            raise WeftError("rules[%d]: %r must be a rule without -A/-I CHAIN" % (i, rule))
+    if ctx.which("iptables") is None:
+        raise WeftError("iptables is not installed on this host")
+
+    lines = read_table(ctx, table)
+    exists, current, jumped = chain_state(lines, chain, jump_from)
+    jump_line = "-A %s -j %s" % (jump_from, chain) if jump_from else None
+
+    if params["state"] == "present":
+        desired = ["-A %s %s" % (chain, " ".join(rule.split())) for rule in params["rules"]]
+        script = []
+        if not exists or current != desired:
+            script.append(":%s - [0:0]" % chain)  # declaring a chain with --noflush flushes it
+            script.extend(desired)
+        if jump_from and not jumped:
+            script.append("-I %s 1 -j %s" % (jump_from, chain))
+        before = current + ([jump_line] if jumped else [])
+        after = desired + ([jump_line] if jump_from else [])
+    else:
+        script = []
+        if jumped:
+            script.append("-D %s -j %s" % (jump_from, chain))
+        if exists:
+            script += ["-F %s" % chain, "-X %s" % chain]
+        before = current + ([jump_line] if jumped else [])
+        after = []
+
+    result = dict(changed=bool(script), rules=after if script else current)
+    if script and ctx.diff:
+        result["diff"] = dict(before="".join(line + "\n" for line in before),
+                              after="".join(line + "\n" for line in after),
+                              before_header="%s/%s" % (table, chain),
+                              after_header="%s/%s" % (table, chain))
+    if script and not ctx.check_mode:
+        restore(ctx, table, script)
+        result["rules"] = chain_state(read_table(ctx, table), chain, jump_from)[1]
+    return result

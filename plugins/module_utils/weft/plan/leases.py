@@ -1,0 +1,87 @@
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Core of weft_plan: plan one subnet per host, keep the leases in their store, and hand
+every host the same plan (compact, compressed once on the controller)."""
+
+from __future__ import annotations
+
+from ansible.module_utils.weft.backends import bridge_address, vtep_address
+from ansible.module_utils.weft.errors import WeftError
+from ansible.module_utils.weft.host.model import encode_plan
+from ansible.module_utils.weft.plan.stores import STORE_ARGUMENT_SPEC, STORE_ERRORS, open_store
+from ansible.module_utils.weft.plan.subnets import (capacity_summary, leases_as_dict, parse_hosts,
+                                                    parse_network_config, plan)
+
+SPEC_RULES = dict(required_if=[("store", "file", ["lease_file"]), ("store", "etcd", ["etcd"])])
+ARGUMENT_SPEC = dict(
+    network=dict(type="dict", required=True),
+    hosts=dict(type="list", elements="dict", required=True, options=dict(
+        name=dict(type="str", required=True),
+        public_ip=dict(type="str"),
+        subnet=dict(type="str"),
+        underlay=dict(type="str"),
+    )),
+    prune=dict(type="bool", default=False),
+    store=dict(type="str", choices=["file", "etcd"], default="file"),
+    **STORE_ARGUMENT_SPEC,
+)
+
+
+def node_view(lease):
+    view = lease.as_dict()
+    view.update(bridge_address=bridge_address(lease.subnet),
+                vtep_address=vtep_address(lease.subnet),
+                vtep_mac=lease.backend_data.get("vtep_mac"))
+    return view
+
+
+def foreign_leases(store, result):
+    """Leases in etcd that weft did not write but that share this network and backend:
+    Flannel hosts, peers of every weft host."""
+    ours = {lease.subnet for lease in result.leases.values()}
+    return {key.rsplit("/", 1)[-1]: lease for key, lease in store.foreign.items()
+            if lease.subnet.subnet_of(result.config.network) and lease.subnet not in ours
+            and lease.public_ip and lease.backend_type == result.config.backend_type}
+
+
+def host_entry(lease):
+    return [str(lease.subnet), str(lease.public_ip) if lease.public_ip else None,
+            lease.backend_data.get("vtep_mac")]
+
+
+def run(params, ctx):
+    try:
+        config = parse_network_config(params["network"])
+        hosts = parse_hosts(params["hosts"], config)
+        store = open_store(params)
+        planned = {}
+
+        def compute(existing, reserved):
+            planned["plan"] = plan(config, hosts, existing, prune=params["prune"],
+                                   reserved=reserved)
+            return planned["plan"].leases
+
+        outcome = store.update(compute, config, ctx.check_mode)
+    except STORE_ERRORS as exc:
+        raise WeftError(str(exc)) from None
+    result = planned["plan"]
+    foreign = foreign_leases(store, result)
+    # What every host gets: the network and every peer, compact and in one string.
+    for_hosts = dict(network=config.summary(),
+                     hosts={name: host_entry(result.leases[name]) for name in result.members},
+                     foreign={key: host_entry(lease) for key, lease in foreign.items()})
+    out = dict(
+        changed=outcome.changed,
+        plan=encode_plan(for_hosts),
+        leases=leases_as_dict(result.leases),
+        nodes={name: node_view(result.leases[name]) for name in result.members},
+        foreign={key: node_view(lease) for key, lease in foreign.items()},
+        network=config.summary(),
+        capacity=capacity_summary(result),
+        retained=result.retained, released=result.released, unplanned=result.unplanned,
+        adopted=result.adopted,
+    )
+    if ctx.diff:
+        out["diff"] = outcome.diff()
+    return out

@@ -1,0 +1,62 @@
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Core of weft_lease_migrate: copy the leases from the lease file into etcd, or back,
+without moving a subnet."""
+
+from __future__ import annotations
+
+from ansible.module_utils.weft.errors import WeftError
+from ansible.module_utils.weft.plan.stores import STORE_ARGUMENT_SPEC, STORE_ERRORS, open_store
+from ansible.module_utils.weft.plan.subnets import Lease, PlanError, parse_network_config
+
+ARGUMENT_SPEC = dict(
+    network=dict(type="dict", required=True),
+    to=dict(type="str", choices=["file", "etcd"], required=True),
+    **STORE_ARGUMENT_SPEC,
+)
+# Both stores are involved; the doc fragment documents them as optional for weft_plan.
+SPEC_RULES = dict(required_together=[("lease_file", "etcd")],
+                  required_one_of=[("lease_file", "etcd")])
+
+
+def merge_into(incoming, config):
+    """compute() for the target store: its leases plus `incoming`, or a PlanError."""
+    def compute(existing, reserved):
+        merged = dict(existing)
+        holders = {lease.subnet: name for name, lease in existing.items()}
+        for name in sorted(incoming):
+            subnet, public_ip = incoming[name].subnet, incoming[name].public_ip
+            where = "lease of %s" % name
+            if not config.in_range(subnet):
+                raise PlanError("%s: %s is outside the subnet range %s of weft_network"
+                                % (where, subnet, config.range_text()))
+            if name in existing and existing[name].subnet != subnet:
+                raise PlanError("%s: %s in the source, but %s in the target"
+                                % (where, subnet, existing[name].subnet))
+            if holders.get(subnet, name) != name:
+                raise PlanError("%s: %s is held by %s in the target"
+                                % (where, subnet, holders[subnet]))
+            found = reserved.get(subnet)
+            if found is not None and found.public_ip != public_ip:
+                raise PlanError("%s: %s is held by %s (public IP %s)"
+                                % (where, subnet, found.origin, found.public_ip))
+            merged[name] = Lease(subnet, public_ip, config.backend_type,
+                                 config.backend_data(subnet))
+        return merged
+    return compute
+
+
+def run(params, ctx):
+    try:
+        config = parse_network_config(params["network"])
+        source = open_store(params, "file" if params["to"] == "etcd" else "etcd")
+        target = open_store(params, params["to"])
+        incoming = source.leases()
+        outcome = target.update(merge_into(incoming, config), config, ctx.check_mode)
+    except STORE_ERRORS as exc:
+        raise WeftError(str(exc)) from None
+    out = dict(changed=outcome.changed, copied=sorted(incoming))
+    if ctx.diff:
+        out["diff"] = outcome.diff()
+    return out

@@ -1,0 +1,134 @@
+"""The host model: what each backend makes a host hold, derived from the plan in one place
+(no kernel here; tests/test_weft_host.py applies it to a real one)."""
+
+import json
+
+import pytest
+
+from ansible.module_utils.weft.backends import BACKENDS, vtep_mac
+from ansible.module_utils.weft.errors import WeftError
+from ansible.module_utils.weft.host import model, units
+from ansible.module_utils.weft.host.apply import SETTINGS_SPEC
+from ansible.module_utils.weft.plan.subnets import parse_network_config
+
+SETTINGS = {key: spec["default"] for key, spec in SETTINGS_SPEC.items()}
+ME = {"name": "a", "iface": "eth0", "public_ip": "10.0.0.1", "underlay": "10.0.0.0/24", "mtu": 1500}
+
+
+def plan(backend="vxlan", foreign=None, **backend_fields):
+    config = parse_network_config({"Network": "100.96.0.0/16",
+                                   "Backend": dict(Type=backend, **backend_fields)})
+    hosts = {name: ["100.96.%d.0/24" % i, ip, vtep_mac("100.96.%d.0/24" % i) if backend == "vxlan" else None]
+             for i, (name, ip) in enumerate([("a", "10.0.0.1"), ("b", "10.0.0.2"), ("c", "10.1.0.3")], 1)}
+    return {"network": config.summary(), "hosts": hosts, "foreign": foreign or {}}
+
+
+def derive(backend="vxlan", settings=None, **kwargs):
+    return model.derive(plan(backend, **kwargs), ME, dict(SETTINGS, **(settings or {})))
+
+
+def steps(state, core):
+    return [s["params"] for s in state.steps if s["core"] == core]
+
+
+def test_vxlan_is_flannels_device_and_entries_per_peer():
+    state = derive("vxlan")
+    assert [s["core"] for s in state.steps] == \
+        ["vxlan", "neighbours", "fdb", "routes", "iptables", "iptables", "ingress", "docker"]
+    assert steps(state, "vxlan") == [dict(name="flannel.1", vni=1, port=8472, local="10.0.0.1",
+                                          dev="eth0", mac="0e:77:64:60:01:00", mtu=1450,
+                                          address="100.96.1.0/32", learning=False)]
+    assert steps(state, "neighbours")[0]["neighbours"] == [
+        {"ip": "100.96.2.0", "mac": "0e:77:64:60:02:00"}, {"ip": "100.96.3.0", "mac": "0e:77:64:60:03:00"}]
+    assert steps(state, "fdb")[0]["entries"] == [
+        {"mac": "0e:77:64:60:02:00", "dst": "10.0.0.2"}, {"mac": "0e:77:64:60:03:00", "dst": "10.1.0.3"}]
+    assert steps(state, "routes")[0]["routes"] == [
+        {"dst": "100.96.2.0/24", "via": "100.96.2.0", "dev": "flannel.1", "onlink": True},
+        {"dst": "100.96.3.0/24", "via": "100.96.3.0", "dev": "flannel.1", "onlink": True}]
+    assert steps(state, "ingress") == [dict(port=8472, inner="vxlan", peers=[
+        {"ip": "10.0.0.2", "subnet": "100.96.2.0/24"}, {"ip": "10.1.0.3", "subnet": "100.96.3.0/24"}])]
+    assert steps(state, "docker")[0]["bip"] == "100.96.1.1/24" and steps(state, "docker")[0]["mtu"] == 1450
+    assert state.devices == {("vxlan", "flannel.1")}
+    assert state.files[SETTINGS["subnet_env"]][0] == ("FLANNEL_NETWORK=100.96.0.0/16\n"
+                                                      "FLANNEL_SUBNET=100.96.1.1/24\n"
+                                                      "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n")
+
+
+def test_direct_routing_only_for_peers_on_the_same_l2_network():
+    state = derive("vxlan", DirectRouting=True)
+    assert steps(state, "routes")[0]["routes"][0] == {"dst": "100.96.2.0/24", "via": "10.0.0.2", "dev": "eth0"}
+    assert steps(state, "routes")[0]["routes"][1]["dev"] == "flannel.1"  # c: another network
+    assert [n["ip"] for n in steps(state, "neighbours")[0]["neighbours"]] == ["100.96.3.0"]
+
+
+def test_host_gw_routes_via_the_peers_and_guards_no_port():
+    state = derive("host-gw")
+    assert steps(state, "routes")[0]["routes"] == [
+        {"dst": "100.96.2.0/24", "via": "10.0.0.2", "dev": "eth0"},
+        {"dst": "100.96.3.0/24", "via": "10.1.0.3", "dev": "eth0"}]
+    assert state.devices == set() and steps(state, "ingress") == [dict(state="absent")]
+    assert steps(state, "docker")[0]["mtu"] == 1500
+
+
+def test_udp_device_daemon_user_and_unit():
+    state = derive("udp")
+    assert steps(state, "tun") == [dict(name="flannel0", owner="weft-udpd", group="weft-udpd",
+                                        mtu=1472, address="100.96.1.0/32")]
+    assert steps(state, "routes")[0]["routes"] == [{"dst": "100.96.0.0/16", "dev": "flannel0"}]
+    config = json.loads(state.files["/etc/weft/udpd.json"][0])
+    assert (config["listen"], config["subnet"], config["peers"]) == ("10.0.0.1", "100.96.1.0/24", [
+        {"subnet": "100.96.2.0/24", "ip": "10.0.0.2", "port": 8285},
+        {"subnet": "100.96.3.0/24", "ip": "10.1.0.3", "port": 8285}])
+    assert state.users == [{"name": "weft-udpd", "comment": "weft udp backend daemon"}]
+    assert state.modes == [{"path": "/dev/net/tun", "mode": "0666"}]
+    unit = state.files["/etc/systemd/system/weft-udpd.service"][0]
+    assert "User=weft-udpd" in unit and "CapabilityBoundingSet=\n" in unit
+    assert units.daemon_path() in unit
+    assert [s["name"] for s in state.services] == ["weft-udpd", "weft-heal"]
+    assert steps(state, "ingress")[0]["inner"] == "none"
+
+
+def test_flannel_hosts_of_the_network_are_peers_too():
+    flannel = {"100.96.200.0-24": ["100.96.200.0/24", "10.0.0.250", "5a:d4:10:00:00:fa"]}
+    state = derive("vxlan", foreign=flannel)
+    assert {"mac": "5a:d4:10:00:00:fa", "dst": "10.0.0.250"} in steps(state, "fdb")[0]["entries"]
+    assert {"ip": "10.0.0.250", "subnet": "100.96.200.0/24"} in steps(state, "ingress")[0]["peers"]
+
+
+def test_settings_turn_parts_on_and_off():
+    state = derive("vxlan", settings=dict(docker=False, heal_interval=0, peer_ingress=False,
+                                          forward_accept=False, ip_masq=False))
+    assert steps(state, "docker") == [] and steps(state, "ingress") == [dict(state="absent")]
+    assert [s["state"] for s in steps(state, "iptables")] == ["absent", "absent"]
+    assert "/etc/systemd/system/weft-heal.service" not in state.files and state.services == []
+    assert "FLANNEL_IPMASQ=false" in state.files[SETTINGS["subnet_env"]][0]
+
+
+def test_the_network_mtu_overrides_the_underlay():
+    assert steps(derive("vxlan", MTU=1400), "vxlan")[0]["mtu"] == 1350
+
+
+def test_known_holds_every_backend_so_a_switch_removes_the_old_one():
+    everything = model.known(plan("host-gw"), ME, SETTINGS)
+    assert everything.devices == {("vxlan", "flannel.1"), ("tun", "flannel0")}
+    assert "/etc/weft/udpd.json" in everything.files and "/etc/weft/state.json" in everything.files
+    assert {s["name"] for s in everything.services} == {"weft-udpd", "weft-heal"}
+
+
+def test_the_plan_travels_as_one_string_and_comes_back_whole():
+    original = plan("vxlan")
+    assert model.decode_plan(model.encode_plan(original)) == original
+    for blob in ("", "bm90IGEgcGxhbg==", model.encode_plan({"network": 1})):
+        with pytest.raises(WeftError, match="plan: not a plan made by weft_plan"):
+            model.decode_plan(blob)
+
+
+def test_a_host_missing_from_the_plan_is_named():
+    with pytest.raises(WeftError, match="host: z has no lease in the plan"):
+        model.derive(plan(), dict(ME, name="z"), SETTINGS)
+
+
+def test_every_backend_is_one_unit():
+    assert sorted(BACKENDS) == ["host-gw", "udp", "vxlan"]
+    assert {name: (b.overhead, b.default_port) for name, b in BACKENDS.items()} == \
+        {"vxlan": (50, 8472), "udp": (28, 8285), "host-gw": (0, None)}

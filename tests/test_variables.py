@@ -1,0 +1,14 @@
+"""The role's variables are declared once (meta/argument_specs.yml); defaults/main.yml and
+the README's table must say the same."""
+
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_defaults_and_readme_match_the_argument_specs():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "variables.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,41 @@
+"""weft_facts finds the interface and address peers reach a host by, and which
+distribution packages weft needs are missing (also when the underlay is not found)."""
+
+import pytest
+
+from conftest import sh
+
+
+def underlay(result):
+    return result["ansible_facts"]["weft_underlay"]
+
+
+def test_found_by_interface_address_or_default_route(netns, run_in):
+    result = run_in("weft_facts", {"iface": "u0"})
+    found = underlay(result)
+    assert (found["iface"], found["public_ip"], found["network"], found["mtu"]) == \
+        ("u0", "10.9.0.1", "10.9.0.0/24", 1500)
+    assert not result["changed"]
+    assert underlay(run_in("weft_facts", {"public_ip": "10.9.0.1"}))["iface"] == "u0"
+    sh("ip", "route", "add", "default", "via", "10.9.0.2", "dev", "u0", netns=netns)
+    found = underlay(run_in("weft_facts", {"packages": []}))  # (an empty -a is not JSON)
+    assert found.get("public_ip") == "10.9.0.1", found
+
+
+@pytest.mark.parametrize("args, message", [
+    ({}, "iface: this host has no IPv4 default route"),
+    ({"iface": "nosuch0"}, "iface: no device named nosuch0"),
+    ({"public_ip": "10.9.0.99"}, "public_ip: 10.9.0.99 is not an address of this host"),
+    ({"public_ip": "10.9.0.1", "iface": "u1"}, "public_ip: 10.9.0.1 is on u0, not on iface u1"),
+])
+def test_wrong_settings_are_named(netns, run_in, args, message):
+    result = run_in("weft_facts", dict(args, packages=["python3-pyroute2"]))
+    assert not result["failed"]  # the role's assert names the host and the variable
+    assert underlay(result)["error"].startswith(message), result
+    assert result["ansible_facts"]["weft_missing_packages"] == []
+
+
+def test_missing_packages_are_reported(netns, run_in):
+    result = run_in("weft_facts", {"iface": "u0",
+                                   "packages": ["python3-pyroute2", "weft-no-such-package"]})
+    assert result["ansible_facts"]["weft_missing_packages"] == ["weft-no-such-package"]
