@@ -1,13 +1,22 @@
 #!/usr/bin/env python3
 """Data-plane benchmark: the underlay, host-gw, vxlan and the udp daemon, measured in one run.
 
-Two network namespaces joined by a veth are the two hosts; each has a "container" address
-(100.96.<n>.1) on its loopback that the backend must carry traffic for. For every backend:
-TCP single stream and 4 streams (iperf3, median of 3 runs), small-packet UDP rate (64-byte datagrams), ping
-latency (mean, p99) and, for the udp daemon, its peak RSS. Every figure is also given as a
-ratio to the underlay measured in the same run, because these machines are noisy.
+Two hosts, A (10.9.0.1) and B (10.9.0.2), are network namespaces joined by a veth (MTU
+1500). Each has a container behind a veth and a bridge, as Docker has it (docker0 on the
+subnet's .1, the container on .2). Each backend is built by weft itself: weft_host
+converges both hosts (lab/sandbox.py: their own files, users and units, nothing of this
+machine), switching from one backend to the next as a user would; for udp the daemon then
+runs as the unit runs it, as the unprivileged user weft-udpd. The plan is the real
+planner's.
 
-    python3 bench/dataplane.py [--seconds 3] [--out bench/results]
+Per backend: TCP container to container (iperf3, one stream and four; medians of rounds,
+each paired with an underlay run right next to it, which the ratio is against, because
+load drifts), TCP host to host through the overlay, 64-byte UDP datagrams, ping mean and
+p99, the machine's CPU seconds per GB moved by the single stream (everything: both
+stacks, iperf3, the daemons), and for udp the daemons' own CPU per GB and the peak RSS of
+all their processes on a host.
+
+    python3 bench/dataplane.py [--seconds 5] [--rounds 3] [--out bench/results]
 
 Writes dataplane.json and dataplane.md into --out. Run as root; needs iperf3 and ping.
 Bounded: every iperf3 run stops after --seconds, every ping after 200 packets.
@@ -25,129 +34,164 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DAEMON = os.path.join(ROOT, "roles", "weft", "files", "weft-udpd.py")
+sys.path.insert(0, os.path.join(ROOT, "lab"))
+import ansible.module_utils  # noqa: E402
+
+ansible.module_utils.__path__.append(os.path.join(ROOT, "plugins", "module_utils"))
+from ansible.module_utils.weft.backends import vtep_mac  # noqa: E402
+from ansible.module_utils.weft.host.model import encode_plan  # noqa: E402
+from ansible.module_utils.weft.host.units import UDPD  # noqa: E402
+from ansible.module_utils.weft.plan.subnets import parse_network_config  # noqa: E402
+from sandbox import Sandbox, sh  # noqa: E402
+
 PREFIX = "weft-b-%d" % os.getpid()
 HOSTS = {1: PREFIX + "-A", 2: PREFIX + "-B"}
-TARGETS = {"host-gw": 0.95, "vxlan": 0.9}   # x underlay, TCP single stream
-UDP_TARGET_BPS, UDP_TARGET_RSS_MB = 1e9, 30
+CONTAINERS = {1: PREFIX + "-CA", 2: PREFIX + "-CB"}
+TARGETS = {"host-gw": 0.95, "vxlan": 0.9}       # x underlay, TCP single stream container to container
+UDP_TARGET_BPS, UDP_TARGET_RSS_MB = 2.7e9, 40
+BASELINE_PORT = 5202                            # iperf3 on the underlay, for the paired runs
 
 
-def sh(*cmd, ns=None, check=True):
-    if ns:
-        cmd = ("ip", "netns", "exec", ns) + cmd
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+def run_in(ns, *cmd, check=True):
+    proc = subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True)
     if check and proc.returncode:
         raise RuntimeError("%s: %s" % (" ".join(cmd), proc.stderr.strip()))
     return proc.stdout
 
 
 def setup_hosts():
-    for ns in HOSTS.values():
-        sh("ip", "netns", "add", ns)
-        sh("ip", "link", "set", "lo", "up", ns=ns)
-        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=ns)
+    for n in (1, 2):
+        for ns in (HOSTS[n], CONTAINERS[n]):
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "set", "lo", "up", netns=ns)
+        run_in(HOSTS[n], "sysctl", "-qw", "net.ipv4.ip_forward=1")
     sh("ip", "link", "add", "eth0", "netns", HOSTS[1], "type", "veth", "peer", "name", "eth0",
        "netns", HOSTS[2])
-    for n, ns in HOSTS.items():
-        sh("ip", "addr", "add", "10.9.0.%d/24" % n, "dev", "eth0", ns=ns)
-        sh("ip", "addr", "add", "100.96.%d.1/32" % n, "dev", "lo", ns=ns)
-        sh("ip", "link", "set", "eth0", "up", ns=ns)
+    for n in (1, 2):
+        host, container = HOSTS[n], CONTAINERS[n]
+        sh("ip", "addr", "add", "10.9.0.%d/24" % n, "dev", "eth0", netns=host)
+        sh("ip", "link", "set", "eth0", "up", netns=host)
+        # docker0 and a container on it, as dockerd makes them from weft's bip.
+        sh("ip", "link", "add", "docker0", "type", "bridge", netns=host)
+        sh("ip", "addr", "add", "100.96.%d.1/24" % n, "dev", "docker0", netns=host)
+        sh("ip", "link", "set", "docker0", "up", netns=host)
+        sh("ip", "link", "add", "veth0", "netns", host, "type", "veth", "peer", "name", "eth0",
+           "netns", container)
+        sh("ip", "link", "set", "veth0", "master", "docker0", "up", netns=host)
+        sh("ip", "addr", "add", "100.96.%d.2/24" % n, "dev", "eth0", netns=container)
+        sh("ip", "link", "set", "eth0", "up", netns=container)
+        sh("ip", "route", "add", "default", "via", "100.96.%d.1" % n, netns=container)
 
 
 def teardown_hosts():
-    for ns in HOSTS.values():
-        sh("ip", "netns", "del", ns, check=False)
+    for n in (1, 2):
+        for ns in (HOSTS[n], CONTAINERS[n]):
+            sh_quiet("ip", "netns", "del", ns)
 
 
-# ---- backends: set up, return (client address, server address, cleanup) --------------
-
-def underlay():
-    return "10.9.0.1", "10.9.0.2", lambda: None
+def sh_quiet(*cmd):
+    subprocess.run(cmd, capture_output=True)
 
 
-def host_gw():
-    for n, ns in HOSTS.items():
-        other = 3 - n
-        sh("ip", "route", "add", "100.96.%d.0/24" % other, "via", "10.9.0.%d" % other, ns=ns)
-
-    def cleanup():
-        for n, ns in HOSTS.items():
-            sh("ip", "route", "del", "100.96.%d.0/24" % (3 - n), ns=ns)
-    return "100.96.1.1", "100.96.2.1", cleanup
+def plan(backend):
+    config = parse_network_config({"Network": "100.96.0.0/16", "Backend": {"Type": backend}})
+    return encode_plan({"network": config.summary(), "foreign": {}, "hosts": {
+        "node%d" % n: ["100.96.%d.0/24" % n, "10.9.0.%d" % n,
+                       vtep_mac("100.96.%d.0/24" % n) if backend == "vxlan" else None]
+        for n in (1, 2)}})
 
 
-def vxlan():
-    for n, ns in HOSTS.items():
-        other = 3 - n
-        mac = "0e:77:64:60:%02x:00" % other
-        sh("ip", "link", "add", "flannel.1", "type", "vxlan", "id", "1", "local", "10.9.0.%d" % n,
-           "dev", "eth0", "dstport", "8472", "nolearning", ns=ns)
-        sh("ip", "link", "set", "flannel.1", "address", "0e:77:64:60:%02x:00" % n, "mtu", "1450",
-           "up", ns=ns)
-        sh("ip", "addr", "add", "100.96.%d.0/32" % n, "dev", "flannel.1", ns=ns)
-        sh("ip", "neigh", "replace", "100.96.%d.0" % other, "lladdr", mac, "dev", "flannel.1",
-           "nud", "permanent", ns=ns)
-        sh("bridge", "fdb", "append", mac, "dev", "flannel.1", "dst", "10.9.0.%d" % other,
-           "self", "permanent", ns=ns)
-        sh("ip", "route", "add", "100.96.%d.0/24" % other, "via", "100.96.%d.0" % other,
-           "dev", "flannel.1", "onlink", ns=ns)
+class Weft:
+    """Both hosts converged by weft_host, and (udp) their daemons."""
 
-    def cleanup():
-        for ns in HOSTS.values():
-            sh("ip", "link", "del", "flannel.1", ns=ns)
-    return "100.96.1.1", "100.96.2.1", cleanup
+    def __init__(self):
+        self.boxes = {n: Sandbox(HOSTS[n]) for n in (1, 2)}
+        self.daemons = {}
 
+    def converge(self, backend):
+        self.stop_daemons()
+        for n, box in self.boxes.items():
+            result = box.module("weft_host", {
+                "plan": plan(backend),
+                "host": {"name": "node%d" % n, "iface": "eth0", "public_ip": "10.9.0.%d" % n,
+                         "underlay": "10.9.0.0/24", "mtu": 1500},
+                "settings": {"docker": False, "heal_interval": 0}})
+            if result["failed"]:
+                raise RuntimeError("weft_host on host %d: %s" % (n, result.get("msg")))
+        if backend == "udp":
+            for n, box in self.boxes.items():
+                # As weft-udpd.service runs it: its own user, no capabilities.
+                self.daemons[n] = box.popen(
+                    "setpriv", "--reuid=weft-udpd", "--regid=weft-udpd", "--clear-groups",
+                    "--inh-caps=-all", "--bounding-set=-all", "/usr/bin/python3", UDPD,
+                    "run", "/etc/weft/udpd.json")
+            time.sleep(1.5)
 
-UDP_DAEMONS = {}
+    def daemon_pids(self):
+        """Every process of every daemon (a daemon may run workers)."""
+        pids = []
+        for proc in self.daemons.values():
+            family = {proc.pid}
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        with open("/proc/%s/stat" % entry) as handle:
+                            if int(handle.read().rsplit(")", 1)[1].split()[1]) in family:
+                                family.add(int(entry))
+                    except (OSError, ValueError):
+                        pass
+            pids.append(sorted(family))
+        return pids
 
-
-def udp(tmpdir):
-    for n, ns in HOSTS.items():
-        other = 3 - n
-        sh("ip", "tuntap", "add", "mode", "tun", "name", "flannel0", ns=ns)
-        sh("ip", "addr", "add", "100.96.%d.0/32" % n, "dev", "flannel0", ns=ns)
-        sh("ip", "link", "set", "flannel0", "mtu", "1472", "up", ns=ns)
-        sh("ip", "route", "add", "100.96.0.0/16", "dev", "flannel0", "src", "100.96.%d.1" % n, ns=ns)
-        config = os.path.join(tmpdir, "udpd-%d.json" % n)
-        with open(config, "w") as handle:
-            json.dump({"tun": "flannel0", "listen": "10.9.0.%d" % n, "port": 8285,
-                       "network": "100.96.0.0/16", "subnet": "100.96.%d.0/24" % n,
-                       "peers": [{"subnet": "100.96.%d.0/24" % other, "ip": "10.9.0.%d" % other}]},
-                      handle)
-        UDP_DAEMONS[n] = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, DAEMON,
-                                           "run", config], stdout=subprocess.DEVNULL)
-    time.sleep(1)
-
-    def cleanup():
-        for proc in UDP_DAEMONS.values():
+    def stop_daemons(self):
+        for proc in self.daemons.values():
             proc.terminate()
-            proc.wait(5)
-        for ns in HOSTS.values():
-            sh("ip", "link", "del", "flannel0", ns=ns)
-    return "100.96.1.1", "100.96.2.1", cleanup
+            proc.wait(10)
+        self.daemons = {}
 
-
-def daemon_peak_rss_mb():
-    peaks = []
-    for proc in UDP_DAEMONS.values():
-        # `ip netns exec` execs the daemon, so the PID is the daemon's.
-        with open("/proc/%d/status" % proc.pid) as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    peaks.append(int(line.split()[1]) / 1024)
-    return max(peaks)
+    def remove(self):
+        self.stop_daemons()
+        for box in self.boxes.values():
+            box.remove()
 
 
 # ---- measurements ------------------------------------------------------------------------
 
-BASELINE_PORT = 5202  # a second iperf3 server on the underlay address, for paired runs
+def cpu_ticks_machine():
+    with open("/proc/stat") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:8]]
+    return sum(fields) - fields[3] - fields[4]  # all but idle and iowait
 
 
-def iperf(client, server, seconds, *extra, attempts=3, port=5201):
-    """One iperf3 run; the server may still be closing the previous test, so retry."""
-    for attempt in range(attempts):
-        out = sh("iperf3", "-c", server, "-p", str(port), "-B", client, "-t", str(seconds), "-J",
-                 *extra, ns=HOSTS[1], check=False)
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total
+
+
+def peak_rss_mb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/status" % pid) as handle:
+                total += next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:"))
+        except (OSError, StopIteration):
+            pass
+    return total / 1024
+
+
+def iperf(ns, server, seconds, *extra, port=5201):
+    """One iperf3 run from namespace `ns`; the server may still be closing the previous
+    test, so a refused start is retried."""
+    for _ in range(5):
+        out = run_in(ns, "iperf3", "-c", server, "-p", str(port), "-t", str(seconds), "-J",
+                     *extra, check=False)
         doc = json.loads(out)
         if "error" not in doc:
             return doc["end"]
@@ -155,75 +199,87 @@ def iperf(client, server, seconds, *extra, attempts=3, port=5201):
     raise RuntimeError("iperf3: %s" % doc["error"])
 
 
-def tcp_bps(client, server, seconds, streams=1, rounds=3):
-    """(backend, underlay) medians of `rounds` alternating runs of each.
+def tcp(seconds, rounds, streams=1, client=CONTAINERS[1], server="100.96.2.2", weft=None,
+        port=5201):
+    """(medians of the backend's and the paired underlay runs, CPU s/GB machine, daemons)."""
+    runs, machine, daemons = [], [], []
+    for _ in range(rounds):
+        pids = [p for group in weft.daemon_pids() for p in group] if weft else []
+        ticks = os.sysconf("SC_CLK_TCK")
+        before = cpu_ticks_machine(), cpu_ticks(pids)
+        end = iperf(client, server, seconds, "-P", str(streams), port=port)
+        after = cpu_ticks_machine(), cpu_ticks(pids)
+        moved_gb = end["sum_received"]["bytes"] / 1e9
+        machine.append((after[0] - before[0]) / ticks / moved_gb)
+        daemons.append((after[1] - before[1]) / ticks / moved_gb)
+        underlay = iperf(HOSTS[1], "10.9.0.2", seconds, "-P", str(streams), port=BASELINE_PORT)
+        runs.append((end["sum_received"]["bits_per_second"], underlay["sum_received"]["bits_per_second"]))
+    return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs),
+            statistics.median(machine), statistics.median(daemons))
 
-    Single runs on a shared 2-core machine swing by 10%, and load drifts over a run:
-    pairing every backend run with an underlay run next to it keeps the ratio honest.
-    """
-    def once(src, dst, port):
-        return iperf(src, dst, seconds, "-P", str(streams),
-                     port=port)["sum_received"]["bits_per_second"]
-    runs = [(once(client, server, 5201), once("10.9.0.1", "10.9.0.2", BASELINE_PORT))
-            for _ in range(rounds)]
-    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
-
-def udp_small_pps(client, server, seconds):
-    end = iperf(client, server, seconds, "-u", "-l", "64", "-b", "0", attempts=1)
+def udp_small_pps(seconds):
+    end = iperf(CONTAINERS[1], "100.96.2.2", seconds, "-u", "-l", "64", "-b", "0")
     total = end["sum"]
-    received = total["packets"] - total["lost_packets"]
-    return received / total["seconds"]
+    return (total["packets"] - total["lost_packets"]) / total["seconds"]
 
 
-def ping_ms(client, server, count=200):
-    out = sh("ping", "-c", str(count), "-i", "0.005", "-I", client, server, ns=HOSTS[1], check=False)
+def ping_ms(ns, server, count=200):
+    out = run_in(ns, "ping", "-c", str(count), "-i", "0.005", server, check=False)
     times = sorted(float(word.split("=")[1]) for word in out.split() if word.startswith("time="))
     if not times:
         return None, None
     return statistics.mean(times), times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
-def measure(name, setup, seconds):
-    client, server, cleanup = setup()
-    # Bound to the server address: a UDP reply from the wildcard address would leave with
-    # the route's preferred source (the underlay's), which the client's socket ignores.
-    iperf_servers = [subprocess.Popen(["ip", "netns", "exec", HOSTS[2], "iperf3", "-s", "-B", address,
-                                       "-p", str(port)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for address, port in ((server, 5201), ("10.9.0.2", BASELINE_PORT))]
+def measure(name, seconds, rounds, weft):
+    servers = [subprocess.Popen(["ip", "netns", "exec", ns, "iperf3", "-s", "-B", address, "-p", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for ns, address, port in ((CONTAINERS[2], "100.96.2.2", 5201),
+                                         (HOSTS[2], "10.9.0.2", BASELINE_PORT),
+                                         (HOSTS[2], "100.96.2.1", 5203))]
     try:
         time.sleep(0.5)
-        result = {"backend": name}
-        result["ping_mean_ms"], result["ping_p99_ms"] = ping_ms(client, server)
-        result["tcp1_bps"], result["tcp1_underlay_bps"] = tcp_bps(client, server, seconds)
-        result["tcp4_bps"], result["tcp4_underlay_bps"] = tcp_bps(client, server, seconds, streams=4)
-        result["udp64_pps"] = udp_small_pps(client, server, seconds)
+        r = {"backend": name}
+        if name == "underlay":
+            r["ping_mean_ms"], r["ping_p99_ms"] = ping_ms(HOSTS[1], "10.9.0.2")
+            r["tcp1_bps"], r["tcp1_underlay_bps"], r["cpu_s_per_gb"], _ = tcp(
+                seconds, rounds, client=HOSTS[1], server="10.9.0.2", port=BASELINE_PORT)
+            r["tcp4_bps"], r["tcp4_underlay_bps"], _, _ = tcp(
+                seconds, 1, 4, HOSTS[1], "10.9.0.2", port=BASELINE_PORT)
+            return r
+        daemons = weft if name == "udp" else None
+        r["ping_mean_ms"], r["ping_p99_ms"] = ping_ms(CONTAINERS[1], "100.96.2.2")
+        r["tcp1_bps"], r["tcp1_underlay_bps"], r["cpu_s_per_gb"], r["daemon_cpu_s_per_gb"] = \
+            tcp(seconds, rounds, weft=daemons)
+        r["tcp4_bps"], r["tcp4_underlay_bps"], _, _ = tcp(seconds, 1, 4, weft=daemons)
+        r["host_tcp1_bps"] = iperf(HOSTS[1], "100.96.2.1", seconds, port=5203)["sum_received"]["bits_per_second"]
+        r["udp64_pps"] = udp_small_pps(seconds)
         if name == "udp":
-            result["daemon_rss_mb"] = round(daemon_peak_rss_mb(), 1)
-        return result
+            r["daemon_rss_mb"] = round(max(peak_rss_mb(group) for group in weft.daemon_pids()), 1)
+            r["daemon_processes"] = max(len(group) for group in weft.daemon_pids())
+        else:
+            r.pop("daemon_cpu_s_per_gb")
+        return r
     finally:
-        for proc in iperf_servers:
+        for proc in servers:
             proc.terminate()
             proc.wait(5)
-        cleanup()
 
 
 def table(results):
-    base = results[0]
-    head = "| backend | TCP 1 stream | TCP 4 streams | UDP 64 B | ping mean | ping p99 |"
-    lines = [head, "|" + "---|" * 6]
+    lines = ["| backend | TCP 1 stream, container to container | TCP 4 streams | TCP host to host | "
+             "UDP 64 B | ping mean / p99 | CPU s per GB (machine) |", "|" + "---|" * 7]
     for r in results:
-        def ratio(key):
-            # TCP: against the underlay runs paired with this backend's; others: the underlay row.
-            ref = r.get(key.replace("_bps", "_underlay_bps")) if key.startswith("tcp") else None
-            ref = ref or base[key]
-            return "%.2fx" % (r[key] / ref) if r[key] and ref else "-"
-        udp64 = "%.0f kpps (%s)" % (r["udp64_pps"] / 1e3, ratio("udp64_pps")) \
-            if r["udp64_pps"] else "not measured"
-        lines.append("| %s | %.2f Gbit/s (%s) | %.2f Gbit/s (%s) | %s | %.3f ms | %.3f ms |" % (
-            r["backend"], r["tcp1_bps"] / 1e9, ratio("tcp1_bps"), r["tcp4_bps"] / 1e9,
-            ratio("tcp4_bps"), udp64, r["ping_mean_ms"] or 0, r["ping_p99_ms"] or 0))
+        def gbit(key):
+            ref = r.get(key.replace("_bps", "_underlay_bps"))
+            return "%.2f Gbit/s (%.2fx)" % (r[key] / 1e9, r[key] / ref) if ref else \
+                "%.2f Gbit/s" % (r[key] / 1e9)
+        lines.append("| %s | %s | %s | %s | %s | %.3f / %.3f ms | %.2f |" % (
+            r["backend"], gbit("tcp1_bps"), gbit("tcp4_bps"),
+            "%.2f Gbit/s" % (r["host_tcp1_bps"] / 1e9) if "host_tcp1_bps" in r else "-",
+            "%.0f kpps" % (r["udp64_pps"] / 1e3) if "udp64_pps" in r else "-",
+            r["ping_mean_ms"] or 0, r["ping_p99_ms"] or 0, r["cpu_s_per_gb"]))
     return lines
 
 
@@ -232,40 +288,50 @@ def verdicts(results):
     lines = []
     for name, target in TARGETS.items():
         got = by[name]["tcp1_bps"] / by[name]["tcp1_underlay_bps"]
-        lines.append("%s TCP single stream: %.3fx underlay (target >= %.2fx): %s"
+        lines.append("%s TCP single stream, container to container: %.3fx underlay (target >= %.2fx): %s"
                      % (name, got, target, "met" if got >= target else "NOT met"))
-    udp_r = by["udp"]
-    lines.append("udp daemon TCP single stream: %.2f Gbit/s (target >= 1 Gbit/s): %s; %.2fx vxlan"
-                 % (udp_r["tcp1_bps"] / 1e9, "met" if udp_r["tcp1_bps"] >= UDP_TARGET_BPS else "NOT met",
-                    udp_r["tcp1_bps"] / by["vxlan"]["tcp1_bps"]))
-    lines.append("udp daemon peak RSS: %.1f MB (target <= %d MB): %s"
-                 % (udp_r["daemon_rss_mb"], UDP_TARGET_RSS_MB,
-                    "met" if udp_r["daemon_rss_mb"] <= UDP_TARGET_RSS_MB else "NOT met"))
+    udp = by["udp"]
+    lines.append("udp TCP single stream, container to container: %.2f Gbit/s (target >= %.1f Gbit/s): %s;"
+                 " %.2fx vxlan, %.2fx underlay"
+                 % (udp["tcp1_bps"] / 1e9, UDP_TARGET_BPS / 1e9,
+                    "met" if udp["tcp1_bps"] >= UDP_TARGET_BPS else "NOT met",
+                    udp["tcp1_bps"] / by["vxlan"]["tcp1_bps"], udp["tcp1_bps"] / udp["tcp1_underlay_bps"]))
+    lines.append("udp daemons: %.2f CPU s per GB moved; peak RSS of all %d processes on a host %.1f MB "
+                 "(target <= %d MB): %s" % (udp["daemon_cpu_s_per_gb"], udp["daemon_processes"],
+                                            udp["daemon_rss_mb"], UDP_TARGET_RSS_MB,
+                                            "met" if udp["daemon_rss_mb"] <= UDP_TARGET_RSS_MB else "NOT met"))
     return lines
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--backends", nargs="+", default=["host-gw", "vxlan", "udp"])
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmpdir:
-        try:
-            setup_hosts()
-            results = [measure("underlay", underlay, args.seconds),
-                       measure("host-gw", host_gw, args.seconds),
-                       measure("vxlan", vxlan, args.seconds),
-                       measure("udp", lambda: udp(tmpdir), args.seconds)]
-        finally:
-            teardown_hosts()
+    weft = None
+    try:
+        setup_hosts()
+        weft = Weft()
+        results = [measure("underlay", args.seconds, args.rounds, None)]
+        for backend in args.backends:
+            weft.converge(backend)
+            results.append(measure(backend, args.seconds, args.rounds, weft))
+            print(json.dumps(results[-1]), flush=True)
+    finally:
+        if weft:
+            weft.remove()
+        teardown_hosts()
     machine = "%s, %d cores, kernel %s, Python %s" % (
         platform.processor() or platform.machine(), os.cpu_count(), platform.release(),
         platform.python_version())
-    lines = table(results) + [""] + verdicts(results)
+    lines = table(results)
+    if {"host-gw", "vxlan", "udp"} <= {r["backend"] for r in results}:
+        lines += [""] + verdicts(results)
     report = "Measured %s on %s.\n\n%s\n" % (time.strftime("%Y-%m-%d"), machine, "\n".join(lines))
     print(report)
+    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "dataplane.json"), "w") as handle:
         json.dump({"date": time.strftime("%Y-%m-%d"), "machine": machine, "results": results},
                   handle, indent=2)

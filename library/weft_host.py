@@ -116,7 +116,7 @@ options:
         description: weft-heal re-applies the record on kernel events and at least every this
           many seconds; V(0) turns it off.
         type: int
-        default: 30
+        default: 60
   network:
     description: With O(state=absent) on a host without a record, the overlay network
       (CIDR), so that Docker's bridge is moved off it.

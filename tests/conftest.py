@@ -10,6 +10,11 @@ import sys
 import urllib.request
 
 import pytest
+from hypothesis import settings
+
+# A shared 2-core machine: how long one example takes says nothing about the code.
+settings.register_profile("weft", deadline=None)
+settings.load_profile("weft")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE_UTILS = os.path.join(ROOT, "plugins", "module_utils")

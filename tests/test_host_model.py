@@ -77,13 +77,13 @@ def test_udp_device_daemon_user_and_unit():
     assert steps(state, "routes")[0]["routes"] == [{"dst": "100.96.0.0/16", "dev": "flannel0"}]
     config = json.loads(state.files["/etc/weft/udpd.json"][0])
     assert (config["listen"], config["subnet"], config["peers"]) == ("10.0.0.1", "100.96.1.0/24", [
-        {"subnet": "100.96.2.0/24", "ip": "10.0.0.2", "port": 8285},
-        {"subnet": "100.96.3.0/24", "ip": "10.1.0.3", "port": 8285}])
+        {"subnet": "100.96.2.0/24", "ip": "10.0.0.2", "port": 8285, "weft": True},
+        {"subnet": "100.96.3.0/24", "ip": "10.1.0.3", "port": 8285, "weft": True}])
     assert state.users == [{"name": "weft-udpd", "comment": "weft udp backend daemon"}]
     assert state.modes == [{"path": "/dev/net/tun", "mode": "0666"}]
     unit = state.files["/etc/systemd/system/weft-udpd.service"][0]
     assert "User=weft-udpd" in unit and "CapabilityBoundingSet=\n" in unit
-    assert units.daemon_path() in unit
+    assert units.UDPD in unit and units.UDPD in state.files
     assert [s["name"] for s in state.services] == ["weft-udpd", "weft-heal"]
     assert steps(state, "ingress")[0]["inner"] == "none"
 

@@ -1,7 +1,6 @@
 """weft-udpd's decisions, free of I/O: config validation, forwarding, ICMP errors, drops.
 Unit, property and fuzz tests; the daemon's real receive path is in test_udpd_daemon.py."""
 
-import importlib.util
 import ipaddress
 import json
 import os
@@ -12,16 +11,17 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import ROOT
 
-DAEMON = os.path.join(ROOT, "plugins", "module_utils", "weft", "daemon", "udpd.py")
-spec = importlib.util.spec_from_file_location("weft_udpd", DAEMON)
-udpd = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(udpd)
+from ansible.module_utils.weft.daemon import config as daemon_config, packets
+
+# The daemon as weft-udpd.service runs it (tests/test_udpd_daemon.py): standard library only.
+DAEMON = ["env", "PYTHONPATH=" + os.path.join(ROOT, "plugins", "module_utils"),
+          "/usr/bin/python3", "-m", "weft.daemon.udpd"]
 
 RAW_CONFIG = {"tun": "flannel0", "listen": "10.9.0.1", "port": 8285, "network": "100.96.0.0/16",
               "subnet": "100.96.1.0/24",
               "peers": [{"subnet": "100.96.2.0/24", "ip": "10.9.0.2"},
                         {"subnet": "100.96.3.128/25", "ip": "10.9.0.3", "port": 9000}]}
-CONFIG = udpd.parse_config(RAW_CONFIG)
+CONFIG = daemon_config.parse_config(RAW_CONFIG)
 
 
 class FakeClock:
@@ -33,14 +33,14 @@ class FakeClock:
 
 
 def router(clock=None):
-    return udpd.Router(CONFIG, clock or FakeClock())
+    return packets.Router(CONFIG, clock or FakeClock())
 
 
 def ipv4(src, dst, ttl=64, proto=17, payload=b"x" * 12, frag=0):
     header = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 7, frag, ttl,
                                    proto, 0, ipaddress.ip_address(src).packed,
                                    ipaddress.ip_address(dst).packed))
-    struct.pack_into("!H", header, 10, udpd.checksum(bytes(header)))
+    struct.pack_into("!H", header, 10, packets.checksum(bytes(header)))
     return bytearray(header + payload)
 
 
@@ -58,7 +58,7 @@ def reference_ones_sum(data):
 @settings(max_examples=1000)
 @given(st.binary(max_size=1600))
 def test_ones_sum_matches_rfc1071(data):
-    assert udpd.ones_sum(data) == reference_ones_sum(data)
+    assert packets.ones_sum(data) == reference_ones_sum(data)
 
 
 @settings(max_examples=500)
@@ -66,10 +66,10 @@ def test_ones_sum_matches_rfc1071(data):
 def test_incremental_ttl_update_matches_a_full_checksum(raw, ttl):
     header = bytearray(raw)
     header[0], header[8], header[10], header[11] = 0x45, ttl, 0, 0
-    struct.pack_into("!H", header, 10, udpd.checksum(bytes(header)))
-    udpd.decrement_ttl(header)
+    struct.pack_into("!H", header, 10, packets.checksum(bytes(header)))
+    packets.decrement_ttl(header)
     assert header[8] == ttl - 1
-    assert udpd.checksum(bytes(header)) == 0  # a correct header sums to 0xffff
+    assert packets.checksum(bytes(header)) == 0  # a correct header sums to 0xffff
 
 
 # ---- config --------------------------------------------------------------------------
@@ -127,26 +127,26 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize("raw, message", BAD_CONFIGS, ids=[m for _, m in BAD_CONFIGS])
 def test_a_bad_config_is_refused_naming_the_key(raw, message):
-    with pytest.raises(udpd.ConfigError) as caught:
-        udpd.parse_config(raw)
+    with pytest.raises(daemon_config.ConfigError) as caught:
+        daemon_config.parse_config(raw)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
 
 
 def test_a_good_config_fills_defaults():
-    config = udpd.parse_config({"tun": "flannel0", "network": "100.96.0.0/16",
+    config = daemon_config.parse_config({"tun": "flannel0", "network": "100.96.0.0/16",
                                 "subnet": "100.96.1.0/24"})
     assert (config.listen, config.port, config.peers, config.status_file) == \
         ("0.0.0.0", 8285, [], "/run/weft-udpd/status.json")
-    assert [(str(n), ip, port) for n, ip, port in CONFIG.peers] == \
-        [("100.96.2.0/24", "10.9.0.2", 8285), ("100.96.3.128/25", "10.9.0.3", 9000)]
+    assert [(str(p.subnet), p.ip, p.port, p.weft) for p in CONFIG.peers] == \
+        [("100.96.2.0/24", "10.9.0.2", 8285, False), ("100.96.3.128/25", "10.9.0.3", 9000, False)]
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True)
                     | st.text(max_size=8),
                     lambda inner: st.lists(inner, max_size=3)
                     | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=6)
-KEYS = st.sampled_from(sorted(udpd.CONFIG_KEYS) + ["ip", "subnet", "bogus"])
+KEYS = st.sampled_from(sorted(daemon_config.CONFIG_KEYS) + ["ip", "subnet", "bogus"])
 
 
 @settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
@@ -158,21 +158,21 @@ KEYS = st.sampled_from(sorted(udpd.CONFIG_KEYS) + ["ip", "subnet", "bogus"])
 def test_random_configs_are_refused_or_accepted_never_crash(raw, peer_list):
     raw.setdefault("peers", peer_list)
     try:
-        config = udpd.parse_config(raw)
-    except udpd.ConfigError as exc:
+        config = daemon_config.parse_config(raw)
+    except daemon_config.ConfigError as exc:
         assert str(exc) and "\n" not in str(exc)
         return
-    udpd.Router(config, FakeClock())  # what parses also builds a router
+    packets.Router(config, FakeClock())  # what parses also builds a router
 
 
 # ---- forwarding ------------------------------------------------------------------------
 
 def test_longest_prefix_match_and_ttl():
     verdict = router().from_tun(ipv4("100.96.1.2", "100.96.3.200"))
-    assert verdict[:2] == ("send", ("10.9.0.3", 9000))
+    assert verdict[0] == "send" and (verdict[1].ip, verdict[1].port) == ("10.9.0.3", 9000)
     verdict = router().from_tun(ipv4("100.96.1.2", "100.96.2.5", ttl=9))
-    assert verdict[:2] == ("send", ("10.9.0.2", 8285)) and verdict[2][8] == 8
-    assert udpd.checksum(bytes(verdict[2][:20])) == 0
+    assert (verdict[1].ip, verdict[1].port) == ("10.9.0.2", 8285) and verdict[2][8] == 8
+    assert packets.checksum(bytes(verdict[2][:20])) == 0
 
 
 @pytest.mark.parametrize("packet, icmp_type, reason", [
@@ -183,7 +183,7 @@ def test_icmp_errors_go_back_into_the_tun_device(packet, icmp_type, reason):
     kind, reply, why = router().from_tun(packet)
     assert (kind, why) == ("icmp", reason)
     assert reply[9] == 1 and reply[12:16] == packet[16:20] and reply[16:20] == packet[12:16]
-    assert udpd.checksum(reply[:20]) == 0 and udpd.checksum(reply[20:]) == 0
+    assert packets.checksum(reply[:20]) == 0 and packets.checksum(reply[20:]) == 0
     assert reply[20] == icmp_type and reply[28:48] == packet[:20]
 
 
@@ -227,7 +227,7 @@ def test_icmp_errors_are_rate_limited_like_the_kernel():
 
 def test_the_destination_table_of_the_limiter_is_bounded():
     clock = FakeClock()
-    limiter = udpd.IcmpLimiter(clock)
+    limiter = packets.IcmpLimiter(clock)
     for i in range(3 * limiter.MAX_DESTINATIONS):
         clock.now += 0.01
         limiter.allow(i.to_bytes(4, "big"))
@@ -256,7 +256,7 @@ def test_a_bad_header_checksum_is_dropped():
 def test_udp_side_accepts_a_peer_packet_from_a_memoryview():
     packet = ipv4("100.96.2.5", "100.96.1.2")
     kind, out = router().from_udp(memoryview(bytes(b"junk" + packet))[4:], "10.9.0.2")
-    assert kind == "tun" and out[8] == 63 and udpd.checksum(bytes(out[:20])) == 0
+    assert kind == "tun" and out[8] == 63 and packets.checksum(bytes(out[:20])) == 0
 
 
 @settings(max_examples=2000)

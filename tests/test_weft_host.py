@@ -61,14 +61,14 @@ def test_vxlan_host_converges_records_itself_and_is_idempotent(box):
                                                                "ip-masq": False}
     record = json.loads(box.read("/etc/weft/host.json"))
     assert record["identity"] == IDENTITY and sorted(record["plan"]["hosts"]) == ["node1", "node2", "node3"]
-    assert record["settings"]["heal_interval"] == 30
+    assert record["settings"]["heal_interval"] == 60
     # The code that ran is installed for weft-restore, byte for byte.
     source = "plugins/module_utils/weft/net/routes.py"
     assert box.read("/usr/local/lib/weft/module_utils/weft/net/routes.py") == \
         open(os.path.join(os.path.dirname(os.path.dirname(__file__)), source)).read()
     assert box.readlink("/etc/systemd/system/multi-user.target.wants/weft-heal.service") \
         == "/etc/systemd/system/weft-heal.service"
-    assert "--watch 30" in box.read("/etc/systemd/system/weft-heal.service")
+    assert "--watch 60" in box.read("/etc/systemd/system/weft-heal.service")
     assert box.systemctl() == ["daemon-reload", "start weft-heal", "try-restart docker.service"]
     assert "+100.96.2.0/24 via 100.96.2.0 dev flannel.1 onlink" in result["stdout_text"]
 

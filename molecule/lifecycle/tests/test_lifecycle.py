@@ -181,7 +181,7 @@ def test_switch_host_gw_to_udp():
 
 def udpd_status(name):
     return json.loads(lab.host(name).check_output(
-        "python3 /usr/local/lib/weft/module_utils/weft/daemon/udpd.py status /etc/weft/udpd.json"))
+        "python3 /usr/local/lib/weft/weft-udpd status /etc/weft/udpd.json"))
 
 
 def test_udp_accepts_only_its_peers():

@@ -285,8 +285,9 @@ def start_containers(names=NODES):
 
 
 def check_containers_reach_each_other(ips, retries=10):
-    """Every container pings every other and sees the other's own address as the source."""
-    for a in ips:
+    """Every container pings every other and sees the other's own address as the source
+    (each node's container tries its peers at the same time as the others do)."""
+    def from_node(a):
         for b in ips:
             if a == b:
                 continue
@@ -299,6 +300,7 @@ def check_containers_reach_each_other(ips, retries=10):
             seen = host(a).check_output(
                 "docker exec weft-verify wget -qO- http://%s:8080/cgi-bin/ip" % ips[b])
             assert seen.strip().replace("::ffff:", "").strip("[]") == ips[a], (a, b, seen)
+    on_all(from_node, sorted(ips))
 
 
 def container_icmp_echoes(name, container="weft-verify"):

@@ -166,8 +166,9 @@ class Udp(Backend):
         return {"tun": view.settings["tun_device"], "listen": view.identity["public_ip"],
                 "port": view.network["port"], "network": view.network["network"],
                 "subnet": view.me.subnet,
-                "peers": [{"subnet": p.subnet, "ip": p.public_ip, "port": view.network["port"]}
-                          for p in view.peers],
+                # weft peers finish inner checksums themselves; Flannel hosts do not.
+                "peers": [{"subnet": p.subnet, "ip": p.public_ip, "port": view.network["port"],
+                           "weft": p.weft} for p in view.peers],
                 "status_file": "/run/weft-udpd/status.json"}
 
     def files(self, view):
@@ -175,7 +176,8 @@ class Udp(Backend):
         from ansible.module_utils.weft.host import units
         return {self.CONFIG: (json.dumps(self.daemon_config(view), indent=2, sort_keys=True) + "\n",
                               "0644"),
-                self.UNIT: (units.udpd(view), "0644")}
+                self.UNIT: (units.udpd(view), "0644"),
+                units.UDPD: (units.udpd_launcher(), "0755")}
 
     def users(self, view):
         return [{"name": view.settings["udpd_user"], "comment": "weft udp backend daemon"}]
@@ -188,7 +190,8 @@ class Udp(Backend):
     def services(self, view):
         from ansible.module_utils.weft.host import units
         return [{"name": "weft-udpd", "unit": self.UNIT, "wants": self.WANTS,
-                 "restart_on": [self.UNIT, units.daemon_path()], "reload_on": [self.CONFIG]}]
+                 "restart_on": [self.UNIT, units.UDPD, units.MODULE_UTILS + "/weft/daemon"],
+                 "reload_on": [self.CONFIG]}]
 
 
 BACKENDS = {backend.name: backend for backend in (Vxlan(), HostGw(), Udp())}

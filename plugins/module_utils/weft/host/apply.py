@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import sys
 
-from ansible.module_utils.weft.daemon import udpd  # noqa: F401 (installed for weft-udpd)
+# Imported to be installed with the rest: weft-udpd and weft-restore run them on the host.
+from ansible.module_utils.weft.daemon import config, offload, packets, udpd  # noqa: F401
 from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.host import model, restore, units  # noqa: F401 (restore: installed)
+from ansible.module_utils.weft.host import model, restore, units  # noqa: F401
 from ansible.module_utils.weft.host.converge import converge, uninstall
 from ansible.module_utils.weft.validate import interface_name
 
@@ -30,7 +31,7 @@ SETTINGS_SPEC = dict(
     subnet_env=dict(type="path", default="/run/flannel/subnet.env"),
     tun_device=dict(type="str", default="flannel0"),
     udpd_user=dict(type="str", default="weft-udpd"),
-    heal_interval=dict(type="int", default=30),
+    heal_interval=dict(type="int", default=60),
 )
 ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["present", "absent"], default="present"),

@@ -62,6 +62,7 @@ class Peer:
     subnet: str
     public_ip: str
     vtep_mac: str
+    weft: bool = True   # False: a Flannel host of the network (from etcd)
 
 
 class HostView:
@@ -79,7 +80,7 @@ class HostView:
         self.me = Peer(name, *plan["hosts"][name])
         # Peers: the inventory's hosts and, with the etcd store, Flannel hosts of the network.
         others = [Peer(n, *entry) for n, entry in plan["hosts"].items() if n != name]
-        others += [Peer(key, *entry) for key, entry in (plan.get("foreign") or {}).items()]
+        others += [Peer(key, *entry, weft=False) for key, entry in (plan.get("foreign") or {}).items()]
         self.peers = sorted((p for p in others if p.public_ip), key=lambda p: p.name)
         underlay_mtu = self.network.get("mtu") or identity["mtu"]
         self.overlay_mtu = int(underlay_mtu) - self.backend.overhead

@@ -8,14 +8,24 @@ from __future__ import annotations
 RUNTIME = "/usr/local/lib/weft"                 # the code weft installs on every host
 MODULE_UTILS = RUNTIME + "/module_utils"        # ansible.module_utils.weft, importable from here
 RESTORE = RUNTIME + "/weft-restore"             # the command the restore and heal units run
+UDPD = RUNTIME + "/weft-udpd"                   # the udp daemon's command
 RECORD = "/etc/weft/host.json"                  # the plan, identity and settings last converged
 UNITS = "/etc/systemd/system"
 WANTS = UNITS + "/multi-user.target.wants"
 HEADER = "# Written by weft (site.yml); a change here is put back by the next run.\n"
 
 
-def daemon_path():
-    return MODULE_UTILS + "/weft/daemon/udpd.py"
+def udpd_launcher():
+    """/usr/local/lib/weft/weft-udpd: the udp daemon, standard library only (no Ansible)."""
+    return '''#!/usr/bin/python3
+"""weft-udpd: the udp backend's forwarding daemon (see %s/weft/daemon/udpd.py)."""
+import sys
+
+sys.path.insert(0, "%s")
+from weft.daemon.udpd import main  # noqa: E402
+
+sys.exit(main(sys.argv))
+''' % (MODULE_UTILS, MODULE_UTILS)
 
 
 def launcher():
@@ -95,7 +105,7 @@ def udpd(view):
 # reads its config; everything else is fenced off (systemd-analyze security weft-udpd).
 [Unit]
 Description=weft udp backend: forwards %(tun)s <-> UDP port %(port)d
-Documentation=file://%(daemon)s
+Documentation=file://%(code)s/weft/daemon/udpd.py
 After=network.target weft-restore.service
 Before=docker.service
 # No start limit: a burst of crashes must not leave the overlay down for good.
@@ -145,4 +155,4 @@ SystemCallErrorNumber=EPERM
 [Install]
 WantedBy=multi-user.target
 """ % dict(user=view.settings["udpd_user"], tun=view.settings["tun_device"],
-           port=view.network["port"], daemon=daemon_path())
+           port=view.network["port"], daemon=UDPD, code=MODULE_UTILS)
