@@ -9,10 +9,10 @@ test:
 
 bench:
 	bash scripts/install.sh
-	.venv/bin/pip install -q -r bench/requirements.txt
 	.venv/bin/python bench/dataplane.py
+	.venv/bin/python bench/hostside.py
 	.venv/bin/python bench/controlplane.py
-	.venv/bin/python bench/chart.py
+	.venv/bin/python bench/controller.py
 
 lab-up:
 	python3 lab/weftlab.py up node1 node2

@@ -9,12 +9,13 @@ machine), switching from one backend to the next as a user would; for udp the da
 runs as the unit runs it, as the unprivileged user weft-udpd. The plan is the real
 planner's.
 
-Per backend: TCP container to container (iperf3, one stream and four; medians of rounds,
-each paired with an underlay run right next to it, which the ratio is against, because
-load drifts), TCP host to host through the overlay, 64-byte UDP datagrams, ping mean and
-p99, the machine's CPU seconds per GB moved by the single stream (everything: both
-stacks, iperf3, the daemons), and for udp the daemons' own CPU per GB and the peak RSS of
-all their processes on a host.
+Per backend: TCP container to container (iperf3, one stream and four) and host to host
+through the overlay (one stream), each the median of rounds, each round paired with an
+underlay run right next to it, which the ratio is against, because load drifts (the host-gw
+and vxlan targets apply to host to host: the underlay run has no container hop). Then
+64-byte UDP datagrams, ping mean and p99, the machine's CPU seconds per GB moved by the
+single stream (everything: both stacks, iperf3, the daemons), and for udp the daemons' own
+CPU per GB and the peak RSS of all their processes on a host.
 
     python3 bench/dataplane.py [--seconds 5] [--rounds 3] [--out bench/results]
 
@@ -47,7 +48,7 @@ from sandbox import Sandbox, sh  # noqa: E402
 PREFIX = "weft-b-%d" % os.getpid()
 HOSTS = {1: PREFIX + "-A", 2: PREFIX + "-B"}
 CONTAINERS = {1: PREFIX + "-CA", 2: PREFIX + "-CB"}
-TARGETS = {"host-gw": 0.95, "vxlan": 0.9}       # x underlay, TCP single stream container to container
+TARGETS = {"host-gw": 0.95, "vxlan": 0.9}       # x underlay, TCP single stream host to host
 UDP_TARGET_BPS, UDP_TARGET_RSS_MB = 2.7e9, 40
 BASELINE_PORT = 5202                            # iperf3 on the underlay, for the paired runs
 
@@ -253,7 +254,8 @@ def measure(name, seconds, rounds, weft):
         r["tcp1_bps"], r["tcp1_underlay_bps"], r["cpu_s_per_gb"], r["daemon_cpu_s_per_gb"] = \
             tcp(seconds, rounds, weft=daemons)
         r["tcp4_bps"], r["tcp4_underlay_bps"], _, _ = tcp(seconds, 1, 4, weft=daemons)
-        r["host_tcp1_bps"] = iperf(HOSTS[1], "100.96.2.1", seconds, port=5203)["sum_received"]["bits_per_second"]
+        r["host_tcp1_bps"], r["host_tcp1_underlay_bps"], r["host_cpu_s_per_gb"], _ = tcp(
+            seconds, rounds, client=HOSTS[1], server="100.96.2.1", weft=daemons, port=5203)
         r["udp64_pps"] = udp_small_pps(seconds)
         if name == "udp":
             r["daemon_rss_mb"] = round(max(peak_rss_mb(group) for group in weft.daemon_pids()), 1)
@@ -277,7 +279,7 @@ def table(results):
                 "%.2f Gbit/s" % (r[key] / 1e9)
         lines.append("| %s | %s | %s | %s | %s | %.3f / %.3f ms | %.2f |" % (
             r["backend"], gbit("tcp1_bps"), gbit("tcp4_bps"),
-            "%.2f Gbit/s" % (r["host_tcp1_bps"] / 1e9) if "host_tcp1_bps" in r else "-",
+            gbit("host_tcp1_bps") if "host_tcp1_bps" in r else "-",
             "%.0f kpps" % (r["udp64_pps"] / 1e3) if "udp64_pps" in r else "-",
             r["ping_mean_ms"] or 0, r["ping_p99_ms"] or 0, r["cpu_s_per_gb"]))
     return lines
@@ -287,9 +289,12 @@ def verdicts(results):
     by = {r["backend"]: r for r in results}
     lines = []
     for name, target in TARGETS.items():
-        got = by[name]["tcp1_bps"] / by[name]["tcp1_underlay_bps"]
-        lines.append("%s TCP single stream, container to container: %.3fx underlay (target >= %.2fx): %s"
-                     % (name, got, target, "met" if got >= target else "NOT met"))
+        got = by[name]["host_tcp1_bps"] / by[name]["host_tcp1_underlay_bps"]
+        hop = by[name]["tcp1_bps"] / by[name]["tcp1_underlay_bps"]
+        lines.append("%s TCP single stream, host to host through the overlay: %.3fx underlay "
+                     "(target >= %.2fx): %s; container to container %.3fx (that path also crosses "
+                     "both containers' veths and bridges, which the underlay run does not)"
+                     % (name, got, target, "met" if got >= target else "NOT met", hop))
     udp = by["udp"]
     lines.append("udp TCP single stream, container to container: %.2f Gbit/s (target >= %.1f Gbit/s): %s;"
                  " %.2fx vxlan, %.2fx underlay"

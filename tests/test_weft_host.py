@@ -101,8 +101,8 @@ def test_switching_backends_leaves_nothing_of_the_old_one(box):
            if line.startswith("weft-udpd:")][0]
     assert "user %s " % uid in links.split("flannel0")[1].split("\n")[2]  # owned by the daemon
     assert json.loads(box.read("/etc/weft/udpd.json"))["peers"] == [
-        {"ip": "10.9.0.2", "port": 8285, "subnet": "100.96.2.0/24"},
-        {"ip": "10.9.0.3", "port": 8285, "subnet": "100.96.3.0/24"}]
+        {"ip": "10.9.0.2", "port": 8285, "subnet": "100.96.2.0/24", "weft": True},
+        {"ip": "10.9.0.3", "port": 8285, "subnet": "100.96.3.0/24", "weft": True}]
     assert "User=weft-udpd" in box.read("/etc/systemd/system/weft-udpd.service")
     assert box.systemctl() == ["daemon-reload", "start weft-udpd", "try-restart docker.service"]
     assert "user weft-udpd" in udp["files_changed"] and "mode 0666 /dev/net/tun" in udp["files_changed"]

@@ -138,14 +138,10 @@ class Coalescer:
                         and self.hlen + sum_len(self.segments) + payload <= MAX_PACKET \
                         and payload <= self.mss:
                     self.segments.append(packet[hlen:])
-                    self.size, self.next_seq = payload, (seq + payload) & 0xFFFFFFFF
-                    self.psh = bool(flags & PSH)
-                    if self.psh:
-                        self.flush()
-                    return
-                self.flush()
-                self.first, self.hlen, self.match, self.mss = packet, hlen, match, payload
-                self.segments = [packet[hlen:]]
+                else:  # the start of a new super-packet
+                    self.flush()
+                    self.first, self.hlen, self.match, self.mss = packet, hlen, match, payload
+                    self.segments = [packet[hlen:]]
                 self.size, self.next_seq = payload, (seq + payload) & 0xFFFFFFFF
                 self.psh = bool(flags & PSH)
                 if self.psh:

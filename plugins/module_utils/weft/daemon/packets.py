@@ -175,6 +175,7 @@ class Router:
         """None when a datagram from this peer may come in, else the drop reason: a whole
         IPv4 packet with a correct header checksum, from the peer's subnet, for ours, with
         TTL left. (`peer` is by_sender's entry for the sender; packet is not copied.)"""
+        # ipv4_problem() inlined: this runs once per received datagram.
         if not packet:
             return "empty"
         if packet[0] >> 4 != 4:
