@@ -17,7 +17,7 @@ and vxlan targets apply to host to host: the underlay run has no container hop).
 single stream (everything: both stacks, iperf3, the daemons), and for udp the daemons' own
 CPU per GB and the peak RSS of all their processes on a host.
 
-    python3 bench/dataplane.py [--seconds 5] [--rounds 3] [--out bench/results]
+    python3 bench/dataplane.py [--seconds 10] [--rounds 3] [--out bench/results]
 
 Writes dataplane.json and dataplane.md into --out. Run as root; needs iperf3 and ping.
 Bounded: every iperf3 run stops after --seconds, every ping after 200 packets.
@@ -310,7 +310,7 @@ def verdicts(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", nargs="+", default=["host-gw", "vxlan", "udp"])
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))

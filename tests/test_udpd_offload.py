@@ -138,3 +138,36 @@ def test_cut_and_joined_again_is_the_same_stream(payload, mss, seq):
     writes = coalesced(segments)
     assert sum(w[2] for w in writes) == count
     assert b"".join(w[1][52:] for w in writes) == payload
+
+
+def test_follow_takes_the_next_segments_of_a_gro_batch_and_stops_at_anything_else():
+    """The receive fast path: after a run's first segment, follow() takes the segments of a
+    GRO batch that continue it, and stops, leaving the full checks to the caller, at a
+    segment of another flow, one out of sequence and one with a bad IP header checksum."""
+    pieces, size, count = offload.segment_tcp(tcp_packet(bytes(1400 * 8), flags=0x10), 1400,
+                                              complete=False)
+    segments = segments_of(pieces)
+    other = bytes(tcp_packet(b"o" * 1400, seq=1000 + 1400 * 3, flags=0x10, sport=40001))
+    bad = bytearray(segments[4])
+    bad[10] ^= 0xFF                                                      # IP header checksum
+    gap = bytes(tcp_packet(b"g" * 1400, seq=1000 + 1400 * 7 + 1, flags=0x10))
+    batch = b"".join([segments[0], segments[1], segments[2], other, segments[3], bytes(bad),
+                      segments[4], gap])
+    assert all(len(s) == size for s in (other, bad, gap))
+    view, writes = memoryview(batch), Writes()
+    joiner = offload.Coalescer(writes)
+    joiner.add(view[:size])
+    stops = []
+    start = size
+    while start < len(batch):
+        start = joiner.follow(view, start, len(batch), size)
+        if start < len(batch):
+            stops.append(start // size)
+            if start // size != 5:                  # the caller drops the bad checksum
+                joiner.add(view[start:start + size])
+            start += size
+    joiner.flush()
+    assert stops == [3, 4, 5, 7]
+    assert [w[2] for w in writes.writes] == [3, 1, 2, 1]   # runs: 0-2, other, 3-4, gap
+    assert writes.writes[0][1][52:] == bytes(1400 * 3)
+    assert writes.writes[2][1][52:] == bytes(1400 * 2)

@@ -62,7 +62,8 @@ def segment_tcp(packet, mss, complete):
     """The segments a TCP super-packet stands for: (pieces, segment size, count), pieces
     alternating header and payload, ready for one UDP GSO sendmsg (every segment but the
     last is `segment size` long). `packet` has its TTL already decremented; with
-    `complete`, every segment gets its TCP checksum (else the field is left as it is)."""
+    `complete`, every segment gets its TCP checksum (else the field is left as it is).
+    Runs once per segment sent, so the loop does as little as it can."""
     ihl = (packet[0] & 0x0F) * 4
     thl = (packet[ihl + 12] >> 4) * 4
     hlen = ihl + thl
@@ -81,67 +82,124 @@ def segment_tcp(packet, mss, complete):
     if complete:
         template[ihl + 16:ihl + 18] = b"\0\0"
         pseudo = ones_sum(template[12:20]) + TCP
+    # Segments in the middle carry neither FIN and PSH (the last one's) nor CWR (the first's).
+    template[ihl + 13] = flags & ~(FIN | PSH | CWR)
+    # Total length, ID, (flags to protocol, kept), IP checksum, (addresses, ports), sequence.
+    fields = struct.Struct("!HH4sH%dsI" % (ihl - 8))
+    kept, ends = bytes(template[6:10]), bytes(template[12:ihl + 4])
     pieces = []
+    append, pack_into = pieces.append, fields.pack_into
     for i in range(count):
-        piece = payload[i * mss:(i + 1) * mss]
-        header = template[:]
+        offset = i * mss
+        piece = payload[offset:offset + mss]
         length = hlen + len(piece)
         ident = (ip_id + i) & 0xFFFF
-        header[2], header[3], header[4], header[5] = length >> 8, length & 0xFF, ident >> 8, ident & 0xFF
-        check = ~fold(base + length + ident) & 0xFFFF
-        header[10], header[11] = check >> 8, check & 0xFF
-        struct.pack_into("!I", header, ihl + 4, (seq + i * mss) & 0xFFFFFFFF)
-        if i < count - 1:
-            header[ihl + 13] = flags & ~(FIN | PSH)
-        if i > 0:
-            header[ihl + 13] &= ~CWR
-        if complete:
+        check = base + length + ident
+        check = (check & 0xFFFF) + (check >> 16)
+        header = template[:]
+        pack_into(header, 2, length, ident, kept, ~((check & 0xFFFF) + (check >> 16)) & 0xFFFF,
+                  ends, (seq + offset) & 0xFFFFFFFF)
+        append(header)
+        append(piece)
+    pieces[0][ihl + 13] |= flags & CWR
+    pieces[-2][ihl + 13] |= flags & (FIN | PSH)
+    if complete:
+        for i in range(0, len(pieces), 2):
+            header, piece = pieces[i], pieces[i + 1]
             check = ~fold(pseudo + thl + len(piece) + ones_sum(header[ihl:hlen])
                           + ones_sum(piece)) & 0xFFFF
             header[ihl + 16], header[ihl + 17] = check >> 8, check & 0xFF
-        pieces.append(header)
-        pieces.append(piece)
     return pieces, hlen + mss, count
+
+
+def run_head(hlen, cache={}):
+    """A struct reading a TCP/IPv4 header (no IP options) of `hlen` bytes as the fields that
+    differ between the segments of one run (IP total length, TCP sequence and flags) and
+    those that must not (everything else but the IP ID and both checksums): (version, IHL
+    and TOS; length; DF, fragment, TTL and protocol; addresses and ports; sequence; ACK
+    and data offset; flags; window; urgent pointer and options)."""
+    head = cache.get(hlen)
+    if head is None:
+        head = cache[hlen] = struct.Struct("!2sH2x4s2x12sI5sB2s2x%ds" % (hlen - 38))
+    return head
+
+
+ACK = 0x10
 
 
 class Coalescer:
     """Consecutive full-size segments of one TCP flow, joined as the kernel's GRO joins
-    them (same addresses, ports, ACK, window and options; sequence numbers in a row; only
-    ACK, and PSH on the last), written as one packet with the checksum left to the kernel.
-    write(buffers) performs one writev and returns whether it succeeded."""
+    them (same addresses, ports, TTL, ACK, window and options; sequence numbers in a row;
+    only ACK, and PSH on the last), written as one packet with the checksum left to the
+    kernel."""
 
     def __init__(self, write):
         """write(buffers, count): one writev standing for `count` packets."""
         self.write = write
         self.segments = []     # payload views of the run
+        self.total = 0         # the run's length as one packet (first header + payloads)
         self.first = None      # the run's first packet (header source)
         self.hlen = self.mss = self.next_seq = self.size = 0
-        self.match = None      # the header bytes every segment of the run shares
+        self.key = None        # the header fields every segment of the run shares
         self.psh = False
+
+    def follow(self, view, start, stop, segment):
+        """Take the segments of view[start:stop] (each `segment` long, the last maybe
+        shorter) into the run for as long as each is the run's next one: the same header as
+        the run's first packet but for length, ID, checksums, sequence and PSH, so it passes
+        every check the first one passed; only its IP header checksum and length are left
+        to check. Returns where it stopped: the segment there needs admitting as any other.
+        (The fast path for the segments of one GRO batch after the first: once per
+        segment, so everything it needs is a local.)"""
+        segments = self.segments
+        if not segments:
+            return start
+        hlen, mss, key = self.hlen, self.mss, self.key
+        size, next_seq, total = self.size, self.next_seq, self.total
+        unpack, append, from_bytes = run_head(hlen).unpack_from, segments.append, int.from_bytes
+        while start < stop and size == mss:
+            end = start + segment
+            if end > stop:
+                end = stop
+            length = end - start
+            if length <= hlen or length > hlen + mss or total + length - hlen > MAX_PACKET:
+                break
+            tos, got, ttl, ends, seq, ack, flags, window, rest = unpack(view, start)
+            if got != length or seq != next_seq or flags & ~PSH != ACK \
+                    or (tos, ttl, ends, ack, window, rest) != key \
+                    or from_bytes(view[start:start + 20], "big") % 0xFFFF:
+                break
+            append(view[start + hlen:end])
+            size = length - hlen
+            total += size
+            next_seq = (seq + size) & 0xFFFFFFFF
+            start = end
+            if flags & PSH:
+                self.size, self.next_seq, self.total, self.psh = size, next_seq, total, True
+                self.flush()
+                return start
+        self.size, self.next_seq, self.total = size, next_seq, total
+        return start
 
     def add(self, packet):
         """Take one admitted packet (TTL not yet decremented): it joins the run, or the run
         is written and it starts the next one, or it is written alone."""
-        ihl = (packet[0] & 0x0F) * 4
-        if packet[9] == TCP and ihl == 20 and len(packet) >= 40:
-            thl = (packet[32] >> 4) * 4
-            hlen = 20 + thl
-            flags = packet[33]
+        if packet[0] == 0x45 and packet[9] == TCP and len(packet) >= 40:
+            hlen = 20 + (packet[32] >> 4) * 4
             payload = len(packet) - hlen
-            if thl >= 20 and payload > 0 and flags & ~PSH == 0x10 and packet[6] & 0x40:
-                seq = int.from_bytes(packet[24:28], "big")
-                # tos; addresses and ports; ack and data offset; window; urgent and options
-                match = bytes(packet[1:2]) + bytes(packet[12:24]) + bytes(packet[28:33]) \
-                    + bytes(packet[34:36]) + bytes(packet[38:hlen])
-                if self.segments and match == self.match and seq == self.next_seq \
+            flags = packet[33]
+            if hlen >= 40 and payload > 0 and flags & ~PSH == ACK and packet[6] & 0x40:
+                tos, _, ttl, ends, seq, ack, _, window, rest = run_head(hlen).unpack_from(packet)
+                key = (tos, ttl, ends, ack, window, rest)
+                if self.segments and key == self.key and seq == self.next_seq \
                         and self.size == self.mss and self.hlen == hlen \
-                        and self.hlen + sum_len(self.segments) + payload <= MAX_PACKET \
-                        and payload <= self.mss:
+                        and payload <= self.mss and self.total + payload <= MAX_PACKET:
                     self.segments.append(packet[hlen:])
                 else:  # the start of a new super-packet
                     self.flush()
-                    self.first, self.hlen, self.match, self.mss = packet, hlen, match, payload
-                    self.segments = [packet[hlen:]]
+                    self.first, self.hlen, self.mss, self.total = packet, hlen, payload, hlen
+                    self.key, self.segments = key, [packet[hlen:]]
+                self.total += payload
                 self.size, self.next_seq = payload, (seq + payload) & 0xFFFFFFFF
                 self.psh = bool(flags & PSH)
                 if self.psh:
@@ -156,8 +214,7 @@ class Coalescer:
         segments, first, hlen = self.segments, self.first, self.hlen
         self.segments = []
         header = bytearray(first[:hlen])
-        total = sum_len(segments)
-        length = hlen + total
+        length = self.total
         header[2], header[3] = length >> 8, length & 0xFF
         header[8] -= 1                                  # TTL
         header[10] = header[11] = 0
@@ -165,7 +222,7 @@ class Coalescer:
         header[10], header[11] = check >> 8, check & 0xFF
         if self.psh:
             header[33] |= PSH
-        partial = pseudo_header_sum(header, 20, TCP, hlen - 20 + total)
+        partial = pseudo_header_sum(header, 20, TCP, length - 20)
         header[36], header[37] = partial >> 8, partial & 0xFF
         vnet = VNET_HDR.pack(NEEDS_CSUM, GSO_TCPV4 if len(segments) > 1 else GSO_NONE,
                              hlen, self.mss, 20, 16)
@@ -192,9 +249,3 @@ class Coalescer:
             vnet = PLAIN
         self.write([vnet, packet], 1)
 
-
-def sum_len(views):
-    total = 0
-    for view in views:
-        total += len(view)
-    return total

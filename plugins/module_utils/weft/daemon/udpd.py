@@ -280,6 +280,9 @@ class Daemon:
                 peer = verdict[1]
                 if stands_for > 1 or gso == GSO_TCPV4:
                     counters.tso_rx += 1
+                    for run in runs:  # what came before goes first: TCP takes reordering as loss
+                        self.send(*run)
+                    runs.clear()
                     self.send_segments(peer, *segment_tcp(packet, mss, not peer.weft))
                     continue
                 if flags & NEEDS_CSUM and not peer.weft:
@@ -315,18 +318,24 @@ class Daemon:
             self.send_one([packet], peer)
 
     def send_segments(self, peer, pieces, size, count):
-        """Send the segments of a TCP super-packet (pieces: header, payload, header...)."""
-        if count > 1 and self.gso:
-            try:
-                self.sock.sendmsg(pieces, [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))], 0,
-                                  (peer.ip, peer.port))
-                self.counters.gso_sends += 1
-                self.counters.udp_tx += count
-                return
-            except OSError as exc:
-                self.gso_failed(exc)
-        for i in range(0, len(pieces), 2):
-            self.send_one(pieces[i:i + 2], peer)
+        """Send the segments of a TCP super-packet (pieces: header, payload, header...).
+        One UDP GSO sendmsg carries at most 64 KiB, and a 64 KiB super-packet's segments
+        with their headers are a little more, so they go in a few even sendmsg calls."""
+        calls = -(-count // min(GSO_MAX_SEGMENTS, max(1, GSO_MAX_BYTES // size)))
+        per = -(-count // calls)
+        for first in range(0, count, per):
+            chunk = pieces[2 * first:2 * (first + per)]
+            if len(chunk) > 2 and self.gso:
+                try:
+                    self.sock.sendmsg(chunk, [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))],
+                                      0, (peer.ip, peer.port))
+                    self.counters.gso_sends += 1
+                    self.counters.udp_tx += len(chunk) // 2
+                    continue
+                except OSError as exc:
+                    self.gso_failed(exc)
+            for i in range(0, len(chunk), 2):
+                self.send_one(chunk[i:i + 2], peer)
 
     def gso_failed(self, exc):
         if exc.errno in GSO_UNSUPPORTED:
@@ -373,9 +382,16 @@ class Daemon:
                 Counters.bump(counters.drops_in, "unknown_sender", count)
                 continue
             view = memoryview(data)
-            admit, coalesce = router.admit, self.coalescer.add
-            for start in range(0, len(data), segment):
-                packet = view[start:start + segment]
+            admit, coalesce, follow = router.admit, self.coalescer.add, self.coalescer.follow
+            start, size = 0, len(data)
+            while start < size:
+                if vnet:
+                    start = follow(view, start, size, segment)
+                    if start >= size:
+                        break
+                end = min(start + segment, size)
+                packet = view[start:end]
+                start = end
                 problem = admit(packet, peer)
                 if problem:
                     Counters.bump(counters.drops_in, problem)
