@@ -12,7 +12,8 @@ planner's.
 Per backend: TCP container to container (iperf3, one stream and four) and host to host
 through the overlay (one stream), each the median of rounds, each round paired with an
 underlay run right next to it, which the ratio is against, because load drifts (the host-gw
-and vxlan targets apply to host to host: the underlay run has no container hop). Then
+and vxlan targets apply to host to host: the underlay run has no container hop); vxlan is
+measured again with weft_peer_ingress off ("vxlan-open"), to show what the check costs. Then
 64-byte UDP datagrams, ping mean and p99, the machine's CPU seconds per GB moved by the
 single stream (everything: both stacks, iperf3, the daemons), and for udp the daemons' own
 CPU per GB and the peak RSS of all their processes on a host.
@@ -51,6 +52,7 @@ CONTAINERS = {1: PREFIX + "-CA", 2: PREFIX + "-CB"}
 TARGETS = {"host-gw": 0.95, "vxlan": 0.9}       # x underlay, TCP single stream host to host
 UDP_TARGET_BPS, UDP_TARGET_RSS_MB = 2.7e9, 40
 BASELINE_PORT = 5202                            # iperf3 on the underlay, for the paired runs
+OPEN = "-open"                                  # "vxlan-open": vxlan with weft_peer_ingress off
 
 
 def run_in(ns, *cmd, check=True):
@@ -109,14 +111,17 @@ class Weft:
         self.boxes = {n: Sandbox(HOSTS[n]) for n in (1, 2)}
         self.daemons = {}
 
-    def converge(self, backend):
+    def converge(self, name):
+        """`name`: a backend, or a backend + OPEN: the same with weft_peer_ingress off."""
+        backend = name[:-len(OPEN)] if name.endswith(OPEN) else name
         self.stop_daemons()
         for n, box in self.boxes.items():
             result = box.module("weft_host", {
                 "plan": plan(backend),
                 "host": {"name": "node%d" % n, "iface": "eth0", "public_ip": "10.9.0.%d" % n,
                          "underlay": "10.9.0.0/24", "mtu": 1500},
-                "settings": {"docker": False, "heal_interval": 0}})
+                "settings": {"docker": False, "heal_interval": 0,
+                             "peer_ingress": not name.endswith(OPEN)}})
             if result["failed"]:
                 raise RuntimeError("weft_host on host %d: %s" % (n, result.get("msg")))
         if backend == "udp":
@@ -295,6 +300,14 @@ def verdicts(results):
                      "(target >= %.2fx): %s; container to container %.3fx (that path also crosses "
                      "both containers' veths and bridges, which the underlay run does not)"
                      % (name, got, target, "met" if got >= target else "NOT met", hop))
+    if "vxlan" + OPEN in by:
+        open_, closed = by["vxlan" + OPEN], by["vxlan"]
+        lines.append("vxlan with weft_peer_ingress off: %.3fx underlay host to host, %.3fx container "
+                     "to container; the peer-only ingress check costs %.0f%% of vxlan's single stream"
+                     % (open_["host_tcp1_bps"] / open_["host_tcp1_underlay_bps"],
+                        open_["tcp1_bps"] / open_["tcp1_underlay_bps"],
+                        100 * (1 - (closed["host_tcp1_bps"] / closed["host_tcp1_underlay_bps"])
+                               / (open_["host_tcp1_bps"] / open_["host_tcp1_underlay_bps"]))))
     udp = by["udp"]
     lines.append("udp TCP single stream, container to container: %.2f Gbit/s (target >= %.1f Gbit/s): %s;"
                  " %.2fx vxlan, %.2fx underlay"
@@ -312,7 +325,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--backends", nargs="+", default=["host-gw", "vxlan", "udp"])
+    parser.add_argument("--backends", nargs="+",
+                        default=["host-gw", "vxlan", "vxlan" + OPEN, "udp"])
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = parser.parse_args()
     weft = None
@@ -332,7 +346,7 @@ def main():
         platform.processor() or platform.machine(), os.cpu_count(), platform.release(),
         platform.python_version())
     lines = table(results)
-    if {"host-gw", "vxlan", "udp"} <= {r["backend"] for r in results}:
+    if {"host-gw", "vxlan", "udp"} <= {r["backend"] for r in results}:  # the verdicts need all
         lines += [""] + verdicts(results)
     report = "Measured %s on %s.\n\n%s\n" % (time.strftime("%Y-%m-%d"), machine, "\n".join(lines))
     print(report)

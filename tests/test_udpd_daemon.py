@@ -17,6 +17,9 @@ import pytest
 
 from conftest import NETNS_PREFIX, sh
 from test_udpd_logic import DAEMON, ipv4
+from test_udpd_offload import tcp_packet
+
+from ansible.module_utils.weft.daemon.offload import segment_tcp
 
 NOBODY = 65534
 PYTHON = "/usr/bin/python3"
@@ -280,6 +283,40 @@ def test_a_tcp_stream_crosses_whole(pair, offload, weft):
         assert sa["gso_sends"] >= sa["tso_rx"], sa
     else:
         assert sa["tso_rx"] == 0 and sb["gro_tx"] == 0
+
+
+def test_a_run_spans_reads_from_one_peer_but_never_two(pair):
+    """Segments of one TCP flow that arrive in two GSO batches from the same peer are
+    written into the TUN device as one super-packet; a third batch continuing the same flow
+    from another peer's address is checked on its own and dropped as spoofed (the fast path
+    takes a run's later segments unchecked, so a run must not cross senders)."""
+    a, b = pair["A"], pair["B"]
+    config = b.config()
+    config["peers"].append({"subnet": "100.96.3.0/24", "ip": "10.9.0.3"})
+    b.write_config(config)
+    b.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: b.status()["peers"] == 2, what="reload")
+    sh("ip", "addr", "add", "10.9.0.3/24", "dev", "eth0", netns=a.ns)
+    big = tcp_packet(bytes(range(200)) * 70, seq=1, flags=0x10, src="100.96.1.7",
+                     dst="100.96.2.0")                                   # 14000 bytes
+    pieces, size, count = segment_tcp(big, 1400, complete=True)
+    segments = [bytes(pieces[i]) + bytes(pieces[i + 1]) for i in range(0, len(pieces), 2)]
+    assert count == 10
+    before = b.status()
+    b.proc.send_signal(signal.SIGSTOP)  # all three batches wait in the socket for one read
+    try:
+        a.send("10.9.0.1", [("gso", size, b"".join(segments[0:4]))])
+        a.send("10.9.0.1", [("gso", size, b"".join(segments[4:8]))])
+        a.send("10.9.0.3", [("gso", size, b"".join(segments[8:10]))])
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: b.status()["udp_rx"] == before["udp_rx"] + 10, what="the batches")
+    after = b.status()
+    assert after["tun_tx"] - before["tun_tx"] == 8
+    assert after["gro_tx"] - before["gro_tx"] == 1, (before, after)     # one write of 8
+    assert after["drops_in"].get("spoofed_source", 0) \
+        - before["drops_in"].get("spoofed_source", 0) == 2
+    assert adds_up(after)
 
 
 # ---- the real receive path under junk -----------------------------------------------------

@@ -351,8 +351,18 @@ class Daemon:
 
     # ---- UDP -> TUN
     def pump_udp(self):
+        """Read what the socket holds (at most READ_BATCH reads). With offloads, a run of
+        TCP segments may span reads, so the sender cuts one 64 KiB super-packet into two GSO
+        sends and the receiver still writes it as one; a run never spans two senders,
+        because follow() trusts that its segments passed the checks of the run's sender."""
+        try:
+            self.receive_batches()
+        finally:
+            self.coalescer.flush()
+
+    def receive_batches(self):
         counters, router = self.counters, self.router
-        vnet = self.tun.vnet
+        vnet, run_peer = self.tun.vnet, None
         for _ in range(READ_BATCH):
             try:
                 data, ancillary, flags, sender = self.sock.recvmsg(RECV_BUFFER, 64)
@@ -381,6 +391,9 @@ class Daemon:
             if peer is None:
                 Counters.bump(counters.drops_in, "unknown_sender", count)
                 continue
+            if peer is not run_peer:
+                self.coalescer.flush()
+                run_peer = peer
             view = memoryview(data)
             admit, coalesce, follow = router.admit, self.coalescer.add, self.coalescer.follow
             start, size = 0, len(data)
@@ -401,8 +414,6 @@ class Daemon:
                     forwarded = bytearray(packet)
                     decrement_ttl(forwarded)
                     self.write_tun_buffers([forwarded], 1)
-            if vnet:
-                self.coalescer.flush()
 
     def write_tun(self, packet, icmp=False) -> bool:
         """Write one complete packet into the TUN device (an ICMP error we made is counted
