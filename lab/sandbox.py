@@ -44,6 +44,20 @@ exit 0
 """
 
 
+def minimal_result(proc):
+    """The result of one `ansible localhost -m ...` run with the minimal callback, which
+    prints "localhost | STATUS => {json}", then any diff (kept in stdout_text)."""
+    start = proc.stdout.rfind("localhost | ")
+    head, _, body = proc.stdout[start:].partition(" => ")
+    try:
+        result, _ = json.JSONDecoder().raw_decode(body)
+    except ValueError:
+        raise AssertionError("ansible printed no result:\n%s\n%s" % (proc.stdout, proc.stderr))
+    result.setdefault("failed", "FAILED" in head)
+    result["stdout_text"] = proc.stdout
+    return result
+
+
 class Sandbox:
     PREFIX = os.path.join(tempfile.gettempdir(), "weft-sandbox-")
 
@@ -137,15 +151,7 @@ class Sandbox:
                    "ANSIBLE_REMOTE_TEMP=/run/weft-sandbox/ansible-tmp"]
         proc = subprocess.run(self.argv(*env_cmd, *cmd), capture_output=True, text=True,
                               cwd=ROOT, timeout=300)
-        start = proc.stdout.rfind("localhost | ")
-        head, _, body = proc.stdout[start:].partition(" => ")
-        try:
-            result, _ = json.JSONDecoder().raw_decode(body)
-        except ValueError:
-            raise AssertionError("ansible printed no result:\n%s\n%s" % (proc.stdout, proc.stderr))
-        result.setdefault("failed", "FAILED" in head)
-        result["stdout_text"] = proc.stdout
-        return result
+        return minimal_result(proc)
 
     def remove(self):
         remove_sandbox(self.dir)

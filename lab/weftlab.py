@@ -181,8 +181,9 @@ def prepare_root(name):
     return root
 
 
-def prepare_network(name):
-    ns, veth = NETNS % name, VETH % name
+def prepare_network(name, ip=None):
+    """Namespace NETNS % name on the lab bridge, its eth0 at `ip` (default: the node's)."""
+    ns, veth, ip = NETNS % name, VETH % name, ip or node_ip(name)
     if not netns_exists(ns):
         run("ip", "netns", "add", ns)
     if not link_exists("eth0", ns):
@@ -191,8 +192,8 @@ def prepare_network(name):
         run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
     run("ip", "link", "set", veth, "master", BRIDGE, "up")
     run("ip", "-n", ns, "link", "set", "lo", "up")
-    if "%s/24" % node_ip(name) not in run("ip", "-n", ns, "addr", "show", "eth0").stdout:
-        run("ip", "-n", ns, "addr", "add", "%s/24" % node_ip(name), "dev", "eth0")
+    if "%s/24" % ip not in run("ip", "-n", ns, "addr", "show", "eth0").stdout:
+        run("ip", "-n", ns, "addr", "add", "%s/24" % ip, "dev", "eth0")
     run("ip", "-n", ns, "link", "set", "eth0", "up")
 
 
@@ -295,19 +296,8 @@ def known_nodes():
 def outsider():
     """A namespace on the lab bridge with an address no inventory names."""
     ensure_shared()
-    ns, veth = NETNS % OUTSIDER, VETH % OUTSIDER
-    if not netns_exists(ns):
-        run("ip", "netns", "add", ns)
-    if not link_exists("eth0", ns):
-        if link_exists(veth):
-            run("ip", "link", "del", veth)
-        run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-    run("ip", "link", "set", veth, "master", BRIDGE, "up")
-    run("ip", "-n", ns, "link", "set", "lo", "up")
-    if "%s/24" % OUTSIDER_IP not in run("ip", "-n", ns, "addr", "show", "eth0").stdout:
-        run("ip", "-n", ns, "addr", "add", "%s/24" % OUTSIDER_IP, "dev", "eth0")
-    run("ip", "-n", ns, "link", "set", "eth0", "up")
-    print(ns, OUTSIDER_IP)
+    prepare_network(OUTSIDER, OUTSIDER_IP)
+    print(NETNS % OUTSIDER, OUTSIDER_IP)
 
 
 def remove_outsider():

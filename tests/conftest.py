@@ -27,6 +27,9 @@ import ansible.module_utils  # noqa: E402
 if MODULE_UTILS not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(MODULE_UTILS)
 
+sys.path.insert(0, os.path.join(ROOT, "lab"))
+from sandbox import minimal_result  # noqa: E402
+
 
 def run_ansible_module(module, args, check=False, diff=False, python=None, netns=None):
     """Run one module through the real ansible CLI (AnsiballZ, argument spec, check/diff).
@@ -47,16 +50,7 @@ def run_ansible_module(module, args, check=False, diff=False, python=None, netns
                ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="minimal",
                ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    # The minimal callback prints "localhost | STATUS => {json}", then any diff.
-    start = proc.stdout.rfind("localhost | ")
-    head, _, body = proc.stdout[start:].partition(" => ")
-    try:
-        result, _ = json.JSONDecoder().raw_decode(body)
-    except ValueError:
-        raise AssertionError("ansible printed no result:\n%s\n%s" % (proc.stdout, proc.stderr))
-    result.setdefault("failed", "FAILED" in head)
-    result["stdout_text"] = proc.stdout
-    return result
+    return minimal_result(proc)
 
 
 @pytest.fixture
@@ -144,7 +138,6 @@ def run_in(netns, host_python):
 
 # ---- a real etcd on loopback, one per test process --------------------------------
 
-sys.path.insert(0, os.path.join(ROOT, "lab"))
 import etcdserver  # noqa: E402
 
 ETCD_DIR_PREFIX = "/tmp/weft-etcd-"

@@ -1,6 +1,8 @@
 """Every module documents itself, and fails clearly on a host without pyroute2."""
 
+import importlib
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -54,3 +56,35 @@ def test_facts_without_pyroute2_still_report_the_missing_packages(tmp_path):
     facts = result["ansible_facts"]
     assert "python3-pyroute2" in facts["weft_underlay"]["error"]
     assert facts["weft_missing_packages"] == ["weft-no-such"]
+
+
+def documented_mismatches(doc, spec, path):
+    """Where a module's DOCUMENTATION options and its core's ARGUMENT_SPEC differ (names,
+    type, default, required, choices, elements, suboptions), as ansible-test would say."""
+    doc, spec, found = doc or {}, spec or {}, []
+    for name in sorted(set(doc) | set(spec)):
+        where = "%s.%s" % (path, name)
+        if name not in doc or name not in spec:
+            found.append("%s: %s" % (where, "not documented" if name in spec else "not in the spec"))
+            continue
+        documented, real = doc[name], spec[name]
+        for key, fallback in (("type", "str"), ("default", None), ("required", False),
+                              ("choices", None), ("elements", None)):
+            if documented.get(key, fallback) != real.get(key, fallback):
+                found.append("%s: %s documented %r, spec %r" % (where, key, documented.get(key),
+                                                                real.get(key)))
+        found += documented_mismatches(documented.get("suboptions"), real.get("options"), where)
+    return found
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_documented_options_are_the_argument_spec(module):
+    ansible_doc = os.path.join(os.path.dirname(sys.executable), "ansible-doc")
+    proc = subprocess.run([ansible_doc, "-M", LIBRARY, "--json", module], cwd=ROOT,
+                          capture_output=True, text=True)
+    doc = yaml.safe_load(proc.stdout)[module]["doc"]
+    with open(os.path.join(LIBRARY, module + ".py")) as handle:
+        core = re.search(r"^from ansible\.module_utils\.weft\.(\w+) import (\w+) as core$",
+                         handle.read(), re.M)
+    spec = importlib.import_module("ansible.module_utils.weft.%s.%s" % core.groups()).ARGUMENT_SPEC
+    assert documented_mismatches(doc.get("options"), spec, module) == []

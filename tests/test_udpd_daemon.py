@@ -7,9 +7,7 @@ import os
 import random
 import shutil
 import signal
-import struct
 import subprocess
-import sys
 import tempfile
 import time
 

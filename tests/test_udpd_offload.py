@@ -5,7 +5,6 @@ one super-packet written with the checksum left to the kernel."""
 import ipaddress
 import struct
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from ansible.module_utils.weft.daemon import offload

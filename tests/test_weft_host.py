@@ -4,7 +4,6 @@ weft-restore rebuilds the host with, and uninstall."""
 
 import json
 import os
-import subprocess
 
 import pytest
 

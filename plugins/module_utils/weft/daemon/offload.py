@@ -21,9 +21,10 @@ receives as it is, so everything sent to it has every checksum complete.
 
 from __future__ import annotations
 
+import functools
 import struct
 
-from .packets import ones_sum
+from .packets import fold, ones_sum
 
 TUNSETOFFLOAD = 0x400454D0
 TUN_F_CSUM, TUN_F_TSO4 = 0x01, 0x02
@@ -39,12 +40,7 @@ MAX_PACKET = 65535
 CSUM_OFFSET = {TCP: 16, UDP: 6}
 
 
-def fold(total):
-    total = (total & 0xFFFF) + (total >> 16)
-    return (total & 0xFFFF) + (total >> 16)
-
-
-def pseudo_header_sum(packet, ihl, proto, length):
+def pseudo_header_sum(packet, proto, length):
     """The one's complement sum of the IPv4 pseudo header (not complemented)."""
     return fold(ones_sum(packet[12:20]) + proto + length)
 
@@ -112,16 +108,14 @@ def segment_tcp(packet, mss, complete):
     return pieces, hlen + mss, count
 
 
-def run_head(hlen, cache={}):
+@functools.lru_cache(maxsize=None)
+def run_head(hlen):
     """A struct reading a TCP/IPv4 header (no IP options) of `hlen` bytes as the fields that
     differ between the segments of one run (IP total length, TCP sequence and flags) and
     those that must not (everything else but the IP ID and both checksums): (version, IHL
     and TOS; length; DF, fragment, TTL and protocol; addresses and ports; sequence; ACK
     and data offset; flags; window; urgent pointer and options)."""
-    head = cache.get(hlen)
-    if head is None:
-        head = cache[hlen] = struct.Struct("!2sH2x4s2x12sI5sB2s2x%ds" % (hlen - 38))
-    return head
+    return struct.Struct("!2sH2x4s2x12sI5sB2s2x%ds" % (hlen - 38))
 
 
 ACK = 0x10
@@ -222,7 +216,7 @@ class Coalescer:
         header[10], header[11] = check >> 8, check & 0xFF
         if self.psh:
             header[33] |= PSH
-        partial = pseudo_header_sum(header, 20, TCP, length - 20)
+        partial = pseudo_header_sum(header, TCP, length - 20)
         header[36], header[37] = partial >> 8, partial & 0xFF
         vnet = VNET_HDR.pack(NEEDS_CSUM, GSO_TCPV4 if len(segments) > 1 else GSO_NONE,
                              hlen, self.mss, 20, 16)
@@ -242,7 +236,7 @@ class Coalescer:
         fragment = (packet[6] & 0x3F) or packet[7]    # MF set or an offset: not whole
         if offset is not None and not fragment and len(packet) >= ihl + offset + 2 \
                 and not (proto == UDP and packet[ihl + 6:ihl + 8] == b"\0\0"):
-            partial = pseudo_header_sum(packet, ihl, proto, len(packet) - ihl)
+            partial = pseudo_header_sum(packet, proto, len(packet) - ihl)
             packet[ihl + offset], packet[ihl + offset + 1] = partial >> 8, partial & 0xFF
             vnet = VNET_HDR.pack(NEEDS_CSUM, GSO_NONE, 0, 0, ihl, offset)
         else:

@@ -26,16 +26,19 @@ def checksum(data) -> int:
     return ~ones_sum(data) & 0xFFFF
 
 
+def fold(total) -> int:
+    """A sum of 16-bit words folded into 16 bits (end-around carry)."""
+    total = (total & 0xFFFF) + (total >> 16)
+    return (total & 0xFFFF) + (total >> 16)
+
+
 def decrement_ttl(packet: bytearray) -> None:
     """TTL - 1 with RFC 1624's incremental update of the header checksum (eqn. 3)."""
     old_word = (packet[8] << 8) | packet[9]
     packet[8] -= 1
     new_word = (packet[8] << 8) | packet[9]
     hc = (packet[10] << 8) | packet[11]
-    total = (~hc & 0xFFFF) + (~old_word & 0xFFFF) + new_word
-    total = (total & 0xFFFF) + (total >> 16)
-    total = (total & 0xFFFF) + (total >> 16)
-    hc = ~total & 0xFFFF
+    hc = ~fold((~hc & 0xFFFF) + (~old_word & 0xFFFF) + new_word) & 0xFFFF
     packet[10], packet[11] = hc >> 8, hc & 0xFF
 
 

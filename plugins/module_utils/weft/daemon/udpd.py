@@ -35,11 +35,12 @@ that does not validate is refused with one line naming the key: at start the dae
 (status 2), on SIGHUP it keeps the config it has. Only SIGTERM and SIGINT end it.
 
 Speed (offload.py): the kernel hands the daemon a TCP stream in super-packets of up to
-64 KiB (TUN offloads), which go out as one datagram per segment in one sendmsg (UDP GSO);
-datagrams arrive coalesced (UDP GRO) and consecutive segments of a flow go into the TUN
-device as one super-packet. Other packets read in one wake-up go out as runs of equal-size
-datagrams with one sendmsg. A run the kernel refuses whole is sent again datagram by
-datagram, so each packet is sent or counted.
+64 KiB (TUN offloads), which go out as one datagram per segment in a few sendmsg calls of
+at most 64 KiB each (UDP GSO); datagrams arrive coalesced (UDP GRO), and consecutive
+segments of a flow, across the reads of one sender, go into the TUN device as one
+super-packet. Other packets read in one wake-up go out as runs of equal-size datagrams
+with one sendmsg. A batch the kernel refuses whole is sent again datagram by datagram, so
+each packet is sent or counted.
 """
 
 from __future__ import annotations
@@ -55,11 +56,10 @@ import struct
 import sys
 import time
 
-from .config import DEFAULT_STATUS_FILE, ConfigError, load_config
-from .offload import (GSO_TCPV4, IFF_VNET_HDR, NEEDS_CSUM, TUN_F_CSUM, TUN_F_TSO4,
+from .config import DEFAULT_STATUS_FILE, Config, ConfigError, load_config
+from .offload import (GSO_TCPV4, IFF_VNET_HDR, NEEDS_CSUM, PLAIN, TUN_F_CSUM, TUN_F_TSO4,
                       TUNSETOFFLOAD, VNET_HDR, VNET_LEN, Coalescer, finish_checksum,
                       segment_tcp)
-from .offload import PLAIN
 from .packets import Router, decrement_ttl
 
 TUNSETIFF = 0x400454CA
@@ -271,14 +271,16 @@ class Daemon:
             else:
                 packet = bytearray(data)
             stands_for = 1
-            if gso == GSO_TCPV4 and len(packet) > 40 and mss:
-                hlen = (packet[0] & 0x0F) * 4 + (packet[((packet[0] & 0x0F) * 4) + 12] >> 4) * 4
+            tso = gso == GSO_TCPV4 and mss and len(packet) > 40
+            if tso:
+                ihl = (packet[0] & 0x0F) * 4
+                hlen = ihl + (packet[ihl + 12] >> 4) * 4
                 stands_for = max(1, -(-(len(packet) - hlen) // mss))
             counters.tun_rx += stands_for
             verdict = router.from_tun(packet)
             if verdict[0] == "send":
                 peer = verdict[1]
-                if stands_for > 1 or gso == GSO_TCPV4:
+                if tso:
                     counters.tso_rx += 1
                     for run in runs:  # what came before goes first: TCP takes reordering as loss
                         self.send(*run)
@@ -304,18 +306,8 @@ class Daemon:
             self.send(peer, size, packets)
 
     def send(self, peer, size, packets):
-        """Send one run of whole packets; each ends up in udp_tx or in drops_out."""
-        if len(packets) > 1 and self.gso:
-            try:
-                self.sock.sendmsg(packets, [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))], 0,
-                                  (peer.ip, peer.port))
-                self.counters.gso_sends += 1
-                self.counters.udp_tx += len(packets)
-                return
-            except OSError as exc:
-                self.gso_failed(exc)
-        for packet in packets:
-            self.send_one([packet], peer)
+        """Send one run of whole packets of `size` bytes (the last may be shorter)."""
+        self.send_batch(peer, size, packets, 1)
 
     def send_segments(self, peer, pieces, size, count):
         """Send the segments of a TCP super-packet (pieces: header, payload, header...).
@@ -324,18 +316,24 @@ class Daemon:
         calls = -(-count // min(GSO_MAX_SEGMENTS, max(1, GSO_MAX_BYTES // size)))
         per = -(-count // calls)
         for first in range(0, count, per):
-            chunk = pieces[2 * first:2 * (first + per)]
-            if len(chunk) > 2 and self.gso:
-                try:
-                    self.sock.sendmsg(chunk, [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))],
-                                      0, (peer.ip, peer.port))
-                    self.counters.gso_sends += 1
-                    self.counters.udp_tx += len(chunk) // 2
-                    continue
-                except OSError as exc:
-                    self.gso_failed(exc)
-            for i in range(0, len(chunk), 2):
-                self.send_one(chunk[i:i + 2], peer)
+            self.send_batch(peer, size, pieces[2 * first:2 * (first + per)], 2)
+
+    def send_batch(self, peer, size, buffers, per):
+        """One UDP GSO sendmsg of datagrams of `size` bytes, each `per` of `buffers`; a
+        batch the kernel refuses whole goes again datagram by datagram, so each datagram
+        ends up in udp_tx or in drops_out."""
+        count = len(buffers) // per
+        if count > 1 and self.gso:
+            try:
+                self.sock.sendmsg(buffers, [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))], 0,
+                                  (peer.ip, peer.port))
+                self.counters.gso_sends += 1
+                self.counters.udp_tx += count
+                return
+            except OSError as exc:
+                self.gso_failed(exc)
+        for i in range(0, len(buffers), per):
+            self.send_one(buffers[i:i + per], peer)
 
     def gso_failed(self, exc):
         if exc.errno in GSO_UNSUPPORTED:
@@ -363,6 +361,7 @@ class Daemon:
     def receive_batches(self):
         counters, router = self.counters, self.router
         vnet, run_peer = self.tun.vnet, None
+        admit, coalesce, follow = router.admit, self.coalescer.add, self.coalescer.follow
         for _ in range(READ_BATCH):
             try:
                 data, ancillary, flags, sender = self.sock.recvmsg(RECV_BUFFER, 64)
@@ -395,7 +394,6 @@ class Daemon:
                 self.coalescer.flush()
                 run_peer = peer
             view = memoryview(data)
-            admit, coalesce, follow = router.admit, self.coalescer.add, self.coalescer.follow
             start, size = 0, len(data)
             while start < size:
                 if vnet:

@@ -174,15 +174,18 @@ def parse_ipv4_address(value, name) -> ipaddress.IPv4Address:
     return addr
 
 
+def _only_known(fields, known, name):
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise PlanError("%s: unknown field(s) %s; known: %s"
+                        % (name, ", ".join(unknown), ", ".join(sorted(known))))
+
+
 def parse_network_config(raw, name="weft_network") -> NetworkConfig:
     """Validate a Flannel network config (as in net-conf.json) and fill defaults."""
     if not isinstance(raw, dict):
         raise PlanError("%s: must be a mapping with at least Network" % name)
-    known = {"Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise PlanError("%s: unknown field(s) %s; known: %s"
-                        % (name, ", ".join(unknown), ", ".join(sorted(known))))
+    _only_known(raw, {"Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend"}, name)
     if "Network" not in raw:
         raise PlanError("%s.Network: is required (e.g. 100.96.0.0/16)" % name)
     network = parse_ipv4_network(raw["Network"], name + ".Network")
@@ -225,11 +228,7 @@ def parse_network_config(raw, name="weft_network") -> NetworkConfig:
     backend = raw.get("Backend") or {}
     if not isinstance(backend, dict):
         raise PlanError("%s.Backend: must be a mapping such as {Type: vxlan}" % name)
-    bknown = {"Type", "VNI", "Port", "DirectRouting", "MTU"}
-    unknown = sorted(set(backend) - bknown)
-    if unknown:
-        raise PlanError("%s.Backend: unknown field(s) %s; known: %s"
-                        % (name, ", ".join(unknown), ", ".join(sorted(bknown))))
+    _only_known(backend, {"Type", "VNI", "Port", "DirectRouting", "MTU"}, name + ".Backend")
     btype = backend.get("Type", "vxlan")
     if btype not in BACKENDS:
         raise PlanError("%s.Backend.Type: %r is not one of %s"
