@@ -40,10 +40,8 @@ sys.path.insert(0, os.path.join(ROOT, "lab"))
 import ansible.module_utils  # noqa: E402
 
 ansible.module_utils.__path__.append(os.path.join(ROOT, "plugins", "module_utils"))
-from ansible.module_utils.weft.backends import vtep_mac  # noqa: E402
-from ansible.module_utils.weft.host.model import encode_plan  # noqa: E402
-from ansible.module_utils.weft.host.units import UDPD  # noqa: E402
-from ansible.module_utils.weft.plan.subnets import parse_network_config  # noqa: E402
+from ansible.module_utils.weft.host.units import UDPD, UDPD_CONFIG  # noqa: E402
+from plans import numbered_plan  # noqa: E402
 from sandbox import Sandbox, sh  # noqa: E402
 
 PREFIX = "weft-b-%d" % os.getpid()
@@ -97,11 +95,7 @@ def sh_quiet(*cmd):
 
 
 def plan(backend):
-    config = parse_network_config({"Network": "100.96.0.0/16", "Backend": {"Type": backend}})
-    return encode_plan({"network": config.summary(), "foreign": {}, "hosts": {
-        "node%d" % n: ["100.96.%d.0/24" % n, "10.9.0.%d" % n,
-                       vtep_mac("100.96.%d.0/24" % n) if backend == "vxlan" else None]
-        for n in (1, 2)}})
+    return numbered_plan(backend, 2, encoded=True)
 
 
 class Weft:
@@ -130,7 +124,7 @@ class Weft:
                 self.daemons[n] = box.popen(
                     "setpriv", "--reuid=weft-udpd", "--regid=weft-udpd", "--clear-groups",
                     "--inh-caps=-all", "--bounding-set=-all", "/usr/bin/python3", UDPD,
-                    "run", "/etc/weft/udpd.json")
+                    "run", UDPD_CONFIG)
             time.sleep(1.5)
 
     def daemon_pids(self):

@@ -28,9 +28,8 @@ sys.path.insert(0, os.path.join(ROOT, "plugins", "module_utils"))
 import ansible.module_utils  # noqa: E402
 
 ansible.module_utils.__path__.append(os.path.join(ROOT, "plugins", "module_utils"))
-from ansible.module_utils.weft.backends import vtep_mac  # noqa: E402
-from ansible.module_utils.weft.host.model import encode_plan  # noqa: E402
-from ansible.module_utils.weft.plan.subnets import parse_network_config  # noqa: E402
+from ansible.module_utils.weft.lease import encode_plan  # noqa: E402
+from plans import sample_plan  # noqa: E402
 from sandbox import Sandbox, sh  # noqa: E402
 
 NETNS = "weft-hostbench-%d" % os.getpid()
@@ -39,15 +38,10 @@ IDENTITY = {"name": "h00000", "iface": "eth0", "public_ip": "10.9.0.1",
 
 
 def plan(peers):
-    config = parse_network_config({"Network": "100.64.0.0/10", "SubnetLen": 24,
-                                   "Backend": {"Type": "vxlan"}})
-    hosts = {}
-    for i in range(peers + 1):
-        subnet = "100.%d.%d.0/24" % (64 + (i + 1) // 256, (i + 1) % 256)
-        hosts["h%05d" % i] = [subnet, "10.9.%d.%d" % ((i + 1) // 250, (i + 1) % 250 + 1),
-                              vtep_mac(subnet)]
-    hosts["h00000"][1] = "10.9.0.1"
-    return encode_plan({"network": config.summary(), "hosts": hosts, "foreign": {}})
+    hosts = [("h%05d" % i, "10.9.%d.%d" % ((i + 1) // 250, (i + 1) % 250 + 1),
+              "100.%d.%d.0/24" % (64 + (i + 1) // 256, (i + 1) % 256)) for i in range(peers + 1)]
+    hosts[0] = ("h00000", "10.9.0.1", hosts[0][2])
+    return encode_plan(sample_plan("vxlan", hosts, network="100.64.0.0/10", SubnetLen=24))
 
 
 def timed(function):

@@ -183,7 +183,9 @@ def kernel_view(netns, dev="flannel.1"):
                                                          netns=netns).splitlines() if " dst " in line)
         view["neigh"] = sorted(line.strip() for line in
                                sh("ip", "neigh", "show", "dev", dev, netns=netns).splitlines())
-    view["nft"] = "table inet weft" in sh("nft", "list", "tables", netns=netns)
+    # weft's nftables table as it stands (without counter values), False when absent.
+    view["nft"] = "table inet weft" in sh("nft", "list", "tables", netns=netns) and \
+        sh("nft", "-s", "list", "table", "inet", "weft", netns=netns)
     view["chains"] = sorted(line for line in sh("iptables-save", netns=netns).splitlines()
                             if "WEFT" in line and not line.startswith(":"))
     return view

@@ -18,6 +18,9 @@ description:
     When it cannot be found, C(weft_underlay.error) says why, naming the option.
   - C(weft_missing_packages), which of O(packages) dpkg does not list as installed, so that
     a converged host costs no package-manager call.
+  - C(weft_backend_facts), with O(backend), the public lease data that backend has each host
+    report (born on the host, such as a public key); the planner puts it into the host's
+    lease. Anything secret it is derived from stays on the host.
 version_added: "0.3.0"
 author: weft contributors
 requirements:
@@ -37,6 +40,10 @@ options:
     type: list
     elements: str
     default: []
+  backend:
+    description: The network's backend (C(Backend.Type)), whose host facts to report; an
+      unknown one reports none (the planner refuses it by name).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -72,6 +79,12 @@ ansible_facts:
       elements: str
       returned: always
       sample: []
+    weft_backend_facts:
+      description: The public facts O(backend) reports for this host's lease ({} for the
+        built-in backends, which derive their lease data on the controller).
+      type: dict
+      returned: when O(backend) is a known backend and the underlay was found
+      sample: {}
 """
 
 from ansible.module_utils.weft.facts import gather as core

@@ -34,7 +34,9 @@ options:
     description:
       - The network config with Flannel's field names, as in Flannel's C(net-conf.json),
         C(Network) (required), C(SubnetLen), C(SubnetMin), C(SubnetMax) and C(Backend) with
-        C(Type) (V(vxlan), V(host-gw) or V(udp)), C(VNI), C(Port), C(DirectRouting), C(MTU).
+        C(Type) (V(vxlan), V(host-gw) or V(udp)) and that backend's own options (vxlan
+        C(VNI), C(Port), C(DirectRouting), C(MTU); udp C(Port), C(MTU); host-gw C(MTU));
+        an option the backend does not have is refused by name.
       - Flannel's rules apply. C(SubnetLen) defaults to 24 for networks of /22 or larger, else
         prefix + 2, and must leave room for four subnets; C(SubnetMin) defaults to the second
         subnet and must not exceed C(SubnetMax).
@@ -62,6 +64,13 @@ options:
       underlay:
         description: The host's underlay network (CIDR); the overlay network must not overlap it.
         type: str
+      reported:
+        description:
+          - The lease data the network's backend has the host report (fact
+            C(weft_backend_facts) of M(weft_facts)), validated by the backend and put into
+            the host's lease, the store and every peer's plan.
+          - A host that reports nothing keeps what its lease recorded.
+        type: dict
   store:
     description: Where the leases live.
     type: str
@@ -116,10 +125,10 @@ EXAMPLES = r"""
 RETURN = r"""
 plan:
   description:
-    - The plan as every host receives it (the network and each host's subnet, public IP and
-      VTEP MAC), compressed JSON in one string; pass it to M(weft_host) unchanged. The
-      same value for every host, made once (its size grows with the hosts, its cost per
-      host does not).
+    - The plan as every host receives it (the network and each host's lease record, with its
+      subnets, public IPs and the backend's data), compressed JSON in one string; pass it to
+      M(weft_host) unchanged. The same value for every host, made once (its size grows with
+      the hosts, its cost per host does not).
   returned: always
   type: str
 leases:
@@ -140,9 +149,10 @@ nodes:
     node1:
       subnet: 100.96.1.0/24
       public_ip: 10.168.0.2
+      backend_type: vxlan
+      backend_data: {vni: 1, vtep_mac: "0e:77:64:60:01:00"}
       bridge_address: 100.96.1.1/24
       vtep_address: 100.96.1.0
-      vtep_mac: "0e:77:64:60:01:00"
 foreign:
   description:
     - Leases in etcd that weft did not write (Flannel hosts) in this network and with its

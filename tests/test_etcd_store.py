@@ -70,7 +70,7 @@ def test_leases_are_written_in_flannels_exact_format(etcd, ansible_module):
     assert keys["/coreos.com/network/weft/hosts/node1"] == ("100.96.1.0/24", 0)
     config = json.loads(keys["/coreos.com/network/config"][0])
     assert parse_network_config(config) == parse_network_config(NETWORK)
-    assert result["nodes"]["node2"]["vtep_mac"] == "0e:77:64:60:02:00"
+    assert result["nodes"]["node2"]["backend_data"]["vtep_mac"] == "0e:77:64:60:02:00"
 
     before = revision(etcd)
     again = ansible_module("weft_plan", plan_args(etcd, ["node1", "node2"]))
@@ -97,7 +97,7 @@ def test_flannel_leases_are_respected_and_become_peers(etcd, ansible_module):
     assert {n: v["subnet"] for n, v in result["nodes"].items()} == \
         {"node1": "100.96.2.0/24", "node2": "100.96.3.0/24"}
     peer = result["foreign"]["100.96.1.0-24"]
-    assert (peer["public_ip"], peer["vtep_mac"], peer["vtep_address"]) == \
+    assert (peer["public_ip"], peer["backend_data"]["vtep_mac"], peer["vtep_address"]) == \
         ("10.168.0.50", "c6:d2:32:6f:8f:44", "100.96.1.0")
     assert result["capacity"]["used"] == 3
     value, lease = stored(etcd)["/coreos.com/network/subnets/100.96.1.0-24"]

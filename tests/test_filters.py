@@ -10,23 +10,24 @@ from weft import weft_plan_hosts, weft_plan_table  # noqa: E402
 
 NODES = {
     "a": {"subnet": "100.96.1.0/24", "public_ip": "10.0.0.1", "vtep_address": "100.96.1.0",
-          "vtep_mac": "0e:77:64:60:01:00"},
+          "backend_data": {"vni": 1, "vtep_mac": "0e:77:64:60:01:00"}},
     "b": {"subnet": "100.96.2.0/24", "public_ip": "10.0.0.2", "vtep_address": "100.96.2.0",
-          "vtep_mac": "0e:77:64:60:02:00"},
+          "backend_data": {"vni": 1, "vtep_mac": "0e:77:64:60:02:00"}},
     "c": {"subnet": "100.96.3.0/24", "public_ip": "10.1.0.3", "vtep_address": "100.96.3.0",
-          "vtep_mac": "0e:77:64:60:03:00"},
+          "backend_data": {"vni": 1, "vtep_mac": "0e:77:64:60:03:00"}},
 }
 
 
 def test_plan_hosts_prefer_detected_underlay_over_variables():
     hostvars = {"a": {"weft_underlay": {"public_ip": "10.0.0.1", "network": "10.0.0.0/24"},
-                      "weft_public_ip": "192.0.2.99"},
+                      "weft_public_ip": "192.0.2.99", "weft_backend_facts": {"key": "pub-a"}},
                 "b": {"weft_public_ip": "10.0.0.2", "weft_subnet": "100.96.9.0/24"},
-                "c": {}}
-    assert weft_plan_hosts(["a", "b", "c"], hostvars) == [
-        {"name": "a", "public_ip": "10.0.0.1", "underlay": "10.0.0.0/24"},
+                "c": {}, "d": {"weft_underlay": {"public_ip": "10.0.0.4"}, "weft_backend_facts": {}}}
+    assert weft_plan_hosts(["a", "b", "c", "d"], hostvars) == [
+        {"name": "a", "public_ip": "10.0.0.1", "underlay": "10.0.0.0/24",
+         "reported": {"key": "pub-a"}},
         {"name": "b", "public_ip": "10.0.0.2", "subnet": "100.96.9.0/24"},
-        {"name": "c"}]
+        {"name": "c"}, {"name": "d", "public_ip": "10.0.0.4", "underlay": None}]
 
 
 def test_plan_table():
@@ -37,8 +38,8 @@ def test_plan_table():
                             "range": "100.96.1.0/24 to 100.96.255.0/24"}}
     lines = weft_plan_table(planned)
     rows = [re.split(r"\s{2,}", line) for line in lines[:3]]
-    assert rows == [["HOST", "SUBNET", "PUBLIC IP", "VTEP MAC"],
-                    ["a", "100.96.1.0/24", "10.0.0.1", "0e:77:64:60:01:00"],
+    assert rows == [["HOST", "SUBNET", "PUBLIC IP", "LEASE DATA"],
+                    ["a", "100.96.1.0/24", "10.0.0.1", "vni=1 vtep_mac=0e:77:64:60:01:00"],
                     ["gone (removed, lease kept)", "100.96.5.0/24", "10.0.0.5", "-"]]
     assert len({line.index("100.96") for line in lines[1:3]}) == 1  # columns line up
     assert lines[3:] == [

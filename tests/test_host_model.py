@@ -5,22 +5,20 @@ import json
 
 import pytest
 
-from ansible.module_utils.weft.backends import BACKENDS, vtep_mac
+from ansible.module_utils.weft.backends import BACKENDS
 from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.host import model, units
 from ansible.module_utils.weft.host.apply import SETTINGS_SPEC
-from ansible.module_utils.weft.plan.subnets import parse_network_config
+from plans import sample_plan
 
 SETTINGS = {key: spec["default"] for key, spec in SETTINGS_SPEC.items()}
 ME = {"name": "a", "iface": "eth0", "public_ip": "10.0.0.1", "underlay": "10.0.0.0/24", "mtu": 1500}
 
 
-def plan(backend="vxlan", foreign=None, **backend_fields):
-    config = parse_network_config({"Network": "100.96.0.0/16",
-                                   "Backend": dict(Type=backend, **backend_fields)})
-    hosts = {name: ["100.96.%d.0/24" % i, ip, vtep_mac("100.96.%d.0/24" % i) if backend == "vxlan" else None]
-             for i, (name, ip) in enumerate([("a", "10.0.0.1"), ("b", "10.0.0.2"), ("c", "10.1.0.3")], 1)}
-    return {"network": config.summary(), "hosts": hosts, "foreign": foreign or {}}
+def plan(backend="vxlan", foreign=(), **backend_fields):
+    hosts = [(name, ip, "100.96.%d.0/24" % i)
+             for i, (name, ip) in enumerate([("a", "10.0.0.1"), ("b", "10.0.0.2"), ("c", "10.1.0.3")], 1)]
+    return sample_plan(backend, hosts, foreign, **backend_fields)
 
 
 def derive(backend="vxlan", settings=None, **kwargs):
@@ -89,7 +87,7 @@ def test_udp_device_daemon_user_and_unit():
 
 
 def test_flannel_hosts_of_the_network_are_peers_too():
-    flannel = {"100.96.200.0-24": ["100.96.200.0/24", "10.0.0.250", "5a:d4:10:00:00:fa"]}
+    flannel = [("100.96.200.0/24", "10.0.0.250", {"VNI": 1, "VtepMAC": "5a:d4:10:00:00:fa"})]
     state = derive("vxlan", foreign=flannel)
     assert {"mac": "5a:d4:10:00:00:fa", "dst": "10.0.0.250"} in steps(state, "fdb")[0]["entries"]
     assert {"ip": "10.0.0.250", "subnet": "100.96.200.0/24"} in steps(state, "ingress")[0]["peers"]
@@ -118,7 +116,8 @@ def test_known_holds_every_backend_so_a_switch_removes_the_old_one():
 def test_the_plan_travels_as_one_string_and_comes_back_whole():
     original = plan("vxlan")
     assert model.decode_plan(model.encode_plan(original)) == original
-    for blob in ("", "bm90IGEgcGxhbg==", model.encode_plan({"network": 1})):
+    for blob in ("", "bm90IGEgcGxhbg==", model.encode_plan({"network": 1}),
+                 model.encode_plan({"version": 3, "network": {}, "hosts": []})):
         with pytest.raises(WeftError, match="plan: not a plan made by weft_plan"):
             model.decode_plan(blob)
 
@@ -128,7 +127,45 @@ def test_a_host_missing_from_the_plan_is_named():
         model.derive(plan(), dict(ME, name="z"), SETTINGS)
 
 
-def test_every_backend_is_one_unit():
-    assert sorted(BACKENDS) == ["host-gw", "udp", "vxlan"]
-    assert {name: (b.overhead, b.default_port) for name, b in BACKENDS.items()} == \
-        {"vxlan": (50, 8472), "udp": (28, 8285), "host-gw": (0, None)}
+FLANNEL_LEASES = {  # what flanneld v0.28 writes for a lease of 100.96.1.0/24 on 10.0.0.1
+    "vxlan": '{"PublicIP":"10.0.0.1","PublicIPv6":null,"BackendType":"vxlan",'
+             '"BackendData":{"VNI":1,"VtepMAC":"0e:77:64:60:01:00"}}',
+    "host-gw": '{"PublicIP":"10.0.0.1","PublicIPv6":null,"BackendType":"host-gw"}',
+    "udp": '{"PublicIP":"10.0.0.1","PublicIPv6":null}',
+}
+FLANNEL_CONFIGS = {  # net-conf.json with every default written out, as weft puts it in etcd
+    "vxlan": {"Type": "vxlan", "VNI": 1, "Port": 8472, "DirectRouting": False},
+    "host-gw": {"Type": "host-gw"},
+    "udp": {"Type": "udp", "Port": 8285},
+}
+
+
+@pytest.mark.parametrize("backend", sorted(FLANNEL_LEASES))
+def test_every_backend_is_one_unit_from_net_conf_to_lease_to_host(backend):
+    """A backend's options, lease JSON and MTU come from its class, and each goes through
+    Flannel's format and back unchanged."""
+    import ipaddress
+    from ansible.module_utils.weft.plan.etcdstore import flannel_value, lease_from_flannel
+    from ansible.module_utils.weft.plan.subnets import parse_network_config
+    config = parse_network_config({"Network": "100.96.0.0/16", "Backend": {"Type": backend}})
+    assert config.as_flannel()["Backend"] == FLANNEL_CONFIGS[backend]
+    assert parse_network_config(config.as_flannel()) == config
+    lease = config.lease(ipaddress.ip_network("100.96.1.0/24"), ipaddress.ip_address("10.0.0.1"))
+    assert flannel_value(lease) == FLANNEL_LEASES[backend]
+    assert lease_from_flannel(lease.subnet, None, json.loads(FLANNEL_LEASES[backend]), "k") == lease
+    state = derive(backend)
+    mtu = [s["mtu"] for s in steps(state, "docker")]
+    assert mtu == [1500 - BACKENDS[backend].overhead] == [{"vxlan": 1450, "udp": 1472, "host-gw": 1500}[backend]]
+
+
+def test_a_record_of_the_positional_plan_derives_the_same_state():
+    """/etc/weft/host.json written by weft before the lease record (plan version 2)."""
+    old = {"network": plan("vxlan")["network"], "foreign": {
+        "100.96.200.0-24": ["100.96.200.0/24", "10.0.0.250", "5a:d4:10:00:00:fa"]},
+        "hosts": {"a": ["100.96.1.0/24", "10.0.0.1", "0e:77:64:60:01:00"],
+                  "b": ["100.96.2.0/24", "10.0.0.2", "0e:77:64:60:02:00"],
+                  "c": ["100.96.3.0/24", "10.1.0.3", "0e:77:64:60:03:00"]}}
+    flannel = [("100.96.200.0/24", "10.0.0.250", {"VNI": 1, "VtepMAC": "5a:d4:10:00:00:fa"})]
+    upgraded = model.decode_plan(model.encode_plan(old))
+    assert model.derive(upgraded, ME, SETTINGS).steps == \
+        model.derive(plan("vxlan", foreign=flannel), ME, SETTINGS).steps

@@ -2,19 +2,26 @@
 
 hostA (10.9.0.1) and hostB (10.9.0.2) are namespaces on one veth. Each has a "container"
 namespace behind it (100.96.1.2 and 100.96.2.2, gateway .1 on the host side). Device,
-neighbours, FDB entries and routes on both hosts come from weft's modules alone.
+neighbours, FDB entries and routes on both hosts are what the vxlan backend derives from
+the planner's plan, each step run through its own module (weft_vxlan, weft_neighbours, ...).
 """
 
 import os
 
 import pytest
 
+from ansible.module_utils.weft.host import model
+from ansible.module_utils.weft.host.apply import SETTINGS_SPEC
 from conftest import NETNS_PREFIX, run_ansible_module, sh
+from plans import sample_plan
 
 HOSTS = {
-    "A": dict(public="10.9.0.1", subnet=1, mac="0e:77:64:60:01:00"),
-    "B": dict(public="10.9.0.2", subnet=2, mac="0e:77:64:60:02:00"),
+    "A": dict(public="10.9.0.1", subnet=1),
+    "B": dict(public="10.9.0.2", subnet=2),
 }
+PLAN = sample_plan("vxlan", [(h, spec["public"], "100.96.%d.0/24" % spec["subnet"])
+                             for h, spec in HOSTS.items()])
+KERNEL_STEPS = ("vxlan", "neighbours", "fdb", "routes")
 
 
 @pytest.fixture
@@ -46,24 +53,16 @@ def two_hosts():
             sh("ip", "netns", "del", ns, check=False)
 
 
-def converge_host(ns, me, peer, python):
-    """What weft's vxlan role does on one host, module by module (Flannel's order)."""
-    results = [
-        run_ansible_module("weft_vxlan", dict(
-            name="flannel.1", vni=1, local=me["public"], dev="eth0", mac=me["mac"], mtu=1450,
-            address="100.96.%d.0/32" % me["subnet"]), python=python, netns=ns),
-        run_ansible_module("weft_neighbours", dict(
-            dev="flannel.1", purge=True,
-            neighbours=[{"ip": "100.96.%d.0" % peer["subnet"], "mac": peer["mac"]}]),
-            python=python, netns=ns),
-        run_ansible_module("weft_fdb", dict(
-            dev="flannel.1", purge=True, entries=[{"mac": peer["mac"], "dst": peer["public"]}]),
-            python=python, netns=ns),
-        run_ansible_module("weft_routes", dict(
-            dev="flannel.1", purge=True,
-            routes=[{"dst": "100.96.%d.0/24" % peer["subnet"], "via": "100.96.%d.0" % peer["subnet"],
-                     "onlink": True}]), python=python, netns=ns),
-    ]
+def converge_host(ns, me, python):
+    """What weft_host does on one host for the overlay's kernel state: the vxlan backend's
+    steps, derived from the plan, each through the real module of its core."""
+    identity = dict(name=me, iface="eth0", public_ip=HOSTS[me]["public"],
+                    underlay="10.9.0.0/24", mtu=1500)
+    settings = {key: spec["default"] for key, spec in SETTINGS_SPEC.items()}
+    derived = [s for s in model.derive(PLAN, identity, settings).steps if s["core"] in KERNEL_STEPS]
+    assert [s["core"] for s in derived] == list(KERNEL_STEPS)
+    results = [run_ansible_module("weft_" + s["core"], s["params"], python=python, netns=ns)
+               for s in derived]
     for result in results:
         assert not result["failed"], result
     return [r["changed"] for r in results]
@@ -71,8 +70,8 @@ def converge_host(ns, me, peer, python):
 
 def test_containers_ping_across_vxlan_built_by_the_modules(two_hosts, host_python):
     names, containers = two_hosts
-    for me, peer in (("A", "B"), ("B", "A")):
-        assert converge_host(names[me], HOSTS[me], HOSTS[peer], host_python) == [True] * 4
+    for me in HOSTS:
+        assert converge_host(names[me], me, host_python) == [True] * 4
     out = sh("ping", "-c", "3", "-i", "0.2", "-W", "2", "100.96.2.2", netns=containers["A"])
     assert "3 received" in out
     out = sh("ping", "-c", "3", "-i", "0.2", "-W", "2", "100.96.1.2", netns=containers["B"])
@@ -82,5 +81,5 @@ def test_containers_ping_across_vxlan_built_by_the_modules(two_hosts, host_pytho
     tx_packets = int(stats.split("TX:")[1].split("\n")[1].split()[1])
     assert tx_packets >= 6
     # A second run finds nothing to do.
-    for me, peer in (("A", "B"), ("B", "A")):
-        assert converge_host(names[me], HOSTS[me], HOSTS[peer], host_python) == [False] * 4
+    for me in HOSTS:
+        assert converge_host(names[me], me, host_python) == [False] * 4

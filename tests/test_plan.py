@@ -29,9 +29,9 @@ def test_defaults_follow_flannel():
     c = cfg()
     assert (c.subnet_len, str(c.subnet_min), str(c.subnet_max)) == \
         (24, "100.96.1.0/24", "100.96.255.0/24")
-    assert (c.backend_type, c.vni, c.port, c.overhead) == ("vxlan", 1, 8472, 50)
+    assert (c.backend_type, c.option("vni"), c.option("port"), c.overhead) == ("vxlan", 1, 8472, 50)
     assert cfg(Network="10.0.0.0/24").subnet_len == 26
-    assert cfg(Backend={"Type": "udp"}).port == 8285
+    assert cfg(Backend={"Type": "udp"}).option("port") == 8285
     assert cfg(Backend={"Type": "host-gw"}).overhead == 0
 
 
@@ -54,6 +54,10 @@ def test_defaults_follow_flannel():
     ({"Backend": {"DirectRouting": "yes"}}, "weft_network.Backend.DirectRouting: 'yes' is not true or false"),
     ({"Backend": {"MTU": 100}}, "weft_network.Backend.MTU: 100 is out of range"),
     ({"Bogus": 1}, "weft_network: unknown field(s) Bogus"),
+    ({"Backend": {"Type": "host-gw", "VNI": 1}},
+     "weft_network.Backend: unknown field(s) VNI for backend host-gw; known: MTU, Type"),
+    ({"Backend": {"Type": "udp", "DirectRouting": True}},
+     "weft_network.Backend: unknown field(s) DirectRouting for backend udp; known: MTU, Port, Type"),
 ])
 def test_bad_network_config_is_named(fields, message):
     fields = dict(fields)

@@ -267,14 +267,42 @@ def test_random_input_never_raises(data, sender):
     assert r.from_udp(memoryview(data), sender)[0] in ("tun", "drop")
 
 
+UDP_DROPS = {"empty", "not_ipv4", "malformed", "bad_checksum", "spoofed_source", "not_for_us",
+             "ttl_exceeded", "unknown_sender"}
+
+
 @settings(max_examples=1000)
 @given(st.integers(0, 255), st.integers(0, 255), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF),
-       st.integers(0, 255), st.binary(max_size=60))
-def test_mutated_headers_never_raise(first, ttl, total, frag, proto, payload):
-    packet = ipv4("100.96.1.2", "100.96.2.5", payload=payload)
+       st.integers(0, 255), st.binary(max_size=60), st.booleans())
+def test_mutated_headers_get_the_verdict_the_rules_give(first, ttl, total, frag, proto, payload,
+                                                       fix_checksum):
+    packet = ipv4("100.96.2.5", "100.96.1.2", payload=payload)
     packet[0], packet[8], packet[9] = first, ttl, proto
     struct.pack_into("!HH", packet, 2, total, 0)
     struct.pack_into("!H", packet, 6, frag)
-    r = router()
-    r.from_tun(bytearray(packet))
-    r.from_udp(bytes(packet), "10.9.0.2")
+    struct.pack_into("!H", packet, 10, 0)
+    struct.pack_into("!H", packet, 10, packets.checksum(bytes(packet[:20])) if fix_checksum else 0x1234)
+    well_formed = first == 0x45 and 20 <= total <= len(packet)
+    header_ok = well_formed and packets.checksum(bytes(packet[:20])) == 0
+    # From a peer: delivered only when the header is whole, checksummed and alive, TTL down by one.
+    verdict = router().from_udp(bytes(packet), "10.9.0.2")
+    if verdict[0] == "tun":
+        out = verdict[1]
+        assert header_ok and ttl > 1 and out[8] == ttl - 1
+        assert packets.checksum(bytes(out[:20])) == 0 and bytes(out[12:20]) == bytes(packet[12:20])
+    else:
+        assert verdict[0] == "drop" and verdict[1] in UDP_DROPS
+        assert not (header_ok and ttl > 1), verdict  # a good packet from its peer is never dropped
+    # From a container (addresses swapped: to a peer's subnet): sent with TTL down by one,
+    # answered with a well-formed ICMP error, or dropped with a reason.
+    outbound = bytearray(packet)
+    outbound[12:16], outbound[16:20] = packet[16:20], packet[12:16]
+    verdict = router().from_tun(outbound)
+    if verdict[0] == "send":
+        assert verdict[1].ip == "10.9.0.2" and ttl > 1 and verdict[2][8] == ttl - 1
+    elif verdict[0] == "icmp":
+        reply = verdict[1]
+        assert reply[9] == 1 and packets.checksum(reply[:20]) == 0 and packets.checksum(reply[20:]) == 0
+        assert reply[16:20] == outbound[12:16] and verdict[2] in ("ttl_exceeded", "no_route")
+    else:
+        assert verdict[0] == "drop" and isinstance(verdict[1], str) and verdict[1]

@@ -7,10 +7,8 @@ import os
 
 import pytest
 
-from ansible.module_utils.weft.backends import vtep_mac
-from ansible.module_utils.weft.host.model import encode_plan
-from ansible.module_utils.weft.plan.subnets import parse_network_config
 from conftest import sh
+from plans import numbered_plan
 from sandbox import Sandbox, kernel_view
 
 IDENTITY = {"name": "node1", "iface": "u0", "public_ip": "10.9.0.1", "underlay": "10.9.0.0/24",
@@ -19,11 +17,7 @@ RESTORE = "/usr/local/lib/weft/weft-restore"
 
 
 def plan(backend="vxlan", hosts=3, **extra):
-    config = parse_network_config({"Network": "100.96.0.0/16", "Backend": dict(Type=backend, **extra)})
-    return encode_plan({"network": config.summary(), "foreign": {}, "hosts": {
-        "node%d" % i: ["100.96.%d.0/24" % i, "10.9.0.%d" % i,
-                       vtep_mac("100.96.%d.0/24" % i) if backend == "vxlan" else None]
-        for i in range(1, hosts + 1)}})
+    return numbered_plan(backend, hosts, encoded=True, **extra)
 
 
 def args(backend="vxlan", settings=None, **extra):

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 
 def weft_plan_hosts(names, hostvars):
-    """The planner's `hosts` argument from the inventory: name, public IP, pin, underlay.
+    """The planner's `hosts` argument from the inventory: name, public IP, pin, underlay,
+    and what the host reported for its lease.
 
-    A host that ran weft_facts in this play (fact weft_underlay) reports what it found;
-    any other host is described by its weft_public_ip/weft_subnet variables, and the
-    planner keeps what its lease recorded.
+    A host that ran weft_facts in this play (facts weft_underlay, weft_backend_facts)
+    reports what it found; any other host is described by its weft_public_ip/weft_subnet
+    variables, and the planner keeps what its lease recorded.
     """
     hosts = []
     for name in names:
@@ -25,19 +26,29 @@ def weft_plan_hosts(names, hostvars):
             entry["public_ip"] = str(hv["weft_public_ip"])
         if hv.get("weft_subnet"):
             entry["subnet"] = str(hv["weft_subnet"])
+        if found.get("public_ip") and hv.get("weft_backend_facts"):
+            entry["reported"] = dict(hv["weft_backend_facts"])
         hosts.append(entry)
     return hosts
 
 
+def lease_data(lease):
+    """A lease's backend data as one cell: key=value pairs, sorted."""
+    data = lease.get("backend_data") or {}
+    return " ".join("%s=%s" % (key, data[key]) for key in sorted(data)) or "-"
+
+
 def weft_plan_table(planned):
-    """The plan as aligned text lines: host, subnet, public IP, VTEP MAC; then capacity."""
-    rows = [("HOST", "SUBNET", "PUBLIC IP", "VTEP MAC")]
+    """The plan as aligned text lines: host, subnet, public IP, the backend's lease data;
+    then capacity."""
+    rows = [("HOST", "SUBNET", "PUBLIC IP", "LEASE DATA")]
     for name in sorted(planned["nodes"]):
         node = planned["nodes"][name]
-        rows.append((name, node["subnet"], node["public_ip"] or "-", node.get("vtep_mac") or "-"))
+        rows.append((name, node["subnet"], node["public_ip"] or "-", lease_data(node)))
     for name in planned.get("retained", []):
         lease = planned["leases"][name]
-        rows.append((name + " (removed, lease kept)", lease["subnet"], lease["public_ip"] or "-", "-"))
+        rows.append((name + " (removed, lease kept)", lease["subnet"], lease["public_ip"] or "-",
+                     lease_data(lease)))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     cap = planned["capacity"]

@@ -1,16 +1,21 @@
 # -*- coding: utf-8 -*-
 # Copyright: weft contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What each backend means, in one place: its device, its overhead, its port, what a
-lease of it records, and which entries every peer needs. The planner asks a backend for
-overhead, port and lease data; the host model asks it for this host's steps.
+"""What each backend means, in one place: its net-conf options, its overhead, what a lease
+of it records and how Flannel writes that, what each host reports for its lease, and which
+entries every peer needs. The planner asks a backend for options and lease data; the lease
+stores for Flannel's JSON; the host model for this host's steps.
 
-A new backend (wireguard, say) is one more class here and one line in BACKENDS.
+A new backend is one more class here and one line in BACKENDS (or `register()`): nothing
+else knows backend names.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
+
+from ansible.module_utils.weft.validate import whole_number
 
 # First two octets of every VTEP MAC: locally administered (0x02), unicast (0x01 clear).
 VTEP_MAC_PREFIX = (0x0E, 0x77)
@@ -18,19 +23,19 @@ MAX_VNI = 2 ** 24 - 1
 
 
 def vtep_mac(subnet) -> str:
-    """Deterministic VTEP MAC of a lease: unique per subnet, stable across re-creation."""
+    """Deterministic VTEP MAC of an IPv4 lease: unique per subnet, stable across re-creation."""
     octets = VTEP_MAC_PREFIX + tuple(ipaddress.IPv4Network(subnet).network_address.packed)
     return ":".join("%02x" % o for o in octets)
 
 
 def vtep_address(subnet) -> str:
     """The overlay device's own address: the subnet's network address."""
-    return str(ipaddress.IPv4Network(subnet).network_address)
+    return str(ipaddress.ip_network(subnet).network_address)
 
 
 def bridge_address(subnet) -> str:
     """The container bridge's address: the subnet's first host with the subnet's length."""
-    net = ipaddress.IPv4Network(subnet)
+    net = ipaddress.ip_network(subnet)
     return "%s/%d" % (net.network_address + 1, net.prefixlen)
 
 
@@ -39,16 +44,108 @@ def step(core, **params):
     return {"core": core, "params": params}
 
 
+# ---- net-conf options ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Option:
+    """One option of net-conf's Backend: Flannel's field name, weft's key in the plan, its
+    kind (int or bool), default and range. Options are written out in declaration order,
+    which is the order Flannel's config JSON has them."""
+    flannel: str
+    key: str
+    kind: type = int
+    default: object = None
+    low: int | None = None
+    high: int | None = None
+
+    def parse(self, raw: dict, where: str):
+        value = raw.get(self.flannel)
+        if value is None:
+            return self.default
+        name = "%s.%s" % (where, self.flannel)
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError("%s: %r is not true or false" % (name, value))
+            return value
+        return whole_number(value, name, self.low, self.high)
+
+
+def mtu_option(overhead):
+    """Flannel's Backend.MTU, the underlay MTU: room for a 576-byte packet inside it."""
+    return Option("MTU", "mtu", int, None, 576 + overhead, 65535)
+
+
+def port_option(default):
+    return Option("Port", "port", int, default, 1, 65535)
+
+
+# ---- the interface ----------------------------------------------------------------------
+
 class Backend:
-    """The interface every backend implements; `view` is a host.model.HostView."""
+    """The interface every backend implements; `view` is a host.model.HostView and
+    `options` the network's parsed Backend options (weft's keys, defaults filled in)."""
 
     name = ""
     overhead = 0            # bytes the encapsulation adds: overlay MTU = underlay MTU - this
-    default_port = None     # UDP port of the encapsulation, None without one
     encapsulated = False    # whether peers send encapsulated datagrams (peer-only ingress)
+    options = ()            # Option, in Flannel's order (Type is not one)
+    lease_fields = ()       # (weft key, Flannel key) of the lease's BackendData, in order
+    reported = ()           # weft keys of lease data that each host reports (weft_facts)
 
-    def lease_data(self, subnet, vni) -> dict:
-        """What a lease of this backend records besides subnet and public IP."""
+    @property
+    def lease_type(self) -> str:
+        """BackendType in Flannel's lease JSON."""
+        return self.name
+
+    # -- the network config (controller) --
+
+    def parse_options(self, raw: dict, where: str) -> dict:
+        """{key: value} of the Backend options in `raw` (Flannel's names); ValueError naming
+        the field for a bad value or one this backend does not have."""
+        known = {option.flannel for option in self.options} | {"Type"}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError("%s: unknown field(s) %s for backend %s; known: %s"
+                             % (where, ", ".join(unknown), self.name, ", ".join(sorted(known))))
+        return {option.key: option.parse(raw, where) for option in self.options}
+
+    def options_as_flannel(self, options: dict) -> dict:
+        """The options in Flannel's JSON (None left out), after Type."""
+        return {option.flannel: options[option.key] for option in self.options
+                if options.get(option.key) is not None}
+
+    # -- leases (controller) --
+
+    def check_reported(self, facts: dict, where: str) -> dict:
+        """The reported lease data of one host, validated: {key: value} of `reported`."""
+        missing = [key for key in self.reported if facts.get(key) in (None, "")]
+        if missing:
+            raise ValueError("%s: backend %s needs %s from the host (weft_facts reports it; "
+                             "run the play with the host in it)"
+                             % (where, self.name, ", ".join(missing)))
+        return {key: facts[key] for key in self.reported}
+
+    def lease_data(self, options: dict, subnet, reported: dict) -> dict:
+        """What a lease of this backend records besides subnets and public IPs (weft's keys);
+        `reported` holds the host's validated `reported` facts."""
+        return dict(reported)
+
+    def to_flannel(self, data: dict):
+        """BackendData as Flannel writes it; None when this backend writes none."""
+        if not self.lease_fields:
+            return None
+        return {flannel: data.get(key) for key, flannel in self.lease_fields}
+
+    def from_flannel(self, raw) -> dict:
+        """Lease data (weft's keys) from Flannel's BackendData."""
+        raw = raw if isinstance(raw, dict) else {}
+        return {key: raw.get(flannel) for key, flannel in self.lease_fields}
+
+    # -- the host --
+
+    def host_facts(self, ctx, underlay: dict) -> dict:
+        """Public facts this host reports for its lease (weft_facts, on the host). Anything
+        secret they are derived from stays on the host: only the return value travels."""
         return {}
 
     def devices(self, view) -> list:
@@ -88,6 +185,7 @@ class HostGw(Backend):
     """No encapsulation: a route per peer via its public IP; hosts share an L2 segment."""
 
     name = "host-gw"
+    options = (mtu_option(0),)
 
     def routes(self, view):
         return [direct_route(peer, view) for peer in view.peers]
@@ -99,15 +197,17 @@ class Vxlan(Backend):
 
     name = "vxlan"
     overhead = 50
-    default_port = 8472
     encapsulated = True
+    options = (Option("VNI", "vni", int, 1, 1, MAX_VNI), port_option(8472),
+               Option("DirectRouting", "direct_routing", bool, False), mtu_option(50))
+    lease_fields = (("vni", "VNI"), ("vtep_mac", "VtepMAC"))
 
     @staticmethod
     def device(network):
         return "flannel.%d" % network["vni"]
 
-    def lease_data(self, subnet, vni):
-        return {"vni": vni, "vtep_mac": vtep_mac(subnet)}
+    def lease_data(self, options, subnet, reported):
+        return {"vni": options["vni"], "vtep_mac": vtep_mac(subnet)}
 
     def devices(self, view):
         return [("vxlan", self.device(view.network))]
@@ -121,12 +221,13 @@ class Vxlan(Backend):
         return [
             step("vxlan", name=dev, vni=view.network["vni"], port=view.network["port"],
                  local=view.identity["public_ip"], dev=view.identity["iface"],
-                 mac=me.vtep_mac, mtu=view.overlay_mtu, address=vtep_address(me.subnet) + "/32",
-                 learning=False),
+                 mac=me.data["vtep_mac"], mtu=view.overlay_mtu,
+                 address=vtep_address(me.subnet) + "/32", learning=False),
             step("neighbours", dev=dev, purge=True,
-                 neighbours=[{"ip": vtep_address(p.subnet), "mac": p.vtep_mac} for p in peers]),
+                 neighbours=[{"ip": vtep_address(p.subnet), "mac": p.data["vtep_mac"]}
+                             for p in peers]),
             step("fdb", dev=dev, purge=True,
-                 entries=[{"mac": p.vtep_mac, "dst": p.public_ip} for p in peers]),
+                 entries=[{"mac": p.data["vtep_mac"], "dst": p.public_ip} for p in peers]),
         ]
 
     def routes(self, view):
@@ -145,11 +246,12 @@ class Udp(Backend):
 
     name = "udp"
     overhead = 28
-    default_port = 8285
     encapsulated = True
-    CONFIG = "/etc/weft/udpd.json"
-    UNIT = "/etc/systemd/system/weft-udpd.service"
-    WANTS = "/etc/systemd/system/multi-user.target.wants/weft-udpd.service"
+    options = (port_option(8285), mtu_option(28))
+
+    @property
+    def lease_type(self):
+        return ""  # Flannel's udp backend leaves BackendType empty
 
     def devices(self, view):
         return [("tun", view.settings["tun_device"])]
@@ -163,20 +265,21 @@ class Udp(Backend):
         return [{"dst": view.network["network"], "dev": view.settings["tun_device"]}]
 
     def daemon_config(self, view) -> dict:
+        from ansible.module_utils.weft.host import units
         return {"tun": view.settings["tun_device"], "listen": view.identity["public_ip"],
                 "port": view.network["port"], "network": view.network["network"],
                 "subnet": view.me.subnet,
                 # weft peers finish inner checksums themselves; Flannel hosts do not.
                 "peers": [{"subnet": p.subnet, "ip": p.public_ip, "port": view.network["port"],
                            "weft": p.weft} for p in view.peers],
-                "status_file": "/run/weft-udpd/status.json"}
+                "status_file": units.UDPD_STATUS}
 
     def files(self, view):
         import json
         from ansible.module_utils.weft.host import units
-        return {self.CONFIG: (json.dumps(self.daemon_config(view), indent=2, sort_keys=True) + "\n",
-                              "0644"),
-                self.UNIT: (units.udpd(view), "0644"),
+        return {units.UDPD_CONFIG: (json.dumps(self.daemon_config(view), indent=2,
+                                               sort_keys=True) + "\n", "0644"),
+                units.UDPD_UNIT: (units.udpd(view), "0644"),
                 units.UDPD: (units.udpd_launcher(), "0755")}
 
     def users(self, view):
@@ -189,9 +292,24 @@ class Udp(Backend):
 
     def services(self, view):
         from ansible.module_utils.weft.host import units
-        return [{"name": "weft-udpd", "unit": self.UNIT, "wants": self.WANTS,
-                 "restart_on": [self.UNIT, units.UDPD, units.MODULE_UTILS + "/weft/daemon"],
-                 "reload_on": [self.CONFIG]}]
+        return [{"name": "weft-udpd", "unit": units.UDPD_UNIT,
+                 "wants": units.WANTS + "/weft-udpd.service",
+                 "restart_on": [units.UDPD_UNIT, units.UDPD, units.MODULE_UTILS + "/weft/daemon"],
+                 "reload_on": [units.UDPD_CONFIG]}]
 
 
 BACKENDS = {backend.name: backend for backend in (Vxlan(), HostGw(), Udp())}
+
+
+def register(backend):
+    """Add a backend (an instance of a Backend subclass) to those every part of weft knows."""
+    BACKENDS[backend.name] = backend
+    return backend
+
+
+def by_lease_type(lease_type):
+    """The backend whose Flannel leases carry this BackendType (None: not one weft has)."""
+    for backend in BACKENDS.values():
+        if backend.lease_type == (lease_type or ""):
+            return backend
+    return None

@@ -72,3 +72,15 @@ def interface_name(value, option):
         raise ValueError("%s: %r is not a valid interface name (1-15 characters, no '/' "
                          "or spaces)" % (option, value))
     return value
+
+
+def whole_number(value, option, low=None, high=None):
+    """An int from an int or a string of digits (YAML and JSON give either), in range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        else:
+            raise ValueError("%s: %r is not a whole number" % (option, value))
+    if low is not None and value < low or high is not None and value > high:
+        raise ValueError("%s: %d is out of range %s..%s" % (option, value, low, high))
+    return value

@@ -3,13 +3,16 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Core of weft_facts: what planning needs to know about a host, as Ansible facts.
 
-weft_underlay (the interface and address peers send to) and weft_missing_packages (the
-distribution packages weft needs that the host lacks): two reads, one module call, since a
-call per host is most of what a run costs.
+weft_underlay (the interface and address peers send to), weft_missing_packages (the
+distribution packages weft needs that the host lacks) and weft_backend_facts (the public
+lease data the network's backend has each host report, backends.Backend.host_facts): one
+module call, since a call per host is most of what a run costs.
 """
 
 from __future__ import annotations
 
+from ansible.module_utils.weft.backends import BACKENDS
+from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.facts.packages import missing_packages
 from ansible.module_utils.weft.facts.underlay import find_underlay
 from ansible.module_utils.weft.net.netlink import IPRoute
@@ -18,6 +21,7 @@ ARGUMENT_SPEC = dict(
     iface=dict(type="str"),
     public_ip=dict(type="str"),
     packages=dict(type="list", elements="str", default=[]),
+    backend=dict(type="str"),
 )
 
 
@@ -31,4 +35,13 @@ def run(params, ctx):
         facts["weft_underlay"] = find_underlay(ctx.kernel, params["iface"], params["public_ip"])
     except ValueError as exc:
         facts["weft_underlay"] = dict(error=str(exc))
+        return dict(changed=False, ansible_facts=facts)
+    # An unknown backend reports nothing here: the planner names it in its own error.
+    backend = BACKENDS.get(params["backend"] or "")
+    if backend is not None:
+        facts["weft_backend_facts"] = {}
+        try:
+            facts["weft_backend_facts"] = backend.host_facts(ctx, facts["weft_underlay"])
+        except (OSError, ValueError) as exc:
+            raise WeftError("backend %s: %s" % (backend.name, exc)) from None
     return dict(changed=False, ansible_facts=facts)

@@ -11,23 +11,20 @@ with state=absent, removes everything weft put on the host.
 from __future__ import annotations
 
 import json
-import sys
 
-# Imported to be installed with the rest: weft-udpd and weft-restore run them on the host.
-from ansible.module_utils.weft.daemon import config, offload, packets, udpd  # noqa: F401
 from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.host import model, restore, units  # noqa: F401
+from ansible.module_utils.weft.host import bundle, model, units
 from ansible.module_utils.weft.host.converge import converge, uninstall
+from ansible.module_utils.weft.net.netlink import RTPROT_WEFT
 from ansible.module_utils.weft.validate import interface_name
 
-PACKAGE = "ansible.module_utils."
 SETTINGS_SPEC = dict(
     docker=dict(type="bool", default=True),
     docker_daemon_json=dict(type="path", default="/etc/docker/daemon.json"),
     forward_accept=dict(type="bool", default=True),
     ip_masq=dict(type="bool", default=True),
     peer_ingress=dict(type="bool", default=True),
-    route_protocol=dict(type="int", default=119),
+    route_protocol=dict(type="int", default=RTPROT_WEFT),
     subnet_env=dict(type="path", default="/run/flannel/subnet.env"),
     tun_device=dict(type="str", default="flannel0"),
     udpd_user=dict(type="str", default="weft-udpd"),
@@ -63,19 +60,6 @@ def check_settings(settings):
         raise WeftError("settings.heal_interval: %d is negative" % settings["heal_interval"])
 
 
-def runtime_sources() -> dict:
-    """path below units.MODULE_UTILS -> source, of weft's code this process runs (read from
-    the module's own payload): what weft-restore and weft-udpd run on this host."""
-    sources = {}
-    for name, module in sorted(sys.modules.items()):
-        if not name.startswith(PACKAGE + "weft") or module is None:
-            continue
-        relative = name[len(PACKAGE):].replace(".", "/")
-        path = relative + "/__init__.py" if hasattr(module, "__path__") else relative + ".py"
-        sources[path] = module.__loader__.get_source(name)
-    return sources
-
-
 def previous(settings):
     """What the record says this host held before (None without a record)."""
     try:
@@ -91,7 +75,7 @@ def run(params, ctx):
     check_settings(settings)
     old, record = previous(settings)
     if params["state"] == "absent":
-        leftovers = model.leftovers(settings, params["vni"])
+        leftovers = model.leftovers(settings, {"vni": params["vni"]})
         network = params["network"] or (record["plan"]["network"]["network"] if record else None)
         return uninstall(ctx, leftovers.merge(old) if old else leftovers, settings, network)
     plan = model.decode_plan(params["plan"])
@@ -100,6 +84,6 @@ def run(params, ctx):
     everything = model.known(plan, identity, settings)
     result = converge(ctx, state, everything.merge(old) if old else everything,
                       record=dict(plan=plan, identity=identity, settings=settings),
-                      sources=runtime_sources())
+                      sources=bundle.sources())
     result["backend"] = plan["network"]["backend_type"]
     return result

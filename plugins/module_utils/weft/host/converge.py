@@ -247,9 +247,8 @@ def uninstall(ctx, old, settings, network=None):
         for core, name in sorted(old.devices):
             run.step(core, dict(name=name, state="absent"))
         run.step("routes", dict(routes=[], purge=True, protocol=settings["route_protocol"]))
-        for table, chain, jump_from in (("filter", "WEFT-FWD", "FORWARD"),
-                                        ("nat", "WEFT-POSTRTG", "POSTROUTING")):
-            run.step("iptables", dict(table=table, chain=chain, jump_from=jump_from, state="absent"))
+        for chain in iptables.CHAINS:
+            run.step("iptables", dict(chain, state="absent"))
         run.step("ingress", dict(state="absent"))
         for path in sorted(old.links) + owned(sorted(old.files)):
             if ensure_absent(path, ctx.check_mode):
@@ -269,7 +268,7 @@ def uninstall(ctx, old, settings, network=None):
 
 
 def put_docker_back(run, settings, network):
-    params = dict(path=settings["docker_daemon_json"], original="/etc/weft/docker-original.json",
+    params = dict(path=settings["docker_daemon_json"], original=units.DOCKER_ORIGINAL,
                   state="absent", network=network)
     first = run.step("docker", params)
     if first.get("bridge_moving_to"):

@@ -5,64 +5,58 @@
 identity and the role's settings. weft_host derives it to converge, weft-restore to
 rebuild at boot and to repair drift: the same code, from the same record.
 
-The plan (what weft_plan hands every host, the same for all of them):
-    {"network": {"network": "100.96.0.0/16", "backend_type": "vxlan", "vni": 1,
-                 "port": 8472, "direct_routing": false, "mtu": null, ...},
-     "hosts": {"node1": ["100.96.1.0/24", "10.168.0.2", "0e:77:64:60:01:00"], ...},
-     "foreign": {"100.96.200.0-24": ["100.96.200.0/24", "10.168.0.250", "5a:..."]}}
-The identity (what weft_facts found): {"name", "iface", "public_ip", "underlay", "mtu"}.
+The plan is what weft_plan hands every host, the same for all of them (lease.py says its
+form: the network summary and every host's lease record by name). The identity is what
+weft_facts found: {"name", "iface", "public_ip", "underlay", "mtu"}.
 """
 
 from __future__ import annotations
 
-import base64
 import ipaddress
-import json
-import zlib
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
+from ansible.module_utils.weft import lease
 from ansible.module_utils.weft.backends import BACKENDS, bridge_address, step
 from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.host import units
+from ansible.module_utils.weft.net.iptables import FORWARD_CHAIN, MASQUERADE_CHAIN
 
 SYSCTL_FILE = "/etc/sysctl.d/60-weft.conf"
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
-DOCKER_ORIGINAL = "/etc/weft/docker-original.json"
 # Files of weft versions before the host model, removed when found.
 LEGACY_FILES = ["/etc/weft/state.json", units.RUNTIME + "/weft-restore.py",
                 units.RUNTIME + "/weft-udpd.py"]
-
-
-# ---- the plan on its way to the hosts ------------------------------------------------
-
-def encode_plan(plan: dict) -> str:
-    """The plan as every host receives it: compressed JSON in one string, so that the
-    controller hands the same small value to every host instead of templating a large
-    structure per host."""
-    text = json.dumps(plan, separators=(",", ":"), sort_keys=True)
-    return base64.b64encode(zlib.compress(text.encode(), 6)).decode()
+HEAL_UNIT = units.UNITS + "/weft-heal.service"
+encode_plan = lease.encode_plan
 
 
 def decode_plan(blob) -> dict:
     try:
-        plan = json.loads(zlib.decompress(base64.b64decode(blob)))
-    except (ValueError, TypeError, zlib.error):
-        raise WeftError("plan: not a plan made by weft_plan") from None
-    if not isinstance(plan, dict) or not isinstance(plan.get("network"), dict) \
-            or not isinstance(plan.get("hosts"), dict):
-        raise WeftError("plan: not a plan made by weft_plan")
-    return plan
+        return lease.decode_plan(blob)
+    except ValueError as exc:
+        raise WeftError(str(exc)) from None
 
 
 # ---- what derivation sees ------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Peer:
+    """A host of the network as this host sees it: its lease record's public part."""
     name: str
     subnet: str
     public_ip: str
-    vtep_mac: str
+    data: dict = field(default_factory=dict)    # the backend's lease data (weft's keys)
+    subnet6: str | None = None
+    public_ipv6: str | None = None
+    data6: dict | None = None
     weft: bool = True   # False: a Flannel host of the network (from etcd)
+
+    @classmethod
+    def of(cls, name, entry, weft=True):
+        return cls(name, entry["subnet"], entry.get("public_ip"), entry.get("backend_data") or {},
+                   entry.get("subnet6"), entry.get("public_ipv6"), entry.get("backend_v6_data"),
+                   weft)
 
 
 class HostView:
@@ -76,11 +70,12 @@ class HostView:
         self.backend = BACKENDS[self.network["backend_type"]]
         name = identity["name"]
         if name not in plan["hosts"]:
-            raise WeftError("host: %s has no lease in the plan (is it in weft_group?)" % name)
-        self.me = Peer(name, *plan["hosts"][name])
+            raise WeftError("host: %s has no lease in the plan (is it in the group weft_nodes?)" % name)
+        self.me = Peer.of(name, plan["hosts"][name])
         # Peers: the inventory's hosts and, with the etcd store, Flannel hosts of the network.
-        others = [Peer(n, *entry) for n, entry in plan["hosts"].items() if n != name]
-        others += [Peer(key, *entry, weft=False) for key, entry in (plan.get("foreign") or {}).items()]
+        others = [Peer.of(n, entry) for n, entry in plan["hosts"].items() if n != name]
+        others += [Peer.of(key, entry, weft=False)
+                   for key, entry in (plan.get("foreign") or {}).items()]
         self.peers = sorted((p for p in others if p.public_ip), key=lambda p: p.name)
         underlay_mtu = self.network.get("mtu") or identity["mtu"]
         self.overlay_mtu = int(underlay_mtu) - self.backend.overhead
@@ -141,11 +136,9 @@ def subnet_env(view):
 
 def chain_steps(view):
     network, settings = view.network["network"], view.settings
-    return [step("iptables", table="filter", chain="WEFT-FWD", jump_from="FORWARD",
-                 rules=forward_rules(network),
+    return [step("iptables", **FORWARD_CHAIN, rules=forward_rules(network),
                  state="present" if settings["forward_accept"] else "absent"),
-            step("iptables", table="nat", chain="WEFT-POSTRTG", jump_from="POSTROUTING",
-                 rules=masquerade_rules(network, view.me.subnet),
+            step("iptables", **MASQUERADE_CHAIN, rules=masquerade_rules(network, view.me.subnet),
                  state="present" if settings["ip_masq"] else "absent")]
 
 
@@ -157,21 +150,40 @@ def ingress_step(view):
                 peers=[{"ip": p.public_ip, "subnet": p.subnet} for p in view.peers])
 
 
-def derive(plan, identity, settings) -> HostState:
-    """The whole desired state of this host."""
+def derive(plan, identity, settings, with_steps=True) -> HostState:
+    """The whole desired state of this host (without the core calls: what it keeps)."""
     view = HostView(plan, identity, settings)
     backend = view.backend
     state = HostState(devices=set(backend.devices(view)), users=backend.users(view),
                       modes=backend.modes(view), services=backend.services(view))
-    state.steps = backend.steps(view)
-    state.steps.append(step("routes", routes=backend.routes(view), purge=True,
-                            protocol=settings["route_protocol"]))
-    state.steps += chain_steps(view)
-    state.steps.append(ingress_step(view))
+    if with_steps:
+        state.steps = steps(view, settings)
+    files(state, view, settings)
+    return state
+
+
+def steps(view, settings) -> list:
+    backend = view.backend
+    found = backend.steps(view)
+    found.append(step("routes", routes=backend.routes(view), purge=True,
+                      protocol=settings["route_protocol"]))
+    found += chain_steps(view)
+    found.append(ingress_step(view))
     if settings["docker"]:
-        state.steps.append(step("docker", path=settings["docker_daemon_json"],
-                                bip=bridge_address(view.me.subnet), mtu=view.overlay_mtu,
-                                ip_masq=False, original=DOCKER_ORIGINAL))
+        found.append(step("docker", path=settings["docker_daemon_json"],
+                          bip=bridge_address(view.me.subnet), mtu=view.overlay_mtu,
+                          ip_masq=False, original=units.DOCKER_ORIGINAL))
+    return found
+
+
+def heal_service():
+    return {"name": "weft-heal", "unit": HEAL_UNIT, "wants": units.WANTS + "/weft-heal.service",
+            "restart_on": [HEAL_UNIT, units.MODULE_UTILS], "reload_on": []}
+
+
+def files(state, view, settings):
+    """The files, links and services every host has, then the backend's."""
+    backend = view.backend
     state.files = {
         SYSCTL_FILE: ("# weft: hosts route container traffic between the overlay and "
                       "docker0\nnet.ipv4.ip_forward = 1\n", "0644"),
@@ -182,31 +194,31 @@ def derive(plan, identity, settings) -> HostState:
     }
     state.links = {units.WANTS + "/weft-restore.service": units.UNITS + "/weft-restore.service"}
     if settings["heal_interval"] > 0:
-        unit = units.UNITS + "/weft-heal.service"
-        state.files[unit] = (units.heal(settings["heal_interval"]), "0644")
-        state.services.append({"name": "weft-heal", "unit": unit,
-                               "wants": units.WANTS + "/weft-heal.service",
-                               "restart_on": [unit, units.MODULE_UTILS], "reload_on": []})
+        state.files[HEAL_UNIT] = (units.heal(settings["heal_interval"]), "0644")
+        state.services.append(heal_service())
     state.files.update(backend.files(view))
     for service in state.services:
         state.links[service["wants"]] = service["unit"]
-    return state
 
 
-def leftovers(settings, vni=1) -> HostState:
+def leftovers(settings, options=None) -> HostState:
     """What weft may have left on a host it has no record of (uninstall after the record
-    was lost): its devices by their default names, its files, units and users."""
-    udp = BACKENDS["udp"]
-    state = HostState(devices={("vxlan", "flannel.%d" % vni), ("tun", settings["tun_device"])},
-                      users=[{"name": settings["udpd_user"], "comment": ""}])
-    paths = [SYSCTL_FILE, settings["subnet_env"], units.RESTORE, udp.CONFIG, udp.UNIT,
-             units.UNITS + "/weft-restore.service", units.UNITS + "/weft-heal.service"] + LEGACY_FILES
+    was lost): every backend's devices by their default names (with `options`, e.g. the
+    network's VNI, over the defaults), users and services, and weft's files and units."""
+    state = HostState(services=[heal_service()])  # stopped first: it would put things back
+    for backend in BACKENDS.values():
+        network = {**{o.key: o.default for o in backend.options}, **(options or {})}
+        light = SimpleNamespace(network=network, settings=settings)
+        state = state.merge(HostState(devices=set(backend.devices(light)),
+                                      users=backend.users(light),
+                                      services=backend.services(light)))
+    paths = [SYSCTL_FILE, settings["subnet_env"], units.RESTORE,
+             units.UNITS + "/weft-restore.service"] + LEGACY_FILES
+    for service in state.services:
+        paths += [service["unit"]] + service["reload_on"]
+        state.links[service["wants"]] = service["unit"]
+    state.links[units.WANTS + "/weft-restore.service"] = units.UNITS + "/weft-restore.service"
     state.files = {path: ("", "0644") for path in paths}
-    for name in ("weft-restore", "weft-heal", "weft-udpd"):
-        state.links[units.WANTS + "/%s.service" % name] = units.UNITS + "/%s.service" % name
-    state.services = [{"name": name, "unit": units.UNITS + "/%s.service" % name,
-                       "wants": units.WANTS + "/%s.service" % name, "restart_on": [],
-                       "reload_on": []} for name in ("weft-heal", "weft-udpd")]
     return state
 
 
@@ -214,8 +226,10 @@ def known(plan, identity, settings) -> HostState:
     """Everything weft may have put on this host for this network, whichever backend and
     settings it had: what a converge removes when the new state no longer holds it."""
     everything = HostState()
-    for name in BACKENDS:
-        other = dict(plan, network=dict(plan["network"], backend_type=name))
-        everything = everything.merge(derive(other, identity, dict(settings, heal_interval=1)))
+    for name, backend in BACKENDS.items():
+        network = {**{o.key: o.default for o in backend.options}, **plan["network"],
+                   "backend_type": name}
+        everything = everything.merge(derive(dict(plan, network=network), identity,
+                                             dict(settings, heal_interval=1), with_steps=False))
     everything.files.update({path: ("", "0644") for path in LEGACY_FILES})
     return everything

@@ -38,6 +38,8 @@ from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.host import model, units
 from ansible.module_utils.weft.host.converge import converge
 from ansible.module_utils.weft.module import Context
+from ansible.module_utils.weft.net import iptables
+from ansible.module_utils.weft.net.netlink import RTPROT_WEFT
 
 # rtnetlink groups: links, neighbours (FDB entries too), IPv4 addresses and routes.
 RTMGRP = 0x1 | 0x4 | 0x10 | 0x40
@@ -46,8 +48,8 @@ IFLA_IFNAME = 3
 NETLINK_NETFILTER, NFNLGRP_NFTABLES, NFNL_SUBSYS_NFTABLES = 12, 7, 10
 NFT_MSG_NEWGEN = 15
 # iptables-nft keeps weft's chains, and the jumps into them, in these tables and chains.
-IPTABLES_TABLES = {"filter", "nat"}
-IPTABLES_CHAINS = {"WEFT-FWD", "WEFT-POSTRTG", "FORWARD", "POSTROUTING"}
+IPTABLES_TABLES = {chain["table"] for chain in iptables.CHAINS}
+IPTABLES_CHAINS = {name for chain in iptables.CHAINS for name in (chain["chain"], chain["jump_from"])}
 STATUS = "/run/weft/heal.json"   # the watch's counters, for people and tests
 SETTLE = 1.0        # after an event, wait for the burst to end
 MIN_GAP = 5.0       # at most one pass per this many seconds on events
@@ -136,7 +138,7 @@ class Watched:
     going, ARP on the underlay, Docker's own rules) wake no pass."""
 
     def __init__(self, record_path):
-        self.devices, self.protocol = set(), 119
+        self.devices, self.protocol = set(), RTPROT_WEFT
         try:
             with open(record_path) as handle:
                 record = json.load(handle)

@@ -5,13 +5,19 @@
 
 from __future__ import annotations
 
+from ansible.module_utils.weft.daemon.config import DEFAULT_STATUS_FILE
+
 RUNTIME = "/usr/local/lib/weft"                 # the code weft installs on every host
 MODULE_UTILS = RUNTIME + "/module_utils"        # ansible.module_utils.weft, importable from here
 RESTORE = RUNTIME + "/weft-restore"             # the command the restore and heal units run
 UDPD = RUNTIME + "/weft-udpd"                   # the udp daemon's command
 RECORD = "/etc/weft/host.json"                  # the plan, identity and settings last converged
+DOCKER_ORIGINAL = "/etc/weft/docker-original.json"  # daemon.json's keys before weft set them
+UDPD_CONFIG = "/etc/weft/udpd.json"             # the udp daemon's peers and socket
+UDPD_STATUS = DEFAULT_STATUS_FILE               # the udp daemon's counters
 UNITS = "/etc/systemd/system"
 WANTS = UNITS + "/multi-user.target.wants"
+UDPD_UNIT = UNITS + "/weft-udpd.service"
 HEADER = "# Written by weft (site.yml); a change here is put back by the next run.\n"
 
 
@@ -112,7 +118,7 @@ Before=docker.service
 StartLimitIntervalSec=0
 
 [Service]
-ExecStart=/usr/bin/python3 %(daemon)s run /etc/weft/udpd.json
+ExecStart=/usr/bin/python3 %(daemon)s run %(config)s
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=always
 RestartSec=1
@@ -155,4 +161,4 @@ SystemCallErrorNumber=EPERM
 [Install]
 WantedBy=multi-user.target
 """ % dict(user=view.settings["udpd_user"], tun=view.settings["tun_device"],
-           port=view.network["port"], daemon=UDPD, code=MODULE_UTILS)
+           port=view.network["port"], daemon=UDPD, code=MODULE_UTILS, config=UDPD_CONFIG)

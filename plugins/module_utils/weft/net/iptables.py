@@ -11,6 +11,10 @@ from ansible.module_utils.weft.errors import WeftError
 
 CHAIN_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,28}$")
 BUILT_IN = ("INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING")
+# weft's two chains (Flannel's FLANNEL-FWD and FLANNEL-POSTRTG), as this core takes them.
+FORWARD_CHAIN = dict(table="filter", chain="WEFT-FWD", jump_from="FORWARD")
+MASQUERADE_CHAIN = dict(table="nat", chain="WEFT-POSTRTG", jump_from="POSTROUTING")
+CHAINS = (FORWARD_CHAIN, MASQUERADE_CHAIN)
 
 ARGUMENT_SPEC = dict(
     table=dict(type="str", default="filter", choices=["filter", "nat", "mangle", "raw"]),

@@ -8,8 +8,8 @@ from __future__ import annotations
 import socket
 
 from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.net.netlink import (RTNH_F_ONLINK, ROUTE_TABLES, route_table,
-                                                   scope_name, scope_number)
+from ansible.module_utils.weft.net.netlink import (RTNH_F_ONLINK, ROUTE_TABLES, RTPROT_WEFT,
+                                                   route_table, scope_name, scope_number)
 from ansible.module_utils.weft.net.reconcile import reconcile
 from ansible.module_utils.weft.validate import int_range, ip_address, ip_network, same_family
 
@@ -116,7 +116,7 @@ ARGUMENT_SPEC = dict(
     )),
     dev=dict(type="str"),
     table=dict(type="str", default="main"),
-    protocol=dict(type="int", default=119),
+    protocol=dict(type="int", default=RTPROT_WEFT),
     purge=dict(type="bool", default=False),
 )
 

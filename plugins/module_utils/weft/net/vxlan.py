@@ -5,12 +5,12 @@
 
 from __future__ import annotations
 
+from ansible.module_utils.weft.backends import MAX_VNI
 from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.net.device import COMMON_ARGUMENT_SPEC, converge, desired_common
 from ansible.module_utils.weft.net.netlink import attr
 from ansible.module_utils.weft.validate import int_range, ip_address
 
-MAX_VNI = 2 ** 24 - 1
 
 
 def desired_identity(params, kernel):

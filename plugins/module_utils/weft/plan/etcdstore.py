@@ -27,10 +27,12 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from ansible.module_utils.weft.backends import BACKENDS, by_lease_type
+from ansible.module_utils.weft.lease import Lease
 from ansible.module_utils.weft.plan.etcd import Compare, EtcdError, delete, put
 from ansible.module_utils.weft.plan.leasefile import Outcome, render
-from ansible.module_utils.weft.plan.subnets import (Lease, PlanError, Reservation, leases_as_dict,
-                                            parse_ipv4_address, parse_network_config)
+from ansible.module_utils.weft.plan.subnets import (PlanError, Reservation, leases_as_dict,
+                                                    parse_ipv4_address, parse_network_config)
 
 DEFAULT_PREFIX = "/coreos.com/network"
 # Flannel's subnet key: IPv4 subnet, optionally '&' and the IPv6 subnet of a dual-stack lease.
@@ -41,19 +43,29 @@ ATTEMPTS = 20
 MAX_TXN_OPS = 120  # etcd's default --max-txn-ops is 128
 
 
-def subnet_key_name(subnet) -> str:
-    net = ipaddress.IPv4Network(subnet)
-    return "%s-%d" % (net.network_address, net.prefixlen)
+def subnet_key_name(lease) -> str:
+    """Flannel's key for a lease: its IPv4 subnet, and '&' with its IPv6 subnet if it has one."""
+    name = "%s-%d" % (lease.subnet.network_address, lease.subnet.prefixlen)
+    if lease.subnet6 is not None:
+        name += "&%s-%d" % (lease.subnet6.network_address, lease.subnet6.prefixlen)
+    return name
 
 
 def flannel_value(lease: Lease) -> str:
-    """A lease as Flannel's LeaseAttrs JSON, byte for byte what flanneld writes."""
-    attrs = {"PublicIP": str(lease.public_ip), "PublicIPv6": None}
-    if lease.backend_type != "udp":  # Flannel's udp backend leaves BackendType empty
-        attrs["BackendType"] = lease.backend_type
-    if lease.backend_type == "vxlan":
-        attrs["BackendData"] = {"VNI": lease.backend_data.get("vni"),
-                                "VtepMAC": lease.backend_data.get("vtep_mac")}
+    """A lease as Flannel's LeaseAttrs JSON, byte for byte what flanneld writes: the
+    backend says what its BackendData (and BackendV6Data) hold."""
+    backend = BACKENDS.get(lease.backend_type)
+    attrs = {"PublicIP": str(lease.public_ip),
+             "PublicIPv6": str(lease.public_ipv6) if lease.public_ipv6 is not None else None}
+    lease_type = backend.lease_type if backend else lease.backend_type
+    if lease_type:
+        attrs["BackendType"] = lease_type
+    if backend is not None:
+        data = backend.to_flannel(lease.backend_data)
+        if data is not None:
+            attrs["BackendData"] = data
+        if lease.backend_v6_data is not None:
+            attrs["BackendV6Data"] = backend.to_flannel(lease.backend_v6_data)
     return json.dumps(attrs, separators=(",", ":"))
 
 
@@ -67,15 +79,20 @@ def parse_flannel_value(text: str, where: str) -> dict:
     return attrs
 
 
-def lease_from_flannel(subnet, attrs: dict, where: str) -> Lease:
-    public_ip = attrs.get("PublicIP")
-    data = attrs.get("BackendData") or {}
-    backend_type = attrs.get("BackendType") or "udp"
-    backend_data = {}
-    if backend_type == "vxlan" and isinstance(data, dict):
-        backend_data = {"vni": data.get("VNI"), "vtep_mac": data.get("VtepMAC")}
-    return Lease(subnet, parse_ipv4_address(public_ip, where + " PublicIP") if public_ip else None,
-                 backend_type, backend_data)
+def lease_from_flannel(subnet, subnet6, attrs: dict, where: str) -> Lease:
+    """A lease from Flannel's JSON; a backend weft does not have keeps its type, no data."""
+    backend = by_lease_type(attrs.get("BackendType"))
+    v4, v6 = attrs.get("PublicIP"), attrs.get("PublicIPv6")
+    try:
+        public_ipv6 = ipaddress.IPv6Address(v6) if v6 else None
+    except ValueError:
+        raise PlanError("%s PublicIPv6: %r is not an IPv6 address" % (where, v6)) from None
+    v6_data = attrs.get("BackendV6Data")
+    return Lease(subnet, parse_ipv4_address(v4, where + " PublicIP") if v4 else None,
+                 backend.name if backend else str(attrs.get("BackendType")),
+                 backend.from_flannel(attrs.get("BackendData")) if backend else {},
+                 subnet6=subnet6, public_ipv6=public_ipv6,
+                 backend_v6_data=backend.from_flannel(v6_data) if backend and v6_data else None)
 
 
 @dataclass
@@ -113,29 +130,34 @@ class EtcdStore:
             if not match:
                 continue  # not a lease; Flannel skips these too
             try:
-                subnets[key] = ipaddress.IPv4Network("%s/%s" % match.group(1, 2))
+                subnets[key] = (ipaddress.IPv4Network("%s/%s" % match.group(1, 2)),
+                                ipaddress.IPv6Network("%s/%s" % match.group(3, 4))
+                                if match.group(3) else None)
             except ValueError:
                 continue
         named = {}
+        # The index names a lease by its IPv4 subnet; the key may add an IPv6 one.
+        by_subnet = {str(subnet): key for key, (subnet, _) in subnets.items()}
         for key, kv in sorted(kvs.items()):
             if not key.startswith(self.index_prefix):
                 continue
             name = key[len(self.index_prefix):]
-            lease_key = self.subnets_prefix + kv.value.replace("/", "-")
-            if lease_key not in subnets:
+            lease_key = by_subnet.get(kv.value)
+            if lease_key is None:
                 continue  # its lease was deleted: the host gets a new one
             if lease_key in named:
                 raise PlanError("%s: hosts %s and %s both hold %s"
                                 % (self.index_prefix, named[lease_key], name, kv.value))
             named[lease_key] = name
-        for key, subnet in sorted(subnets.items(), key=lambda item: item[1]):
+        for key, (subnet, subnet6) in sorted(subnets.items(), key=lambda item: item[1][0]):
             if key in named:
                 attrs = parse_flannel_value(kvs[key].value, key)
-                snap.leases[named[key]] = lease_from_flannel(subnet, attrs, key)
+                snap.leases[named[key]] = lease_from_flannel(subnet, subnet6, attrs, key)
                 snap.lease_keys[named[key]] = key
                 continue
             try:
-                lease = lease_from_flannel(subnet, parse_flannel_value(kvs[key].value, key), key)
+                lease = lease_from_flannel(subnet, subnet6, parse_flannel_value(kvs[key].value, key),
+                                           key)
             except PlanError:
                 lease = Lease(subnet, None, "")  # unreadable: still nobody else's to take
             else:
@@ -166,8 +188,9 @@ class EtcdStore:
             return [Compare.unchanged(self.config_key, kv.mod_revision)], []
         if not self.replace_config:
             theirs, ours = current.summary(), config.summary()
-            differ = ", ".join("%s %s (etcd) != %s" % (k, theirs[k], ours[k])
-                               for k in sorted(ours) if theirs[k] != ours[k])
+            differ = ", ".join("%s %s (etcd) != %s" % (k, theirs.get(k), ours.get(k))
+                               for k in sorted(set(ours) | set(theirs))
+                               if theirs.get(k) != ours.get(k))
             raise PlanError("weft_network: differs from etcd key %s: %s; make them equal, or set "
                             "weft_etcd_replace_config=true to write weft_network there"
                             % (self.config_key, differ))
@@ -190,7 +213,7 @@ class EtcdStore:
                 guarded(key)
                 ops.append(delete(key))
             return guards, ops
-        key = self.subnets_prefix + subnet_key_name(new.subnet)
+        key = self.subnets_prefix + subnet_key_name(new)
         stored = snap.kvs.get(key)
         if stored is None or json.loads(stored.value) != json.loads(flannel_value(new)) \
                 or stored.lease:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ansible.module_utils.weft.backends import bridge_address, vtep_address
 from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.host.model import encode_plan
+from ansible.module_utils.weft.lease import encode_plan, host_plan
 from ansible.module_utils.weft.plan.stores import STORE_ARGUMENT_SPEC, STORE_ERRORS, open_store
 from ansible.module_utils.weft.plan.subnets import (capacity_summary, leases_as_dict, parse_hosts,
                                                     parse_network_config, plan)
@@ -21,6 +21,7 @@ ARGUMENT_SPEC = dict(
         public_ip=dict(type="str"),
         subnet=dict(type="str"),
         underlay=dict(type="str"),
+        reported=dict(type="dict"),
     )),
     prune=dict(type="bool", default=False),
     store=dict(type="str", choices=["file", "etcd"], default="file"),
@@ -29,11 +30,9 @@ ARGUMENT_SPEC = dict(
 
 
 def node_view(lease):
-    view = lease.as_dict()
-    view.update(bridge_address=bridge_address(lease.subnet),
-                vtep_address=vtep_address(lease.subnet),
-                vtep_mac=lease.backend_data.get("vtep_mac"))
-    return view
+    """A lease with the addresses roles and tables need."""
+    return dict(lease.as_dict(), bridge_address=bridge_address(lease.subnet),
+                vtep_address=vtep_address(lease.subnet))
 
 
 def foreign_leases(store, result):
@@ -43,11 +42,6 @@ def foreign_leases(store, result):
     return {key.rsplit("/", 1)[-1]: lease for key, lease in store.foreign.items()
             if lease.subnet.subnet_of(result.config.network) and lease.subnet not in ours
             and lease.public_ip and lease.backend_type == result.config.backend_type}
-
-
-def host_entry(lease):
-    return [str(lease.subnet), str(lease.public_ip) if lease.public_ip else None,
-            lease.backend_data.get("vtep_mac")]
 
 
 def run(params, ctx):
@@ -67,10 +61,9 @@ def run(params, ctx):
         raise WeftError(str(exc)) from None
     result = planned["plan"]
     foreign = foreign_leases(store, result)
-    # What every host gets: the network and every peer, compact and in one string.
-    for_hosts = dict(network=config.summary(),
-                     hosts={name: host_entry(result.leases[name]) for name in result.members},
-                     foreign={key: host_entry(lease) for key, lease in foreign.items()})
+    # What every host gets: the network and every peer's lease, in one string.
+    for_hosts = host_plan(config.summary(), {name: result.leases[name] for name in result.members},
+                          foreign)
     out = dict(
         changed=outcome.changed,
         plan=encode_plan(for_hosts),

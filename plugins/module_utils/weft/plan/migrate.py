@@ -6,9 +6,11 @@ without moving a subnet."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.plan.stores import STORE_ARGUMENT_SPEC, STORE_ERRORS, open_store
-from ansible.module_utils.weft.plan.subnets import Lease, PlanError, parse_network_config
+from ansible.module_utils.weft.plan.subnets import PlanError, parse_network_config
 
 ARGUMENT_SPEC = dict(
     network=dict(type="dict", required=True),
@@ -41,8 +43,13 @@ def merge_into(incoming, config):
             if found is not None and found.public_ip != public_ip:
                 raise PlanError("%s: %s is held by %s (public IP %s)"
                                 % (where, subnet, found.origin, found.public_ip))
-            merged[name] = Lease(subnet, public_ip, config.backend_type,
-                                 config.backend_data(subnet))
+            # What a host reported for its lease travels with it; the rest is derived again.
+            try:
+                reported = config.backend.check_reported(incoming[name].backend_data, where)
+            except ValueError as exc:
+                raise PlanError(str(exc)) from None
+            merged[name] = replace(incoming[name], backend_type=config.backend_type,
+                                   backend_data=config.lease(subnet, public_ip, reported).backend_data)
         return merged
     return compute
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from ansible.module_utils.weft.backends import BACKENDS, MAX_VNI
+from ansible.module_utils.weft.backends import BACKENDS
+from ansible.module_utils.weft.lease import Lease
+from ansible.module_utils.weft.validate import whole_number
 
 
 class PlanError(ValueError):
@@ -27,75 +29,61 @@ class NetworkConfig:
     subnet_min: ipaddress.IPv4Network
     subnet_max: ipaddress.IPv4Network
     backend_type: str = "vxlan"
-    vni: int = 1
-    port: int = 8472
-    direct_routing: bool = False
-    mtu: int | None = None
+    options: dict = field(default_factory=dict)   # the backend's options, weft's keys
+
+    @property
+    def backend(self):
+        return BACKENDS[self.backend_type]
 
     @property
     def overhead(self) -> int:
-        return BACKENDS[self.backend_type].overhead
+        return self.backend.overhead
+
+    def option(self, key):
+        return self.options.get(key)
+
+    @property
+    def _step(self) -> int:
+        return 2 ** (self.network.max_prefixlen - self.subnet_len)
 
     def subnets(self):
         """Every subnet from SubnetMin to SubnetMax, in address order."""
-        step = 2 ** (32 - self.subnet_len)
         first = int(self.subnet_min.network_address)
         last = int(self.subnet_max.network_address)
-        for addr in range(first, last + 1, step):
-            yield ipaddress.IPv4Network((addr, self.subnet_len))
+        for addr in range(first, last + 1, self._step):
+            yield ipaddress.ip_network((addr, self.subnet_len))
 
     @property
     def capacity(self) -> int:
-        step = 2 ** (32 - self.subnet_len)
-        return (int(self.subnet_max.network_address) - int(self.subnet_min.network_address)) // step + 1
+        return (int(self.subnet_max.network_address)
+                - int(self.subnet_min.network_address)) // self._step + 1
 
-    def in_range(self, subnet: ipaddress.IPv4Network) -> bool:
-        return (subnet.prefixlen == self.subnet_len
+    def in_range(self, subnet) -> bool:
+        return (subnet.version == self.network.version and subnet.prefixlen == self.subnet_len
                 and self.subnet_min.network_address <= subnet.network_address
                 <= self.subnet_max.network_address)
 
     def range_text(self) -> str:
         return "%s to %s" % (self.subnet_min, self.subnet_max)
 
-    def backend_data(self, subnet: ipaddress.IPv4Network) -> dict:
-        return BACKENDS[self.backend_type].lease_data(subnet, self.vni)
+    def lease(self, subnet, public_ip, reported=None) -> Lease:
+        """A lease of this network's backend for `subnet`, with the host's reported data."""
+        return Lease(subnet, public_ip, self.backend_type,
+                     self.backend.lease_data(self.options, subnet, reported or {}))
 
     def as_flannel(self) -> dict:
         """The config in Flannel's JSON, every default written out."""
-        backend = {"Type": self.backend_type}
-        if self.backend_type == "vxlan":
-            backend.update(VNI=self.vni, Port=self.port, DirectRouting=self.direct_routing)
-        elif self.backend_type == "udp":
-            backend["Port"] = self.port
-        if self.mtu:
-            backend["MTU"] = self.mtu
+        backend = {"Type": self.backend_type, **self.backend.options_as_flannel(self.options)}
         return {"Network": str(self.network), "SubnetLen": self.subnet_len,
                 "SubnetMin": str(self.subnet_min.network_address),
                 "SubnetMax": str(self.subnet_max.network_address), "Backend": backend}
 
     def summary(self) -> dict:
-        """The config with every default filled in, as plain values."""
+        """The config with every default filled in, as plain values (what hosts get)."""
         return {
             "network": str(self.network), "subnet_len": self.subnet_len,
             "subnet_min": str(self.subnet_min), "subnet_max": str(self.subnet_max),
-            "backend_type": self.backend_type, "vni": self.vni, "port": self.port,
-            "direct_routing": self.direct_routing, "mtu": self.mtu, "overhead": self.overhead,
-        }
-
-
-@dataclass
-class Lease:
-    subnet: ipaddress.IPv4Network
-    public_ip: ipaddress.IPv4Address | None
-    backend_type: str
-    backend_data: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return {
-            "subnet": str(self.subnet),
-            "public_ip": str(self.public_ip) if self.public_ip else None,
-            "backend_type": self.backend_type,
-            "backend_data": dict(self.backend_data),
+            "backend_type": self.backend_type, **self.options, "overhead": self.overhead,
         }
 
 
@@ -118,6 +106,7 @@ class HostSpec:
     public_ip: ipaddress.IPv4Address | None = None
     pin: ipaddress.IPv4Network | None = None
     underlay: ipaddress.IPv4Network | None = None
+    reported: dict | None = None    # the backend's lease data this host reported (weft_facts)
 
 
 @dataclass
@@ -140,14 +129,10 @@ class Plan:
 # --------------------------------------------------------------------------
 
 def _int(value, name, low=None, high=None):
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
-        else:
-            raise PlanError("%s: %r is not a whole number" % (name, value))
-    if low is not None and value < low or high is not None and value > high:
-        raise PlanError("%s: %d is out of range %s..%s" % (name, value, low, high))
-    return value
+    try:
+        return whole_number(value, name, low, high)
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
 
 
 def parse_ipv4_network(value, name) -> ipaddress.IPv4Network:
@@ -228,23 +213,15 @@ def parse_network_config(raw, name="weft_network") -> NetworkConfig:
     backend = raw.get("Backend") or {}
     if not isinstance(backend, dict):
         raise PlanError("%s.Backend: must be a mapping such as {Type: vxlan}" % name)
-    _only_known(backend, {"Type", "VNI", "Port", "DirectRouting", "MTU"}, name + ".Backend")
     btype = backend.get("Type", "vxlan")
     if btype not in BACKENDS:
         raise PlanError("%s.Backend.Type: %r is not one of %s"
                         % (name, btype, ", ".join(sorted(BACKENDS))))
-    vni = _int(backend.get("VNI", 1), name + ".Backend.VNI", 1, MAX_VNI)
-    port = _int(backend.get("Port", BACKENDS[btype].default_port or 0), name + ".Backend.Port",
-                0, 65535)
-    if btype != "host-gw" and port == 0:
-        raise PlanError("%s.Backend.Port: 0 is not a usable UDP port" % name)
-    direct = backend.get("DirectRouting", False)
-    if not isinstance(direct, bool):
-        raise PlanError("%s.Backend.DirectRouting: %r is not true or false" % (name, direct))
-    mtu = backend.get("MTU")
-    if mtu is not None:
-        mtu = _int(mtu, name + ".Backend.MTU", 576 + BACKENDS[btype].overhead, 65535)
-    return NetworkConfig(network, subnet_len, subnet_min, subnet_max, btype, vni, port, direct, mtu)
+    try:
+        options = BACKENDS[btype].parse_options(backend, name + ".Backend")
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
+    return NetworkConfig(network, subnet_len, subnet_min, subnet_max, btype, options)
 
 
 # --------------------------------------------------------------------------
@@ -289,7 +266,13 @@ def parse_hosts(raw_hosts, config: NetworkConfig, name="weft_hosts") -> list:
             if pin in by_pin:
                 raise PlanError("weft_subnet of %s: %s is also pinned by %s" % (host, pin, by_pin[pin]))
             by_pin[pin] = host
-        hosts.append(HostSpec(host, public_ip, pin, underlay))
+        reported = None
+        if raw.get("reported"):
+            try:
+                reported = config.backend.check_reported(raw["reported"], "weft_facts of %s" % host)
+            except ValueError as exc:
+                raise PlanError(str(exc)) from None
+        hosts.append(HostSpec(host, public_ip, pin, underlay, reported))
     names = [h.name for h in hosts]
     if len(set(names)) != len(names):
         raise PlanError("%s: a host is listed twice" % name)
@@ -304,16 +287,10 @@ def parse_leases(raw, name="weft_leases") -> dict:
         raise PlanError("%s: must be a mapping of host name to lease" % name)
     leases = {}
     for host, item in raw.items():
-        where = "%s.%s" % (name, host)
-        if not isinstance(item, dict) or "subnet" not in item:
-            raise PlanError("%s: needs at least a subnet" % where)
-        public_ip = item.get("public_ip")
-        leases[str(host)] = Lease(
-            subnet=parse_ipv4_network(item["subnet"], where + ".subnet"),
-            public_ip=parse_ipv4_address(public_ip, where + ".public_ip") if public_ip else None,
-            backend_type=str(item.get("backend_type") or ""),
-            backend_data=dict(item.get("backend_data") or {}),
-        )
+        try:
+            leases[str(host)] = Lease.from_dict(item, "%s.%s" % (name, host))
+        except ValueError as exc:
+            raise PlanError(str(exc)) from None
     holders = {}
     for host in sorted(leases):
         subnet = leases[host].subnet
@@ -341,6 +318,17 @@ def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False
     def public_ip_of(h):
         old = existing.get(h.name)
         return h.public_ip or (old.public_ip if old else None)
+
+    def reported_of(h):
+        """What the host reported this run, else what its lease recorded of it."""
+        if not config.backend.reported or h.reported:
+            return h.reported or {}
+        old = existing.get(h.name)
+        data = old.backend_data if old and old.backend_type == config.backend_type else {}
+        try:
+            return config.backend.check_reported(data, "weft_facts of %s" % h.name)
+        except ValueError as exc:
+            raise PlanError(str(exc)) from None
 
     def check_may_take_over(h, subnet):
         found = reserved[subnet]
@@ -417,8 +405,7 @@ def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False
                 raise PlanError("out of subnets: %d hosts%s, %d subnets from %s"
                                 % (need, extra, config.capacity, config.range_text()))
             taken[subnet] = h.name
-        leases[h.name] = Lease(subnet, public_ip, config.backend_type,
-                               config.backend_data(subnet))
+        leases[h.name] = config.lease(subnet, public_ip, reported_of(h))
     members = sorted(n for n in names if n in leases)
     others = sorted(s for s in reserved if config.in_range(s) and s not in taken)
     return Plan(leases, members, retained, released, unplanned, config, sorted(adopted), others)

@@ -19,6 +19,7 @@ import os
 
 from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.files import read_text, write_atomic
+from ansible.module_utils.weft.host.units import DOCKER_ORIGINAL
 from ansible.module_utils.weft.validate import int_range, ip_interface
 
 # daemon.json key -> option
@@ -33,7 +34,7 @@ ARGUMENT_SPEC = dict(
     bip=dict(type="str"),
     mtu=dict(type="int"),
     ip_masq=dict(type="bool", default=False),
-    original=dict(type="path", default="/etc/weft/docker-original.json"),
+    original=dict(type="path", default=DOCKER_ORIGINAL),
     bridge=dict(type="str", default="docker0"),
     network=dict(type="str"),
     state=dict(type="str", choices=["present", "absent"], default="present"),

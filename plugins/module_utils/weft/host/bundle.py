@@ -1,0 +1,53 @@
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The host bundle: the code weft installs below /usr/local/lib/weft/module_utils, which is
+what weft-restore, weft-heal and weft-udpd run without the controller.
+
+The bundle is declared here, module by module, and imported here: Ansible packs into a
+module's payload only what is imported somewhere, so naming a module in BUNDLE is also what
+puts it into weft_host's payload. tests/test_bundle.py holds the list to every import (at
+module level or inside a function) that the bundle's modules make, and starts weft-restore
+and weft-udpd from a freshly installed bundle.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import ansible.module_utils.weft as package
+from ansible.module_utils.weft import backends, errors, files, lease, module, validate
+from ansible.module_utils.weft.daemon import config, offload, packets, udpd
+from ansible.module_utils.weft.host import converge, model, restore, units
+from ansible.module_utils.weft.net import (device, fdb, ingress, iptables, neighbours, netlink,
+                                           reconcile, routes, tun, vxlan)
+from ansible.module_utils.weft.runtime import docker
+import ansible.module_utils.weft.daemon as daemon_package
+import ansible.module_utils.weft.host as host_package
+import ansible.module_utils.weft.net as net_package
+import ansible.module_utils.weft.runtime as runtime_package
+
+PREFIX = "ansible.module_utils."
+# The boot and repair paths (weft-restore, weft-heal) and the udp daemon, with all they import.
+BUNDLE = (package, backends, errors, files, lease, module, validate,
+          daemon_package, config, offload, packets, udpd,
+          host_package, converge, model, restore, units, sys.modules[__name__],
+          net_package, device, fdb, ingress, iptables, neighbours, netlink, reconcile, routes,
+          tun, vxlan,
+          runtime_package, docker)
+
+
+def relative_path(name: str) -> str:
+    """weft/net/routes.py for ansible.module_utils.weft.net.routes (a package: __init__.py)."""
+    return name[len(PREFIX):].replace(".", "/")
+
+
+def sources() -> dict:
+    """path below units.MODULE_UTILS -> source of every module of the bundle, read from the
+    payload this process runs (what weft_host installs, byte for byte)."""
+    found = {}
+    for item in BUNDLE:
+        path = relative_path(item.__name__)
+        path += "/__init__.py" if hasattr(item, "__path__") else ".py"
+        found[path] = item.__loader__.get_source(item.__name__)
+    return found
