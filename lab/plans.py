@@ -8,12 +8,18 @@ from ansible.module_utils.weft.plan.etcdstore import lease_from_flannel
 from ansible.module_utils.weft.plan.subnets import parse_hosts, parse_network_config, plan
 
 
-def sample_plan(backend="vxlan", hosts=(), foreign=(), network="100.96.0.0/16", **options):
+def sample_plan(backend="vxlan", hosts=(), foreign=(), network="100.96.0.0/16",
+                ipv6_network=None, **options):
     """The plan every host would get: `hosts` are (name, public IP, pinned subnet) or
-    (name, public IP, pinned subnet, reported facts); `foreign` (subnet, public IP, Flannel's
-    BackendData) are Flannel leases found in etcd."""
-    config = parse_network_config({"Network": network, "Backend": dict(Type=backend, **options)})
-    specs = parse_hosts([dict(name=h[0], public_ip=h[1], subnet=h[2],
+    (name, public IP, pinned subnet, reported facts), or dicts as weft_plan takes them;
+    `foreign` (subnet, public IP, Flannel's BackendData) are Flannel leases found in etcd.
+    With `ipv6_network` the network is dual-stack."""
+    raw = {"Network": network, "Backend": dict(Type=backend, **options)}
+    if ipv6_network:
+        raw.update(EnableIPv6=True, IPv6Network=ipv6_network)
+    config = parse_network_config(raw)
+    specs = parse_hosts([h if isinstance(h, dict) else
+                         dict(name=h[0], public_ip=h[1], subnet=h[2],
                               reported=h[3] if len(h) > 3 else None) for h in hosts], config)
     result = plan(config, specs, {})
     others = {}

@@ -13,7 +13,8 @@
 
 A node is systemd-nspawn booting a copy-on-write overlay of this host's root file
 system in a network namespace of its own, attached by a veth to the bridge weftlab0
-(10.168.0.1/24). node<k> gets 10.168.0.<k+1>. Nodes have their own systemd, journald,
+(10.168.0.1/24, and fd00:168::1/64 for dual-stack networks). node<k> gets 10.168.0.<k+1>
+and fd00:168::<k+1> (a ULA: it routes nowhere). Nodes have their own systemd, journald,
 sshd and dockerd, and no default route: they reach only each other and this host.
 Everything lives under /var/lib/weftlab, so any checkout can tear down any lab, including
 one whose creator was killed half-way. Standard library only; run as root.
@@ -42,10 +43,12 @@ KEY = os.path.join(STATE, "id_ed25519")
 IMAGE_TAR = os.path.join(STATE, "weft-busybox.tar")
 BRIDGE = "weftlab0"
 PREFIX = "10.168.0"
+PREFIX6 = "fd00:168::"
 NETNS = "weftlab-%s"
 VETH = "wl-%s"
 NODE_NAME = re.compile(r"^node([1-9][0-9]?)$")
 OUTSIDER, OUTSIDER_IP = "outsider", PREFIX + ".240"
+OUTSIDER_IP6 = PREFIX6 + "f0"
 BOOT_TIMEOUT = 120
 
 # Units of this host that have no business in a lab node.
@@ -77,6 +80,10 @@ def run(*cmd, check=True, quiet=False, **kwargs):
 
 def node_ip(name):
     return "%s.%d" % (PREFIX, int(NODE_NAME.match(name).group(1)) + 1)
+
+
+def node_ip6(name):
+    return "%s%x" % (PREFIX6, int(NODE_NAME.match(name).group(1)) + 1)
 
 
 def node_dir(name):
@@ -114,6 +121,8 @@ def ensure_shared():
     if not link_exists(BRIDGE):
         run("ip", "link", "add", BRIDGE, "type", "bridge")
         run("ip", "addr", "add", "%s.1/24" % PREFIX, "dev", BRIDGE)
+    if PREFIX6 + "1/64" not in run("ip", "-6", "addr", "show", "dev", BRIDGE).stdout:
+        run("ip", "addr", "add", PREFIX6 + "1/64", "dev", BRIDGE, "nodad")
     run("ip", "link", "set", BRIDGE, "up")
     # Bridged frames between nodes must not go through this host's iptables.
     if os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables"):
@@ -181,9 +190,11 @@ def prepare_root(name):
     return root
 
 
-def prepare_network(name, ip=None):
-    """Namespace NETNS % name on the lab bridge, its eth0 at `ip` (default: the node's)."""
+def prepare_network(name, ip=None, ip6=None):
+    """Namespace NETNS % name on the lab bridge, its eth0 at `ip` and `ip6` (default: the
+    node's)."""
     ns, veth, ip = NETNS % name, VETH % name, ip or node_ip(name)
+    ip6 = ip6 or node_ip6(name)
     if not netns_exists(ns):
         run("ip", "netns", "add", ns)
     if not link_exists("eth0", ns):
@@ -192,8 +203,11 @@ def prepare_network(name, ip=None):
         run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
     run("ip", "link", "set", veth, "master", BRIDGE, "up")
     run("ip", "-n", ns, "link", "set", "lo", "up")
-    if "%s/24" % ip not in run("ip", "-n", ns, "addr", "show", "eth0").stdout:
+    have = run("ip", "-n", ns, "addr", "show", "eth0").stdout
+    if "%s/24" % ip not in have:
         run("ip", "-n", ns, "addr", "add", "%s/24" % ip, "dev", "eth0")
+    if "%s/64" % ip6 not in have:
+        run("ip", "-n", ns, "addr", "add", "%s/64" % ip6, "dev", "eth0", "nodad")
     run("ip", "-n", ns, "link", "set", "eth0", "up")
 
 
@@ -296,7 +310,7 @@ def known_nodes():
 def outsider():
     """A namespace on the lab bridge with an address no inventory names."""
     ensure_shared()
-    prepare_network(OUTSIDER, OUTSIDER_IP)
+    prepare_network(OUTSIDER, OUTSIDER_IP, OUTSIDER_IP6)
     print(NETNS % OUTSIDER, OUTSIDER_IP)
 
 

@@ -38,6 +38,14 @@ options:
     description: Docker's own masquerading; off when weft masquerades.
     type: bool
     default: false
+  ipv6:
+    description: Docker's C(ipv6) (dual-stack networks). Left out, the key keeps the value
+      it had before weft.
+    type: bool
+  fixed_cidr_v6:
+    description: Docker's C(fixed-cidr-v6), the IPv6 subnet containers get addresses from.
+      Left out, the key keeps the value it had before weft.
+    type: str
   original:
     description: Where the values before weft's first change are recorded.
     type: path

@@ -35,6 +35,11 @@ options:
     description: The address peers send to; must be an address of this host (of O(iface)
       when both are given).
     type: str
+  public_ipv6:
+    description: The IPv6 address peers send to in a dual-stack network; must be an address
+      of this host. Without it, the first global IPv6 address of the underlay interface,
+      else of the IPv6 default route's interface.
+    type: str
   packages:
     description: Debian packages to look for.
     type: list
@@ -69,10 +74,13 @@ ansible_facts:
   type: dict
   contains:
     weft_underlay:
-      description: The underlay (C(iface), C(public_ip), C(network), C(mtu)), or C(error).
+      description: The underlay (C(iface), C(public_ip), C(network), C(mtu), and
+        C(public_ipv6), C(network6), null when the host has no global IPv6 address), or
+        C(error).
       type: dict
       returned: always
-      sample: {iface: eth0, public_ip: 10.168.0.2, network: 10.168.0.0/24, mtu: 1500}
+      sample: {iface: eth0, public_ip: 10.168.0.2, network: 10.168.0.0/24, mtu: 1500,
+               public_ipv6: "fd00:168::2", network6: "fd00:168::/64"}
     weft_missing_packages:
       description: The packages of O(packages) that are not installed.
       type: list

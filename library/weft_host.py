@@ -65,6 +65,12 @@ options:
       underlay:
         description: The underlay network (CIDR), for DirectRouting.
         type: str
+      public_ipv6:
+        description: The IPv6 address peers send to (dual-stack networks).
+        type: str
+      underlay6:
+        description: The IPv6 underlay network (CIDR), for DirectRouting over IPv6.
+        type: str
       mtu:
         description: The underlay's MTU; the overlay's is this minus the backend's overhead
           (unless the network config names an MTU).

@@ -17,8 +17,12 @@ description:
     and before any other table's input rules. nftables base chains see every packet
     whatever other tables accept, and a drop is final, so nothing elsewhere can let a
     stranger's datagram through.
-  - With O(inner=vxlan), a peer's VXLAN frames must also carry IPv4 whose source lies in
-    that peer's O(peers[].subnet), so a peer cannot speak for another host's containers.
+  - With O(inner=vxlan), a peer's VXLAN frames must also carry the family its underlay
+    address has (IPv4 over IPv4, IPv6 over IPv6, as Flannel's two VXLAN devices do) with a
+    source in that peer's O(peers[].subnet), so a peer cannot speak for another host's
+    containers.
+  - A dual-stack peer is listed twice, once per family (its IPv4 address with its IPv4
+    subnet, its IPv6 address with its IPv6 subnet).
   - When only the peers change, their addresses are added and removed in one transaction
     and the drop counters keep counting; any other difference (or a hand edit of the
     table's rules) replaces the whole table in one transaction.
@@ -42,15 +46,17 @@ options:
     default: []
     suboptions:
       ip:
-        description: The peer's public (underlay) IPv4 address.
+        description: The peer's public (underlay) address, IPv4 or IPv6.
         type: str
         required: true
       subnet:
-        description: The peer's overlay subnet; required with O(inner=vxlan).
+        description: The peer's overlay subnet of the family of O(peers[].ip); required with
+          O(inner=vxlan).
         type: str
   inner:
-    description: Also check what is inside; V(vxlan) for VXLAN frames (inner IPv4 from the
-      sending peer's subnet only), V(none) to check the sender only.
+    description: Also check what is inside; V(vxlan) for VXLAN frames (inner packets of the
+      underlay's family from the sending peer's subnet only), V(none) to check the sender
+      only.
     type: str
     choices: [vxlan, none]
     default: none
@@ -91,10 +97,10 @@ peers:
   sample: 2
 dropped:
   description: Datagrams dropped so far, by reason (C(not_a_peer), C(inner_not_ipv4),
-    C(inner_source), C(ipv6)), as the table's counters held them before this run.
+    C(inner_not_ipv6), C(inner_source)), as the table's counters held them before this run.
   returned: always
   type: dict
-  sample: {not_a_peer: 3, inner_not_ipv4: 0, inner_source: 0, ipv6: 0}
+  sample: {not_a_peer: 3, inner_not_ipv4: 0, inner_not_ipv6: 0, inner_source: 0}
 """
 
 from ansible.module_utils.weft.module import run_module

@@ -46,6 +46,11 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  family:
+    description: V(ipv4) (C(iptables)) or V(ipv6) (C(ip6tables)).
+    type: str
+    choices: [ipv4, ipv6]
+    default: ipv4
 attributes:
   check_mode:
     support: full

@@ -37,6 +37,9 @@ options:
         C(Type) (V(vxlan), V(host-gw) or V(udp)) and that backend's own options (vxlan
         C(VNI), C(Port), C(DirectRouting), C(MTU); udp C(Port), C(MTU); host-gw C(MTU));
         an option the backend does not have is refused by name.
+      - Dual-stack (vxlan, host-gw) with C(EnableIPv6) and C(IPv6Network), C(IPv6SubnetLen)
+        (default 64, or prefix + 2 for a network smaller than /62), C(IPv6SubnetMin),
+        C(IPv6SubnetMax), by Flannel's rules; every host then also gets an IPv6 subnet.
       - Flannel's rules apply. C(SubnetLen) defaults to 24 for networks of /22 or larger, else
         prefix + 2, and must leave room for four subnets; C(SubnetMin) defaults to the second
         subnet and must not exceed C(SubnetMax).
@@ -63,6 +66,15 @@ options:
         type: str
       underlay:
         description: The host's underlay network (CIDR); the overlay network must not overlap it.
+        type: str
+      public_ipv6:
+        description: The host's IPv6 underlay address (dual-stack networks), which peers send to.
+        type: str
+      subnet6:
+        description: Pin the host to this IPv6 subnet (must lie in the IPv6 subnet range).
+        type: str
+      underlay6:
+        description: The host's IPv6 underlay network; the IPv6 overlay network must not overlap it.
         type: str
       reported:
         description:

@@ -267,3 +267,43 @@ def test_etcd_users(etcd_auth, ansible_module):
     assert wrong["failed"]
     assert wrong["msg"].startswith("weft_etcd_username/weft_etcd_password: etcd at ")
     assert "weft-secret" not in wrong["stdout_text"]
+
+
+DUAL_NETWORK = dict(NETWORK, EnableIPv6=True, IPv6Network="fd00:96::/48")
+
+
+def test_dual_stack_leases_are_flannels_keys_and_values(etcd, ansible_module):
+    hosts6 = [dict(h, public_ipv6="fd09::%d" % (i + 2)) for i, h in enumerate(hosts("node1", "node2"))]
+    args = dict(network=DUAL_NETWORK, hosts=hosts6, store="etcd", etcd=dict(endpoints=[etcd]))
+    result = ansible_module("weft_plan", args)
+    assert result["changed"] and not result["failed"], result
+    keys = stored(etcd)
+    assert keys["/coreos.com/network/subnets/100.96.1.0-24&fd00:96:0:1::-64"] == (
+        '{"PublicIP":"10.168.0.2","PublicIPv6":"fd09::2","BackendType":"vxlan",'
+        '"BackendData":{"VNI":1,"VtepMAC":"0e:77:64:60:01:00"},'
+        '"BackendV6Data":{"VNI":1,"VtepMAC":"0e:78:00:00:00:01"}}', 0)
+    config = json.loads(keys["/coreos.com/network/config"][0])
+    assert (config["EnableIPv6"], config["IPv6Network"], config["IPv6SubnetLen"]) == \
+        (True, "fd00:96::/48", 64)
+    again = ansible_module("weft_plan", args)
+    assert not again["changed"] and stored(etcd) == keys, again
+    assert again["nodes"]["node2"]["subnet6"] == "fd00:96:0:2::/64"
+
+
+def test_a_flannel_dual_stack_lease_is_a_peer_and_its_subnets_are_kept(etcd, ansible_module):
+    value = ('{"PublicIP":"10.168.0.50","PublicIPv6":"fd09::50","BackendType":"vxlan",'
+             '"BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"},'
+             '"BackendV6Data":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:46"}}')
+    key = PREFIX + "/subnets/100.96.1.0-24&fd00:96:0:1::-64"
+    lease_id = etcdctl(etcd, "lease", "grant", "86400").split()[1]
+    etcdctl(etcd, "put", key, value, "--lease=" + lease_id)
+    hosts6 = [dict(h, public_ipv6="fd09::%d" % (i + 2)) for i, h in enumerate(hosts("node1"))]
+    result = ansible_module("weft_plan", dict(network=DUAL_NETWORK, hosts=hosts6, store="etcd",
+                                              etcd=dict(endpoints=[etcd])))
+    assert not result["failed"], result
+    assert (result["nodes"]["node1"]["subnet"], result["nodes"]["node1"]["subnet6"]) == \
+        ("100.96.2.0/24", "fd00:96:0:2::/64")   # neither half of Flannel's lease is taken
+    peer = result["foreign"]["100.96.1.0-24&fd00:96:0:1::-64"]
+    assert (peer["public_ipv6"], peer["subnet6"], peer["backend_v6_data"]["vtep_mac"]) == \
+        ("fd09::50", "fd00:96:0:1::/64", "c6:d2:32:6f:8f:46")
+    assert stored(etcd)[key][0] == value

@@ -32,7 +32,9 @@ def steps(state, core):
 def test_vxlan_is_flannels_device_and_entries_per_peer():
     state = derive("vxlan")
     assert [s["core"] for s in state.steps] == \
-        ["vxlan", "neighbours", "fdb", "routes", "iptables", "iptables", "ingress", "docker"]
+        ["vxlan", "neighbours", "fdb", "routes"] + ["iptables"] * 4 + ["ingress", "docker"]
+    assert [(s["family"], s["state"]) for s in steps(state, "iptables")] == \
+        [("ipv4", "present")] * 2 + [("ipv6", "absent")] * 2  # no IPv6: none left behind
     assert steps(state, "vxlan") == [dict(name="flannel.1", vni=1, port=8472, local="10.0.0.1",
                                           dev="eth0", mac="0e:77:64:60:01:00", mtu=1450,
                                           address="100.96.1.0/32", learning=False)]
@@ -97,7 +99,7 @@ def test_settings_turn_parts_on_and_off():
     state = derive("vxlan", settings=dict(docker=False, heal_interval=0, peer_ingress=False,
                                           forward_accept=False, ip_masq=False))
     assert steps(state, "docker") == [] and steps(state, "ingress") == [dict(state="absent")]
-    assert [s["state"] for s in steps(state, "iptables")] == ["absent", "absent"]
+    assert [s["state"] for s in steps(state, "iptables")] == ["absent"] * 4
     assert "/etc/systemd/system/weft-heal.service" not in state.files and state.services == []
     assert "FLANNEL_IPMASQ=false" in state.files[SETTINGS["subnet_env"]][0]
 
@@ -169,3 +171,62 @@ def test_a_record_of_the_positional_plan_derives_the_same_state():
     upgraded = model.decode_plan(model.encode_plan(old))
     assert model.derive(upgraded, ME, SETTINGS).steps == \
         model.derive(plan("vxlan", foreign=flannel), ME, SETTINGS).steps
+
+
+ME6 = dict(ME, public_ipv6="fd09::1", underlay6="fd09::/64")
+
+
+def dual_plan(backend="vxlan", **backend_fields):
+    hosts = [dict(name=name, public_ip=ip, subnet="100.96.%d.0/24" % i, public_ipv6=ip6,
+                  subnet6="fd00:96:0:%d::/64" % i)
+             for i, (name, ip, ip6) in enumerate([("a", "10.0.0.1", "fd09::1"), ("b", "10.0.0.2", "fd09::2"),
+                                                   ("c", "10.1.0.3", "fd0a::3")], 1)]
+    return sample_plan(backend, hosts, ipv6_network="fd00:96::/48", **backend_fields)
+
+
+def test_dual_stack_vxlan_is_flannels_second_vtep_with_one_mtu_for_both():
+    state = model.derive(dual_plan(), ME6, SETTINGS)
+    vteps = steps(state, "vxlan")
+    assert [(v["name"], v["local"], v["address"], v["mtu"]) for v in vteps] == [
+        ("flannel.1", "10.0.0.1", "100.96.1.0/32", 1430),
+        ("flannel-v6.1", "fd09::1", "fd00:96:0:1::/128", 1430)]
+    assert vteps[1]["mac"] == "0e:78:00:00:00:01" and vteps[1]["port"] == 8472
+    assert steps(state, "neighbours")[1] == {"dev": "flannel-v6.1", "purge": True, "neighbours": [
+        {"ip": "fd00:96:0:2::", "mac": "0e:78:00:00:00:02"}, {"ip": "fd00:96:0:3::", "mac": "0e:78:00:00:00:03"}]}
+    assert steps(state, "fdb")[1]["entries"] == [
+        {"mac": "0e:78:00:00:00:02", "dst": "fd09::2"}, {"mac": "0e:78:00:00:00:03", "dst": "fd0a::3"}]
+    assert steps(state, "routes")[0]["routes"][2:] == [
+        {"dst": "fd00:96:0:2::/64", "via": "fd00:96:0:2::", "dev": "flannel-v6.1", "onlink": True},
+        {"dst": "fd00:96:0:3::/64", "via": "fd00:96:0:3::", "dev": "flannel-v6.1", "onlink": True}]
+    assert {"ip": "fd09::2", "subnet": "fd00:96:0:2::/64"} in steps(state, "ingress")[0]["peers"]
+    docker = steps(state, "docker")[0]
+    assert (docker["mtu"], docker["ipv6"], docker["fixed_cidr_v6"]) == (1430, True, "fd00:96:0:1::/64")
+    masq6 = [s for s in steps(state, "iptables") if s["family"] == "ipv6" and s["table"] == "nat"][0]
+    assert masq6["state"] == "present" and \
+        '-s fd00:96::/48 ! -d ff00::/8 -m comment --comment "weft masq" -j MASQUERADE --random-fully' \
+        in masq6["rules"]
+    assert state.files[SETTINGS["subnet_env"]][0] == (
+        "FLANNEL_NETWORK=100.96.0.0/16\nFLANNEL_SUBNET=100.96.1.1/24\n"
+        "FLANNEL_IPV6_NETWORK=fd00:96::/48\nFLANNEL_IPV6_SUBNET=fd00:96:0:1::1/64\n"
+        "FLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n")
+    assert state.files[model.IPV6_FORWARD][0] == "1\n"
+    assert "net.ipv6.conf.all.forwarding = 1" in state.files[model.SYSCTL_FILE][0]
+    assert state.devices == {("vxlan", "flannel.1"), ("vxlan", "flannel-v6.1")}
+
+
+def test_dual_stack_host_gw_and_direct_routing_route_ipv6_via_the_peers():
+    routes = steps(model.derive(dual_plan("host-gw"), ME6, SETTINGS), "routes")[0]["routes"]
+    assert routes[2:] == [{"dst": "fd00:96:0:2::/64", "via": "fd09::2", "dev": "eth0"},
+                          {"dst": "fd00:96:0:3::/64", "via": "fd0a::3", "dev": "eth0"}]
+    direct = steps(model.derive(dual_plan(DirectRouting=True), ME6, SETTINGS), "routes")[0]["routes"]
+    assert direct[2] == {"dst": "fd00:96:0:2::/64", "via": "fd09::2", "dev": "eth0"}  # same L2
+    assert direct[3]["dev"] == "flannel-v6.1"  # c: another IPv6 network
+
+
+def test_a_dual_stack_host_without_an_ipv6_underlay_is_named():
+    with pytest.raises(WeftError, match="host: a has no IPv6 underlay address"):
+        model.derive(dual_plan(), ME, SETTINGS)
+
+
+def test_uninstall_without_a_record_knows_the_ipv6_vtep():
+    assert ("vxlan", "flannel-v6.1") in model.leftovers(SETTINGS).devices

@@ -10,6 +10,9 @@ from ansible.module_utils.weft.plan.subnets import (HostSpec, PlanError, Reserva
                                                     parse_leases, parse_network_config, plan)
 
 
+DUAL = {"EnableIPv6": True, "IPv6Network": "fd00:96::/48"}
+
+
 def cfg(**fields):
     fields.setdefault("Network", "100.96.0.0/16")
     return parse_network_config(fields)
@@ -54,6 +57,19 @@ def test_defaults_follow_flannel():
     ({"Backend": {"DirectRouting": "yes"}}, "weft_network.Backend.DirectRouting: 'yes' is not true or false"),
     ({"Backend": {"MTU": 100}}, "weft_network.Backend.MTU: 100 is out of range"),
     ({"Bogus": 1}, "weft_network: unknown field(s) Bogus"),
+    ({"EnableIPv6": True}, "weft_network.IPv6Network: is required with EnableIPv6"),
+    ({"EnableIPv6": "yes", "IPv6Network": "fd00::/48"}, "weft_network.EnableIPv6: 'yes' is not true or false"),
+    ({"IPv6Network": "fd00::/48"}, "weft_network.IPv6Network: set EnableIPv6: true to use it"),
+    ({"EnableIPv4": False, **DUAL}, "weft_network.EnableIPv4: false (an IPv6-only network) is not supported yet"),
+    ({"EnableIPv6": True, "IPv6Network": "10.0.0.0/8"}, "weft_network.IPv6Network: '10.0.0.0/8' is IPv4"),
+    ({"EnableIPv6": True, "IPv6Network": "fd00::/125"}, "weft_network.IPv6Network: /125 is too small"),
+    ({**DUAL, "IPv6SubnetLen": 127}, "weft_network.IPv6SubnetLen: 127 is larger than 126"),
+    ({**DUAL, "IPv6SubnetLen": 49}, "weft_network.IPv6SubnetLen: 49 leaves fewer than 4 subnets"),
+    ({**DUAL, "IPv6SubnetMin": "fd01::"}, "weft_network.IPv6SubnetMin: fd01:: is outside IPv6Network"),
+    ({**DUAL, "IPv6SubnetMax": "fd00:96:0:5::1"}, "weft_network.IPv6SubnetMax: fd00:96:0:5::1 is not on a /64"),
+    ({**DUAL, "IPv6SubnetMin": "fd00:96:0:9::", "IPv6SubnetMax": "fd00:96:0:3::"},
+     "weft_network.IPv6SubnetMin: fd00:96:0:9:: is above IPv6SubnetMax"),
+    ({**DUAL, "Backend": {"Type": "udp"}}, "weft_network.EnableIPv6: backend udp carries IPv4 only"),
     ({"Backend": {"Type": "host-gw", "VNI": 1}},
      "weft_network.Backend: unknown field(s) VNI for backend host-gw; known: MTU, Type"),
     ({"Backend": {"Type": "udp", "DirectRouting": True}},
@@ -289,3 +305,111 @@ def test_out_of_subnets_counts_the_reservations():
     with pytest.raises(PlanError, match="and 2 subnet\\(s\\) held outside the inventory"):
         plan(config, hosts(("a", "10.0.0.1"), ("b", "10.0.0.2")), {},
              reserved={**reservation("100.96.1.0/24", None), **reservation("100.96.2.0/24", None)})
+
+
+# ---- dual-stack (Flannel's EnableIPv6 fields) ------------------------------------------
+
+def dual_hosts(*names, **extra):
+    return [dict(name=n, public_ip="10.0.0.%d" % i, public_ipv6="fd09::%d" % i, **extra)
+            for i, n in enumerate(names, 1)]
+
+
+def test_ipv6_defaults_follow_flannel():
+    c = cfg(**DUAL)
+    assert (c.ipv6.subnet_len, str(c.ipv6.subnet_min), str(c.ipv6.subnet_max)) == \
+        (64, "fd00:96:0:1::/64", "fd00:96:0:ffff::/64")
+    assert cfg(EnableIPv6=True, IPv6Network="fd00:96::/63").ipv6.subnet_len == 65
+    assert cfg().ipv6 is None and cfg(EnableIPv6=False).ipv6 is None
+    flannel = cfg(**DUAL).as_flannel()
+    assert (flannel["EnableIPv6"], flannel["IPv6SubnetLen"], flannel["IPv6SubnetMin"]) == \
+        (True, 64, "fd00:96:0:1::")
+    assert parse_network_config(flannel) == cfg(**DUAL)
+    assert "EnableIPv6" not in cfg().as_flannel()  # an IPv4 network's config as before
+
+
+@pytest.mark.parametrize("raw, message", [
+    (dual_hosts("a") + [dict(name="b", public_ip="10.0.0.2", public_ipv6="fd09::1")],
+     "weft_public_ipv6 of b: fd09::1 is also the public IP of a"),
+    ([dict(name="a", public_ip="10.0.0.1", public_ipv6="10.0.0.1")], "weft_public_ipv6 of a: '10.0.0.1' is IPv4"),
+    ([dict(name="a", public_ip="10.0.0.1", public_ipv6="fd00:96::5")],
+     "weft_public_ipv6 of a: fd00:96::5 lies inside the overlay IPv6Network fd00:96::/48"),
+    (dual_hosts("a", subnet6="fd00:97::/64"), "weft_subnet6 of a: fd00:97::/64 is outside the subnet range"),
+    (dual_hosts("a", "b", subnet6="fd00:96:0:7::/64"), "weft_subnet6 of b: fd00:96:0:7::/64 is also pinned by a"),
+    ([dict(name="a", public_ip="10.0.0.1", underlay6="fd00:96:0:1::/64")],
+     "weft_network.IPv6Network: fd00:96::/48 overlaps the underlay network fd00:96:0:1::/64 of a"),
+])
+def test_bad_dual_stack_hosts_are_named(raw, message):
+    with pytest.raises(PlanError) as err:
+        parse_hosts(raw, cfg(**DUAL))
+    assert str(err.value).startswith(message)
+
+
+def test_an_ipv6_pin_needs_an_ipv6_network():
+    with pytest.raises(PlanError, match="weft_subnet6 of a: the network has no IPv6"):
+        parse_hosts(dual_hosts("a", subnet6="fd00:96:0:7::/64"), cfg())
+
+
+def test_dual_stack_leases_are_stable_and_every_host_needs_a_public_ipv6():
+    c = cfg(**DUAL)
+    first = plan(c, parse_hosts(dual_hosts("n1", "n2", "n3"), c), {})
+    v6 = {name: str(lease.subnet6) for name, lease in first.leases.items()}
+    assert v6 == {"n1": "fd00:96:0:1::/64", "n2": "fd00:96:0:2::/64", "n3": "fd00:96:0:3::/64"}
+    assert first.leases["n2"].backend_v6_data == {"vni": 1, "vtep_mac": "0e:78:00:00:00:02"}
+    assert str(first.leases["n2"].public_ipv6) == "fd09::2"
+    # n2 leaves (its lease kept), n4 comes: the survivors keep both subnets, n4 gets free ones.
+    second = plan(c, parse_hosts(dual_hosts("n1", "n3") + [dict(name="n4", public_ip="10.0.0.4",
+                                                                public_ipv6="fd09::4")], c),
+                  first.leases)
+    assert {n: str(l.subnet6) for n, l in second.leases.items()} == dict(v6, n4="fd00:96:0:4::/64")
+    # A host not in this play keeps the public IPv6 its lease has.
+    quiet = plan(c, [HostSpec("n1"), HostSpec("n3")], second.leases)
+    assert str(quiet.leases["n1"].public_ipv6) == "fd09::1"
+    with pytest.raises(PlanError, match="^weft_public_ipv6 of n9: the network has IPv6"):
+        plan(c, parse_hosts([dict(name="n9", public_ip="10.0.0.9")], c), {})
+    # Turning IPv6 off drops the IPv6 half of every lease, on again gives the same subnets.
+    off = plan(cfg(), parse_hosts(dual_hosts("n1", "n3"), cfg()), first.leases)
+    assert off.leases["n1"].subnet6 is None and "subnet6" not in off.leases["n1"].as_dict()
+    again = plan(c, parse_hosts(dual_hosts("n1", "n2", "n3"), c), {})
+    assert {n: str(l.subnet6) for n, l in again.leases.items()} == v6
+
+
+def test_a_dual_stack_lease_file_reads_back_whole():
+    c = cfg(**DUAL)
+    leases = plan(c, parse_hosts(dual_hosts("n1", "n2"), c), {}).leases
+    raw = {name: lease.as_dict() for name, lease in leases.items()}
+    assert raw["n1"]["subnet6"] == "fd00:96:0:1::/64" and raw["n1"]["public_ipv6"] == "fd09::1"
+    assert parse_leases(raw) == leases
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(step, max_size=25))
+def test_random_dual_stack_histories_never_overlap_or_move_survivors(steps):
+    c = cfg(Network="100.96.0.0/24", SubnetLen=28, EnableIPv6=True, IPv6Network="fd00:96::/60")
+    inventory, pins, leases = {}, {}, {}
+    for op in steps:
+        new_inventory, new_pins, prune = dict(inventory), dict(pins), False
+        if op[0] == "add":
+            new_inventory[op[1]] = NAMES.index(op[1]) + 1
+        elif op[0] == "remove":
+            new_inventory.pop(op[1], None)
+            new_pins.pop(op[1], None)
+        elif op[0] == "pin" and op[1] in new_inventory:
+            new_pins[op[1]] = "fd00:96:0:%x::/64" % op[2]
+        elif op[0] == "unpin":
+            new_pins.pop(op[1], None)
+        elif op[0] == "prune":
+            prune = True
+        try:
+            specs = parse_hosts([dict(name=n, public_ip="10.0.0.%d" % i, public_ipv6="fd09::%d" % i,
+                                      subnet6=new_pins.get(n)) for n, i in new_inventory.items()], c)
+            result = plan(c, specs, leases, prune=prune)
+        except PlanError:
+            continue
+        held = [lease.subnet6 for lease in result.leases.values()]
+        assert len(held) == len(set(held)) and all(c.ipv6.in_range(s) for s in held)
+        for name in new_inventory:
+            if name in leases and pins.get(name) == new_pins.get(name):
+                assert result.leases[name].subnet6 == leases[name].subnet6, "a survivor moved"
+            if name in new_pins:
+                assert str(result.leases[name].subnet6) == new_pins[name]
+        inventory, pins, leases = new_inventory, new_pins, result.leases

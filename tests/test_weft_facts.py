@@ -39,3 +39,20 @@ def test_missing_packages_are_reported(netns, run_in):
     result = run_in("weft_facts", {"iface": "u0",
                                    "packages": ["python3-pyroute2", "weft-no-such-package"]})
     assert result["ansible_facts"]["weft_missing_packages"] == ["weft-no-such-package"]
+
+
+def test_the_ipv6_underlay_is_found_beside_the_ipv4_one(netns, run_in):
+    assert underlay(run_in("weft_facts", {"iface": "u0"}))["public_ipv6"] is None  # none yet
+    sh("ip", "addr", "add", "fd09::1/64", "dev", "u0", "nodad", netns=netns)
+    sh("ip", "addr", "add", "fd0a::7/64", "dev", "u1", "nodad", netns=netns)
+    found = underlay(run_in("weft_facts", {"iface": "u0"}))
+    assert (found["public_ipv6"], found["network6"]) == ("fd09::1", "fd09::/64"), found
+    # Another address of the host, by name; one it does not have is refused by name.
+    assert underlay(run_in("weft_facts", {"iface": "u0", "public_ipv6": "fd0a::7"}))["public_ipv6"] \
+        == "fd0a::7"
+    refused = underlay(run_in("weft_facts", {"iface": "u0", "public_ipv6": "fd0b::1"}))
+    assert refused["error"] == "public_ipv6: fd0b::1 is not an address of this host", refused
+    # No global IPv6 on the underlay interface: the IPv6 default route's interface's.
+    sh("ip", "addr", "del", "fd09::1/64", "dev", "u0", netns=netns)
+    sh("ip", "-6", "route", "add", "default", "via", "fd0a::1", "dev", "u1", netns=netns)
+    assert underlay(run_in("weft_facts", {"iface": "u0"}))["public_ipv6"] == "fd0a::7"

@@ -53,7 +53,8 @@ def test_vxlan_host_converges_records_itself_and_is_idempotent(box):
     assert json.loads(box.read("/etc/docker/daemon.json")) == {"bip": "100.96.1.1/24", "mtu": 1450,
                                                                "ip-masq": False}
     record = json.loads(box.read("/etc/weft/host.json"))
-    assert record["identity"] == IDENTITY and sorted(record["plan"]["hosts"]) == ["node1", "node2", "node3"]
+    assert record["identity"] == dict(IDENTITY, public_ipv6=None, underlay6=None)
+    assert sorted(record["plan"]["hosts"]) == ["node1", "node2", "node3"]
     assert record["settings"]["heal_interval"] == 60
     # The code that ran is installed for weft-restore, byte for byte.
     source = "plugins/module_utils/weft/net/routes.py"
@@ -178,3 +179,45 @@ def test_uninstall_removes_everything_weft_put_there(box):
     assert calls[:2] == ["stop weft-heal", "stop weft-udpd"] and "daemon-reload" in calls
     again = box.module("weft_host", {"state": "absent"})
     assert not again["changed"], again
+
+
+def dual_stack_args(backend="vxlan"):
+    from ansible.module_utils.weft.lease import encode_plan
+    from plans import sample_plan
+    hosts = [dict(name="node%d" % i, public_ip="10.9.0.%d" % i, subnet="100.96.%d.0/24" % i,
+                  public_ipv6="fd09::%d" % i, subnet6="fd00:96:0:%d::/64" % i) for i in (1, 2, 3)]
+    plan6 = encode_plan(sample_plan(backend, hosts, ipv6_network="fd00:96::/48"))
+    return {"plan": plan6, "host": dict(IDENTITY, public_ipv6="fd09::1", underlay6="fd09::/64"),
+            "settings": {}}
+
+
+def test_a_dual_stack_host_gets_both_families_and_loses_the_ipv6_one_when_it_goes(box):
+    sh("ip", "addr", "add", "fd09::1/64", "dev", "u0", "nodad", netns=box.netns)
+    sh("ip", "link", "set", "lo", "up", netns=box.netns)
+    result = box.module("weft_host", dual_stack_args())
+    assert result["changed"] and not result["failed"], result
+    links = sh("ip", "-d", "link", "show", "flannel-v6.1", netns=box.netns)
+    assert "vxlan id 1 local fd09::1 dev u0" in links and "mtu 1430" in links
+    routes6 = sh("ip", "-6", "route", "show", "proto", "119", netns=box.netns)
+    assert "fd00:96:0:2::/64 via fd00:96:0:2:: dev flannel-v6.1" in routes6
+    assert "0e:78:00:00:00:03 dst fd09::3 self permanent" in \
+        sh("bridge", "fdb", "show", "dev", "flannel-v6.1", netns=box.netns)
+    assert "fd00:96:0:2:: lladdr 0e:78:00:00:00:02 PERMANENT" in \
+        sh("ip", "-6", "neigh", "show", "dev", "flannel-v6.1", netns=box.netns)
+    rules6 = sh("ip6tables-save", netns=box.netns)
+    assert "-A WEFT-FWD -s fd00:96::/48" in rules6 and "-A POSTROUTING -j WEFT-POSTRTG" in rules6
+    assert "fd09::2" in kernel_view(box.netns)["nft"]
+    assert sh("sysctl", "-n", "net.ipv6.conf.all.forwarding", netns=box.netns).strip() == "1"
+    daemon = json.loads(box.read("/etc/docker/daemon.json"))
+    assert (daemon["ipv6"], daemon["fixed-cidr-v6"], daemon["mtu"]) == (True, "fd00:96:0:1::/64", 1430)
+    assert "FLANNEL_IPV6_SUBNET=fd00:96:0:1::1/64\n" in box.read("/run/flannel/subnet.env")
+    again = box.module("weft_host", dual_stack_args())
+    assert not again["changed"], again
+    # IPv6 off: the IPv6 VTEP, routes, chains and Docker's IPv6 keys go; IPv4 stays.
+    v4 = box.module("weft_host", args())
+    assert v4["changed"] and not v4["failed"], v4
+    assert "flannel-v6.1" not in sh("ip", "link", netns=box.netns)
+    assert sh("ip", "-6", "route", "show", "proto", "119", netns=box.netns) == ""
+    assert "WEFT" not in sh("ip6tables-save", netns=box.netns)
+    assert "ipv6" not in json.loads(box.read("/etc/docker/daemon.json"))
+    assert "flannel.1" in sh("ip", "link", netns=box.netns)

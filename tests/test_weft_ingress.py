@@ -14,10 +14,12 @@ from conftest import NETNS_PREFIX, run_ansible_module, sh
 
 PORT = 8472
 PEER = {"ip": "10.9.0.1", "subnet": "100.96.1.0/24"}
+PEER6 = {"ip": "fd09::1", "subnet": "fd00:96:0:1::/64"}
 LISTENER = r"""
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", int(sys.argv[1])))
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)   # IPv4 too (IPV6_V6ONLY off)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[1])))
 s.settimeout(float(sys.argv[2]))
 n = 0
 try:
@@ -30,18 +32,24 @@ print(n)
 """
 SENDER = r"""
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], 0))
 for line in sys.stdin:
     s.sendto(bytes.fromhex(line.strip()), (sys.argv[2], int(sys.argv[3])))
 """
 
 
-def vxlan_frame(inner_src, inner_dst="100.96.2.5", ethertype=0x0800):
-    """VXLAN header (VNI 1), Ethernet, and an IPv4 header with the given addresses."""
+def vxlan_frame(inner_src, inner_dst=None, ethertype=None):
+    """VXLAN header (VNI 1), Ethernet, and an IPv4 or IPv6 header with the given addresses."""
     import ipaddress
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0,
-                     ipaddress.ip_address(inner_src).packed, ipaddress.ip_address(inner_dst).packed)
+    src = ipaddress.ip_address(inner_src)
+    if src.version == 4:
+        dst = ipaddress.ip_address(inner_dst or "100.96.2.5")
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0, src.packed, dst.packed)
+    else:
+        dst = ipaddress.ip_address(inner_dst or "fd00:96:0:2::5")
+        ip = struct.pack("!IHBB16s16s", 6 << 28, 8, 17, 64, src.packed, dst.packed)
+    ethertype = ethertype or (0x0800 if src.version == 4 else 0x86DD)
     return (struct.pack("!II", 0x08000000, 1 << 8) + b"\x0e\x77\x64\x60\x02\x00"
             + b"\x0e\x77\x64\x60\x01\x00" + struct.pack("!H", ethertype) + ip + b"\0" * 8)
 
@@ -58,6 +66,9 @@ def hosts():
         sh("ip", "addr", "add", "10.9.0.1/24", "dev", "eth0", netns=a)
         sh("ip", "addr", "add", "10.9.0.9/24", "dev", "eth0", netns=a)   # the stranger
         sh("ip", "addr", "add", "10.9.0.2/24", "dev", "eth0", netns=b)
+        for ns, addresses in ((a, ("fd09::1/64", "fd09::9/64")), (b, ("fd09::2/64",))):
+            for address in addresses:
+                sh("ip", "addr", "add", address, "dev", "eth0", "nodad", netns=ns)
         for ns in (a, b):
             sh("ip", "link", "set", "eth0", "up", netns=ns)
         yield a, b
@@ -71,7 +82,8 @@ def run(ns, args, **kwargs):
 
 
 def delivered(hosts, datagrams, port=PORT):
-    """How many of [(source address, payload)] sent from A reach a listener on B."""
+    """How many of [(source address, payload)] sent from A reach a listener on B (at
+    10.9.0.2, or fd09::2 for IPv6 sources)."""
     a, b = hosts
     listener = subprocess.Popen(["ip", "netns", "exec", b, "/usr/bin/python3", "-c", LISTENER,
                                  str(port), "1.0"], stdout=subprocess.PIPE, text=True)
@@ -79,7 +91,8 @@ def delivered(hosts, datagrams, port=PORT):
     for src in sorted({s for s, _ in datagrams}):
         payloads = "".join(p.hex() + "\n" for s, p in datagrams if s == src)
         subprocess.run(["ip", "netns", "exec", a, "/usr/bin/python3", "-c", SENDER, src,
-                        "10.9.0.2", str(port)], input=payloads, text=True, check=True)
+                        "fd09::2" if ":" in src else "10.9.0.2", str(port)], input=payloads,
+                       text=True, check=True)
     return int(listener.communicate(timeout=30)[0])
 
 
@@ -101,9 +114,34 @@ def test_only_peers_reach_the_port_and_drops_are_counted(hosts):
     assert delivered(hosts, [("10.9.0.9", vxlan_frame("100.96.1.7")), ("10.9.0.9", b""),
                              ("10.9.0.1", vxlan_frame("100.96.9.7")),
                              ("10.9.0.1", vxlan_frame("100.96.1.7", ethertype=0x0806))]) == 0
-    assert counters(b) == {"not_a_peer": 2, "inner_source": 1, "inner_not_ipv4": 1, "ipv6": 0}
+    assert counters(b) == {"not_a_peer": 2, "inner_source": 1, "inner_not_ipv4": 1,
+                           "inner_not_ipv6": 0}
     # Another port is none of weft's business.
     assert delivered(hosts, [("10.9.0.9", b"other")], port=9999) == 1
+    # No IPv6 peers: nothing from an IPv6 address gets in.
+    assert delivered(hosts, [("fd09::1", vxlan_frame("fd00:96:0:1::7"))]) == 0
+    assert counters(b)["not_a_peer"] == 3
+
+
+def test_ipv6_peers_are_checked_like_ipv4_ones(hosts):
+    """Dual-stack: the IPv6 underlay's peers, and the IPv6 frames inside their VXLAN."""
+    a, b = hosts
+    result = run(b, {"port": PORT, "inner": "vxlan", "peers": [PEER, PEER6]})
+    assert result["changed"] and result["peers"] == 2, result
+    good6, good4 = ("fd09::1", vxlan_frame("fd00:96:0:1::7")), ("10.9.0.1", vxlan_frame("100.96.1.7"))
+    assert delivered(hosts, [good6, good6, good4]) == 3
+    assert delivered(hosts, [("fd09::9", vxlan_frame("fd00:96:0:1::7")),      # a stranger
+                             ("fd09::1", vxlan_frame("fd00:96:0:9::7")),      # another subnet
+                             ("fd09::1", vxlan_frame("fd00:96:0:1::7", ethertype=0x0800)),
+                             ("10.9.0.1", vxlan_frame("fd00:96:0:1::7"))]) == 0  # v6 inside v4
+    assert counters(b) == {"not_a_peer": 1, "inner_source": 1, "inner_not_ipv4": 1,
+                           "inner_not_ipv6": 1}
+    again = run(b, {"port": PORT, "inner": "vxlan", "peers": [PEER, PEER6]})
+    assert not again["failed"] and not again["changed"], again
+    # A peer of one family is not one of the other.
+    shrunk = run(b, {"port": PORT, "inner": "vxlan", "peers": [PEER]})
+    assert shrunk["changed"] and not shrunk["failed"], shrunk
+    assert delivered(hosts, [good6, good4]) == 1
 
 
 def test_peer_changes_keep_the_counters_and_hand_edits_are_repaired(hosts):
@@ -142,7 +180,9 @@ def test_udp_backend_port_without_inner_check_check_mode_and_absent(hosts):
 
 @pytest.mark.parametrize("args, message", [
     ({"port": 0}, "port: 0 is not a UDP port"),
-    ({"port": PORT, "peers": [{"ip": "10.9.0.300"}]}, "peers[0].ip: '10.9.0.300' is not an IPv4"),
+    ({"port": PORT, "peers": [{"ip": "10.9.0.300"}]}, "peers[0].ip: '10.9.0.300' is not an IP address"),
+    ({"port": PORT, "peers": [{"ip": "fd09::1", "subnet": "100.96.1.0/24"}]},
+     "peers[0].subnet: 100.96.1.0/24 is not of the family of ip fd09::1"),
     ({"port": PORT, "peers": [{"ip": "10.9.0.1"}, {"ip": "10.9.0.1"}]}, "peers[1].ip: 10.9.0.1 is listed twice"),
     ({"port": PORT, "inner": "vxlan", "peers": [{"ip": "10.9.0.1"}]}, "peers[0].subnet: is required"),
     ({"port": PORT, "peers": [{"ip": "10.9.0.1", "subnet": "100.96.1.1/24"}]}, "peers[0].subnet: '100.96.1.1/24'"),

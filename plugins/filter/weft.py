@@ -22,10 +22,15 @@ def weft_plan_hosts(names, hostvars):
         if found.get("public_ip"):
             entry["public_ip"] = found["public_ip"]
             entry["underlay"] = found.get("network")
-        elif hv.get("weft_public_ip"):
-            entry["public_ip"] = str(hv["weft_public_ip"])
-        if hv.get("weft_subnet"):
-            entry["subnet"] = str(hv["weft_subnet"])
+            if found.get("public_ipv6"):
+                entry.update(public_ipv6=found["public_ipv6"], underlay6=found.get("network6"))
+        else:
+            for variable, key in (("weft_public_ip", "public_ip"), ("weft_public_ipv6", "public_ipv6")):
+                if hv.get(variable):
+                    entry[key] = str(hv[variable])
+        for variable, key in (("weft_subnet", "subnet"), ("weft_subnet6", "subnet6")):
+            if hv.get(variable):
+                entry[key] = str(hv[variable])
         if found.get("public_ip") and hv.get("weft_backend_facts"):
             entry["reported"] = dict(hv["weft_backend_facts"])
         hosts.append(entry)

@@ -253,3 +253,69 @@ def test_udp_uninstall_and_again():
                                       ("host-gw", "vxlan")])
 def test_switch(old, new):
     switch(old, new)
+
+
+# ---- dual-stack: IPv6 beside IPv4 (the lab's underlay has both) ----------------------
+
+def dual_stack(backend):
+    return dict(network(backend), EnableIPv6=True, IPv6Network=lab.NETWORK6)
+
+
+def site6(backend, flags=()):
+    return lab.playbook("site.yml", extra=dict(weft_network=dual_stack(backend)), flags=flags)[2]
+
+
+def check_dual_stack(backend):
+    """Both families on every node; every container reaches every other over each."""
+    plan = lab.leases()
+    for name, st in lab.on_all(lab.state6).items():
+        lab.check_dual_stack(name, st, backend, plan)
+    ips = lab.start_containers()
+    lab.check_containers_reach_each_other(ips)
+    lab.check_containers_reach_each_other(lab.on_all(lab.container_ipv6))
+
+
+def test_dual_stack_vxlan():
+    changed = site6("vxlan")
+    assert all(changed[name] > 0 for name in NODES), changed
+    assert set(site6("vxlan").values()) == {0}
+    plan = lab.leases()
+    assert sorted(plan[n]["subnet6"] for n in NODES) == \
+        ["fd00:96:0:%d::/64" % i for i in (1, 2, 3)]
+    check_dual_stack("vxlan")
+    # A stranger's IPv6 VXLAN datagram is dropped and counted.
+    target = "node2"
+    before = lab.nft_counters(lab.state(target))["not_a_peer"]
+    lab.Outsider().send(plan[target]["public_ipv6"], 8472, [b"\x08" + b"\0" * 60] * 3)
+    time.sleep(1)
+    assert lab.nft_counters(lab.state(target))["not_a_peer"] >= before + 3
+
+
+def test_dual_stack_survives_a_reboot():
+    lab.reboot("node2")
+    h = lab.host("node2")
+    assert h.check_output("systemctl show -p Result --value weft-restore") == "success"
+    check_dual_stack("vxlan")
+    assert set(site6("vxlan").values()) == {0}
+
+
+def test_dual_stack_host_gw():
+    changed = site6("host-gw")
+    assert all(changed[name] > 0 for name in NODES), changed
+    assert set(site6("host-gw").values()) == {0}
+    check_dual_stack("host-gw")
+
+
+def test_dual_stack_uninstall_leaves_nothing_of_either_family():
+    lab.playbook("uninstall.yml")
+    for name, st in lab.on_all(lab.state).items():
+        lab.check_clean(name, st)
+    for name, st in lab.on_all(lab.state6).items():
+        lab.check_clean6(name, st)
+    site6("vxlan")
+    check_dual_stack("vxlan")
+    # IPv6 off on a live network: the IPv6 side goes, IPv4 stays as it was.
+    site("vxlan")
+    for name, st in lab.on_all(lab.state6).items():
+        lab.check_clean6(name, st)
+    check_all("vxlan")

@@ -185,7 +185,7 @@ BAD_INPUT = [
     ({"weft_network": {"Network": "100.96.0.0/16", "Backend": {"Type": "ipip"}}},
      "weft_network.Backend.Type: 'ipip'"),
     ({"weft_network": {"Network": "100.96.0.0/16", "Backend": {"VNI": 0}}}, "weft_network.Backend.VNI: 0"),
-    ({"weft_iface": "eth9"}, "weft_iface/weft_public_ip of node1: iface: no device named eth9"),
+    ({"weft_iface": "eth9"}, "weft_iface/weft_public_ip/weft_public_ipv6 of node1: iface: no device named eth9"),
     ({"weft_public_ip": "10.168.0.99"}, "public_ip: 10.168.0.99 is not an address of this host"),
     ({"weft_subnet": "100.97.0.0/24"}, "weft_subnet of node1: 100.97.0.0/24 is outside"),
     ({"weft_prune": "perhaps"}, "weft_prune"),

@@ -28,10 +28,16 @@ NETWORK = "100.96.0.0/16"
 MTU = {"vxlan": 1450, "udp": 1472, "host-gw": 1500}
 PORT = {"vxlan": 8472, "udp": 8285}
 DOCKER_DEFAULT = "172.17.0.1/16"
+NETWORK6 = "fd00:96::/48"
+OUTSIDER_IP6 = "fd00:168::f0"
 
 
 def node_ip(name):
     return "10.168.0.%d" % (int(name[4:]) + 1)
+
+
+def node_ip6(name):
+    return "fd00:168::%x" % (int(name[4:]) + 1)
 
 
 # ---- playbooks ------------------------------------------------------------------------
@@ -48,8 +54,12 @@ def playbook(name, inventory=None, extra=None, check=True, flags=()):
     out = proc.stdout + proc.stderr
     changed = {m.group(1): int(m.group(2))
                for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", out, re.M)}
-    if check:
-        assert proc.returncode == 0, out[-4000:]
+    if check and proc.returncode:
+        failed = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=\d+\s+unreachable=\d+\s+failed=[1-9]",
+                            out, re.M)
+        journals = "".join("\n--- %s: journalctl -u docker\n%s" % (name, host(name).run(
+            "journalctl -u docker -n 15 --no-pager").stdout) for name in failed if name in NODES)
+        raise AssertionError(out[-4000:] + journals)
     return proc.returncode, out, changed
 
 
@@ -284,6 +294,75 @@ def start_containers(names=NODES):
     return on_all(start_container, names)
 
 
+def container_ipv6(name, container="weft-verify"):
+    return host(name).check_output(
+        "docker inspect -f '{{.NetworkSettings.GlobalIPv6Address}}' %s" % container)
+
+
+# ---- dual-stack ---------------------------------------------------------------------
+
+def state6(name):
+    """The IPv6 side of what weft manages on a node, as ip, bridge and ip6tables show it."""
+    h = host(name)
+    def js(cmd):  # None when the device is not there
+        out = h.run(cmd + " 2>/dev/null || true").stdout
+        return json.loads(out) if out.strip() else None
+    link6 = js("ip -j -d link show flannel-v6.1")
+    return dict(link=link6[0] if link6 else None,
+                addrs=js("ip -j -6 addr show dev flannel-v6.1 scope global") or [],
+                routes=js("ip -j -6 route show proto 119") or [],
+                neigh=js("ip -j -6 neigh show dev flannel-v6.1") or [],
+                fdb=js("bridge -j fdb show dev flannel-v6.1") or [],
+                ip6tables=h.check_output("ip6tables-save"),
+                forwarding=h.check_output("sysctl -n net.ipv6.conf.all.forwarding"),
+                daemon=json.loads(h.run("cat /etc/docker/daemon.json").stdout or "{}"),
+                subnet_env=h.run("cat /run/flannel/subnet.env").stdout,
+                nft_peers6=sorted(nft_set(state(name), "peers6") or []))
+
+
+def check_dual_stack(name, st, backend, plan):
+    """`st` (state6) of node `name` holds the IPv6 side of `backend` for the leases `plan`."""
+    lease = plan[name]
+    others = {n: p for n, p in plan.items() if n != name}
+    assert st["forwarding"] == "1"
+    if backend == "vxlan":
+        data = st["link"]["linkinfo"]["info_data"]
+        assert (data["id"], data["local6"], data["link"], data["port"]) == \
+            (1, lease["public_ipv6"], "eth0", 8472), data
+        assert (st["link"]["address"], st["link"]["mtu"]) == \
+            (lease["backend_v6_data"]["vtep_mac"], 1430)
+        assert ["%s/%d" % (a["local"], a["prefixlen"]) for e in st["addrs"]
+                for a in e.get("addr_info", []) if "local" in a] == [vtep(lease["subnet6"]) + "/128"]
+        assert {(n["dst"], n["lladdr"]) for n in st["neigh"]} == \
+            {(vtep(p["subnet6"]), p["backend_v6_data"]["vtep_mac"]) for p in others.values()}
+        assert {(f["mac"], f["dst"]) for f in st["fdb"] if "dst" in f} == \
+            {(p["backend_v6_data"]["vtep_mac"], p["public_ipv6"]) for p in others.values()}
+        assert {(r["dst"], r["gateway"], r["dev"]) for r in st["routes"]} == \
+            {(p["subnet6"], vtep(p["subnet6"]), "flannel-v6.1") for p in others.values()}
+        assert st["nft_peers6"] == sorted(p["public_ipv6"] for p in others.values())
+    else:
+        assert st["link"] is None
+        assert {(r["dst"], r["gateway"], r["dev"]) for r in st["routes"]} == \
+            {(p["subnet6"], p["public_ipv6"], "eth0") for p in others.values()}
+    mtu = {"vxlan": 1430, "host-gw": 1500}[backend]
+    gateway6 = "%s/%d" % (ipaddress.ip_network(lease["subnet6"]).network_address + 1, 64)
+    assert (st["daemon"]["ipv6"], st["daemon"]["fixed-cidr-v6"], st["daemon"]["mtu"]) == \
+        (True, lease["subnet6"], mtu)
+    assert "FLANNEL_IPV6_NETWORK=%s\nFLANNEL_IPV6_SUBNET=%s\nFLANNEL_MTU=%d\n" % (
+        NETWORK6, gateway6, mtu) in st["subnet_env"]
+    rules6 = st["ip6tables"].splitlines()
+    assert '-A WEFT-FWD -s %s -m comment --comment "weft forward" -j ACCEPT' % NETWORK6 in rules6
+    assert '-A WEFT-POSTRTG -s %s ! -d ff00::/8 -m comment --comment "weft masq" ' \
+        '-j MASQUERADE --random-fully' % NETWORK6 in rules6
+
+
+def check_clean6(name, st):
+    """Nothing of weft's IPv6 side is left on the node."""
+    assert st["link"] is None and st["routes"] == [], name
+    assert "WEFT" not in st["ip6tables"], name
+    assert "ipv6" not in st["daemon"] and "fixed-cidr-v6" not in st["daemon"], name
+
+
 def check_containers_reach_each_other(ips, retries=10):
     """Every container pings every other and sees the other's own address as the source
     (each node's container tries its peers at the same time as the others do)."""
@@ -297,8 +376,8 @@ def check_containers_reach_each_other(ips, retries=10):
                     break
                 time.sleep(1)
             assert out.rc == 0, "%s -> %s (%s): %s" % (a, b, ips[b], out.stdout + out.stderr)
-            seen = host(a).check_output(
-                "docker exec weft-verify wget -qO- http://%s:8080/cgi-bin/ip" % ips[b])
+            url = "http://%s:8080/cgi-bin/ip" % ("[%s]" % ips[b] if ":" in ips[b] else ips[b])
+            seen = host(a).check_output("docker exec weft-verify wget -qO- %s" % url)
             assert seen.strip().replace("::ffff:", "").strip("[]") == ips[a], (a, b, seen)
     on_all(from_node, sorted(ips))
 
@@ -327,8 +406,11 @@ class Outsider:
 
     def send(self, dst, port, payloads, src=None):
         """Send raw UDP payloads (bytes) to dst:port, from `src` (default: its own address)."""
-        script = ("import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
-                  "s.setsockopt(socket.SOL_IP,19,1)\n"  # IP_FREEBIND: any source address
+        family = "AF_INET6" if ":" in dst else "AF_INET"
+        if ":" in dst and src is None:
+            src = OUTSIDER_IP6
+        script = ("import socket,sys\ns=socket.socket(socket.%s,socket.SOCK_DGRAM)\n"
+                  "s.setsockopt(socket.SOL_IP,19,1)\n" % family +  # IP_FREEBIND: any source
                   "s.bind((sys.argv[1],0))\n"
                   "for line in sys.stdin:\n    s.sendto(bytes.fromhex(line.strip()),(sys.argv[2],int(sys.argv[3])))\n")
         subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", script,

@@ -17,14 +17,23 @@ from dataclasses import dataclass
 
 from ansible.module_utils.weft.validate import whole_number
 
-# First two octets of every VTEP MAC: locally administered (0x02), unicast (0x01 clear).
+# First two octets of every VTEP MAC: locally administered (0x02), unicast (0x01 clear);
+# IPv4 and IPv6 devices apart, so one host's two VTEPs never share a MAC.
 VTEP_MAC_PREFIX = (0x0E, 0x77)
+VTEP_MAC_PREFIX_V6 = (0x0E, 0x78)
 MAX_VNI = 2 ** 24 - 1
 
 
 def vtep_mac(subnet) -> str:
-    """Deterministic VTEP MAC of an IPv4 lease: unique per subnet, stable across re-creation."""
-    octets = VTEP_MAC_PREFIX + tuple(ipaddress.IPv4Network(subnet).network_address.packed)
+    """Deterministic VTEP MAC of a lease: unique per subnet, stable across re-creation.
+    IPv4: the subnet's four bytes; IPv6: the 32 bits that end at the subnet's prefix (the
+    bits that tell the subnets of one network apart)."""
+    net = ipaddress.ip_network(subnet)
+    if net.version == 4:
+        octets = VTEP_MAC_PREFIX + tuple(net.network_address.packed)
+    else:
+        number = (int(net.network_address) >> (128 - net.prefixlen)) & 0xFFFFFFFF
+        octets = VTEP_MAC_PREFIX_V6 + tuple(number.to_bytes(4, "big"))
     return ":".join("%02x" % o for o in octets)
 
 
@@ -87,7 +96,9 @@ class Backend:
 
     name = ""
     overhead = 0            # bytes the encapsulation adds: overlay MTU = underlay MTU - this
+    overhead_v6 = 0         # the same over an IPv6 underlay (dual-stack)
     encapsulated = False    # whether peers send encapsulated datagrams (peer-only ingress)
+    dual_stack = False      # whether it carries IPv6 beside IPv4 (EnableIPv6)
     options = ()            # Option, in Flannel's order (Type is not one)
     lease_fields = ()       # (weft key, Flannel key) of the lease's BackendData, in order
     reported = ()           # weft keys of lease data that each host reports (weft_facts)
@@ -129,6 +140,10 @@ class Backend:
         """What a lease of this backend records besides subnets and public IPs (weft's keys);
         `reported` holds the host's validated `reported` facts."""
         return dict(reported)
+
+    def lease_data_v6(self, options: dict, subnet6, reported: dict):
+        """A dual-stack lease's IPv6 data (Flannel's BackendV6Data); None: it has none."""
+        return None
 
     def to_flannel(self, data: dict):
         """BackendData as Flannel writes it; None when this backend writes none."""
@@ -176,8 +191,10 @@ class Backend:
         return []
 
 
-def direct_route(peer, view):
+def direct_route(peer, view, family=4):
     """A plain route to a peer's subnet via its public IP on the underlay (host-gw)."""
+    if family == 6:
+        return {"dst": peer.subnet6, "via": peer.public_ipv6, "dev": view.identity["iface"]}
     return {"dst": peer.subnet, "via": peer.public_ip, "dev": view.identity["iface"]}
 
 
@@ -185,10 +202,12 @@ class HostGw(Backend):
     """No encapsulation: a route per peer via its public IP; hosts share an L2 segment."""
 
     name = "host-gw"
+    dual_stack = True
     options = (mtu_option(0),)
 
     def routes(self, view):
-        return [direct_route(peer, view) for peer in view.peers]
+        return [direct_route(peer, view) for peer in view.peers] + \
+            [direct_route(peer, view, 6) for peer in view.peers6]
 
 
 class Vxlan(Backend):
@@ -197,44 +216,69 @@ class Vxlan(Backend):
 
     name = "vxlan"
     overhead = 50
+    overhead_v6 = 70
     encapsulated = True
+    dual_stack = True
     options = (Option("VNI", "vni", int, 1, 1, MAX_VNI), port_option(8472),
                Option("DirectRouting", "direct_routing", bool, False), mtu_option(50))
     lease_fields = (("vni", "VNI"), ("vtep_mac", "VtepMAC"))
 
     @staticmethod
-    def device(network):
-        return "flannel.%d" % network["vni"]
+    def device(network, family=4):
+        return ("flannel.%d" if family == 4 else "flannel-v6.%d") % network["vni"]
 
     def lease_data(self, options, subnet, reported):
         return {"vni": options["vni"], "vtep_mac": vtep_mac(subnet)}
 
-    def devices(self, view):
-        return [("vxlan", self.device(view.network))]
+    def lease_data_v6(self, options, subnet6, reported):
+        return {"vni": options["vni"], "vtep_mac": vtep_mac(subnet6)}
 
-    def _tunnelled(self, view):
-        return [p for p in view.peers if not view.on_link(p)]
+    def devices(self, view):
+        return [("vxlan", self.device(view.network))] + \
+            ([("vxlan", self.device(view.network, 6))] if view.ipv6 else [])
 
     def steps(self, view):
-        dev, me = self.device(view.network), view.me
-        peers = self._tunnelled(view)
+        found = self.family_steps(view, 4)
+        if view.ipv6:
+            found += self.family_steps(view, 6)
+        return found
+
+    @staticmethod
+    def side(peer, family):
+        """(subnet, public address, lease data) of one family of a host's lease."""
+        return (peer.subnet, peer.public_ip, peer.data) if family == 4 else \
+            (peer.subnet6, peer.public_ipv6, peer.data6 or {})
+
+    def family_steps(self, view, family):
+        """Flannel's VTEP of one family: device, then per peer a neighbour and FDB entry."""
+        dev, me = self.device(view.network, family), view.me
+        subnet, _, data = self.side(me, family)
+        peers = [p for p in (view.peers if family == 4 else view.peers6)
+                 if not view.on_link(p, family)]
+        local = view.identity["public_ip" if family == 4 else "public_ipv6"]
         return [
             step("vxlan", name=dev, vni=view.network["vni"], port=view.network["port"],
-                 local=view.identity["public_ip"], dev=view.identity["iface"],
-                 mac=me.data["vtep_mac"], mtu=view.overlay_mtu,
-                 address=vtep_address(me.subnet) + "/32", learning=False),
+                 local=local, dev=view.identity["iface"], mac=data["vtep_mac"],
+                 mtu=view.overlay_mtu, learning=False,
+                 address="%s/%d" % (vtep_address(subnet), 32 if family == 4 else 128)),
             step("neighbours", dev=dev, purge=True,
-                 neighbours=[{"ip": vtep_address(p.subnet), "mac": p.data["vtep_mac"]}
-                             for p in peers]),
+                 neighbours=[{"ip": vtep_address(self.side(p, family)[0]),
+                              "mac": self.side(p, family)[2]["vtep_mac"]} for p in peers]),
             step("fdb", dev=dev, purge=True,
-                 entries=[{"mac": p.data["vtep_mac"], "dst": p.public_ip} for p in peers]),
+                 entries=[{"mac": self.side(p, family)[2]["vtep_mac"],
+                           "dst": self.side(p, family)[1]} for p in peers]),
         ]
 
     def routes(self, view):
-        dev = self.device(view.network)
-        return [direct_route(p, view) if view.on_link(p) else
-                {"dst": p.subnet, "via": vtep_address(p.subnet), "dev": dev, "onlink": True}
-                for p in view.peers]
+        found = []
+        for family, peers in ((4, view.peers), (6, view.peers6)):
+            dev = self.device(view.network, family)
+            for p in peers:
+                subnet = self.side(p, family)[0]
+                found.append(direct_route(p, view, family) if view.on_link(p, family) else
+                             {"dst": subnet, "via": vtep_address(subnet), "dev": dev,
+                              "onlink": True})
+        return found
 
     def ingress_inner(self):
         return "vxlan"

@@ -20,6 +20,7 @@ from ansible.module_utils.weft.net.netlink import IPRoute
 ARGUMENT_SPEC = dict(
     iface=dict(type="str"),
     public_ip=dict(type="str"),
+    public_ipv6=dict(type="str"),
     packages=dict(type="list", elements="str", default=[]),
     backend=dict(type="str"),
 )
@@ -32,7 +33,8 @@ def run(params, ctx):
         facts["weft_underlay"] = dict(error="pyroute2 is not installed (python3-pyroute2)")
         return dict(changed=False, ansible_facts=facts)
     try:
-        facts["weft_underlay"] = find_underlay(ctx.kernel, params["iface"], params["public_ip"])
+        facts["weft_underlay"] = find_underlay(ctx.kernel, params["iface"], params["public_ip"],
+                                                params["public_ipv6"])
     except ValueError as exc:
         facts["weft_underlay"] = dict(error=str(exc))
         return dict(changed=False, ansible_facts=facts)

@@ -38,6 +38,8 @@ ARGUMENT_SPEC = dict(
         iface=dict(type="str", required=True),
         public_ip=dict(type="str", required=True),
         underlay=dict(type="str"),
+        public_ipv6=dict(type="str"),
+        underlay6=dict(type="str"),
         mtu=dict(type="int", required=True),
     )),
     settings=dict(type="dict", default={}, options=SETTINGS_SPEC),

@@ -248,7 +248,8 @@ def uninstall(ctx, old, settings, network=None):
             run.step(core, dict(name=name, state="absent"))
         run.step("routes", dict(routes=[], purge=True, protocol=settings["route_protocol"]))
         for chain in iptables.CHAINS:
-            run.step("iptables", dict(chain, state="absent"))
+            for family in sorted(iptables.COMMANDS):
+                run.step("iptables", dict(chain, family=family, state="absent"))
         run.step("ingress", dict(state="absent"))
         for path in sorted(old.links) + owned(sorted(old.files)):
             if ensure_absent(path, ctx.check_mode):

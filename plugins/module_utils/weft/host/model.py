@@ -24,6 +24,7 @@ from ansible.module_utils.weft.net.iptables import FORWARD_CHAIN, MASQUERADE_CHA
 
 SYSCTL_FILE = "/etc/sysctl.d/60-weft.conf"
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+IPV6_FORWARD = "/proc/sys/net/ipv6/conf/all/forwarding"
 # Files of weft versions before the host model, removed when found.
 LEGACY_FILES = ["/etc/weft/state.json", units.RUNTIME + "/weft-restore.py",
                 units.RUNTIME + "/weft-udpd.py"]
@@ -77,15 +78,26 @@ class HostView:
         others += [Peer.of(key, entry, weft=False)
                    for key, entry in (plan.get("foreign") or {}).items()]
         self.peers = sorted((p for p in others if p.public_ip), key=lambda p: p.name)
+        # Dual-stack: the IPv6 side of every host (a peer without one gets no IPv6 entries).
+        self.ipv6 = bool(self.network.get("ipv6_network"))
+        if self.ipv6 and not (self.me.subnet6 and identity.get("public_ipv6")):
+            raise WeftError("host: %s has no IPv6 %s, which the dual-stack network needs"
+                            % (name, "subnet in the plan" if not self.me.subnet6 else
+                               "underlay address (weft_public_ipv6)"))
+        self.peers6 = [p for p in self.peers if p.subnet6 and p.public_ipv6] if self.ipv6 else []
         underlay_mtu = self.network.get("mtu") or identity["mtu"]
-        self.overlay_mtu = int(underlay_mtu) - self.backend.overhead
-        self._underlay = ipaddress.ip_network(identity["underlay"]) if identity.get("underlay") \
-            else None
+        # One MTU for the containers, right for every path: the larger overhead of the two
+        # families (an IPv6 outer header is 20 bytes more than an IPv4 one).
+        overhead = max(self.backend.overhead, self.backend.overhead_v6 if self.ipv6 else 0)
+        self.overlay_mtu = int(underlay_mtu) - overhead
+        self._underlays = [ipaddress.ip_network(identity[key])
+                           for key in ("underlay", "underlay6") if identity.get(key)]
 
-    def on_link(self, peer) -> bool:
+    def on_link(self, peer, family=4) -> bool:
         """DirectRouting: a peer on this host's L2 network is reached without the tunnel."""
-        return bool(self.network.get("direct_routing") and self._underlay is not None
-                    and ipaddress.ip_address(peer.public_ip) in self._underlay)
+        address = peer.public_ip if family == 4 else peer.public_ipv6
+        return bool(self.network.get("direct_routing") and address and
+                    any(ipaddress.ip_address(address) in net for net in self._underlays))
 
 
 # ---- the desired state -----------------------------------------------------------------
@@ -117,29 +129,46 @@ def forward_rules(network):
             '-d %s -m comment --comment "weft forward" -j ACCEPT' % network]
 
 
+MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
+
+
 def masquerade_rules(network, subnet):
-    """Flannel's FLANNEL-POSTRTG rules: traffic inside the network keeps its source."""
+    """Flannel's FLANNEL-POSTRTG rules: traffic inside the network keeps its source (the
+    IPv6 ones mirror them, with IPv6's multicast range)."""
     comment = '-m comment --comment "weft masq"'
+    multicast = MULTICAST[ipaddress.ip_network(network).version]
     return ["-s %s -d %s %s -j RETURN" % (subnet, network, comment),
             "-s %s -d %s %s -j RETURN" % (network, subnet, comment),
             "! -s %s -d %s %s -j RETURN" % (network, subnet, comment),
-            "-s %s ! -d 224.0.0.0/4 %s -j MASQUERADE --random-fully" % (network, comment),
+            "-s %s ! -d %s %s -j MASQUERADE --random-fully" % (network, multicast, comment),
             "! -s %s -d %s %s -j MASQUERADE --random-fully" % (network, network, comment)]
 
 
 def subnet_env(view):
     """Flannel's /run/flannel/subnet.env, for tools that read it."""
-    return ("FLANNEL_NETWORK=%s\nFLANNEL_SUBNET=%s\nFLANNEL_MTU=%d\nFLANNEL_IPMASQ=%s\n"
-            % (view.network["network"], bridge_address(view.me.subnet), view.overlay_mtu,
-               str(view.settings["ip_masq"]).lower()))
+    text = "FLANNEL_NETWORK=%s\nFLANNEL_SUBNET=%s\n" % (view.network["network"],
+                                                       bridge_address(view.me.subnet))
+    if view.ipv6:
+        text += "FLANNEL_IPV6_NETWORK=%s\nFLANNEL_IPV6_SUBNET=%s\n" % (
+            view.network["ipv6_network"], bridge_address(view.me.subnet6))
+    return text + "FLANNEL_MTU=%d\nFLANNEL_IPMASQ=%s\n" % (view.overlay_mtu,
+                                                          str(view.settings["ip_masq"]).lower())
 
 
 def chain_steps(view):
-    network, settings = view.network["network"], view.settings
-    return [step("iptables", **FORWARD_CHAIN, rules=forward_rules(network),
-                 state="present" if settings["forward_accept"] else "absent"),
-            step("iptables", **MASQUERADE_CHAIN, rules=masquerade_rules(network, view.me.subnet),
-                 state="present" if settings["ip_masq"] else "absent")]
+    """The forward and masquerade chains, in iptables and (dual-stack or not, so that a
+    network that drops IPv6 leaves none behind) ip6tables."""
+    settings, found = view.settings, []
+    for family, network, subnet in (("ipv4", view.network["network"], view.me.subnet),
+                                    ("ipv6", view.network.get("ipv6_network"), view.me.subnet6)):
+        on = network is not None
+        found += [step("iptables", **FORWARD_CHAIN, family=family,
+                       rules=forward_rules(network) if on else [],
+                       state="present" if on and settings["forward_accept"] else "absent"),
+                  step("iptables", **MASQUERADE_CHAIN, family=family,
+                       rules=masquerade_rules(network, subnet) if on else [],
+                       state="present" if on and settings["ip_masq"] else "absent")]
+    return found
 
 
 def ingress_step(view):
@@ -147,7 +176,8 @@ def ingress_step(view):
     if not (view.settings["peer_ingress"] and backend.encapsulated):
         return step("ingress", state="absent")
     return step("ingress", port=view.network["port"], inner=backend.ingress_inner(),
-                peers=[{"ip": p.public_ip, "subnet": p.subnet} for p in view.peers])
+                peers=[{"ip": p.public_ip, "subnet": p.subnet} for p in view.peers] +
+                [{"ip": p.public_ipv6, "subnet": p.subnet6} for p in view.peers6])
 
 
 def derive(plan, identity, settings, with_steps=True) -> HostState:
@@ -170,9 +200,10 @@ def steps(view, settings) -> list:
     found += chain_steps(view)
     found.append(ingress_step(view))
     if settings["docker"]:
+        ipv6 = dict(ipv6=True, fixed_cidr_v6=view.me.subnet6) if view.ipv6 else {}
         found.append(step("docker", path=settings["docker_daemon_json"],
                           bip=bridge_address(view.me.subnet), mtu=view.overlay_mtu,
-                          ip_masq=False, original=units.DOCKER_ORIGINAL))
+                          ip_masq=False, original=units.DOCKER_ORIGINAL, **ipv6))
     return found
 
 
@@ -186,12 +217,15 @@ def files(state, view, settings):
     backend = view.backend
     state.files = {
         SYSCTL_FILE: ("# weft: hosts route container traffic between the overlay and "
-                      "docker0\nnet.ipv4.ip_forward = 1\n", "0644"),
+                      "docker0\nnet.ipv4.ip_forward = 1\n"
+                      + ("net.ipv6.conf.all.forwarding = 1\n" if view.ipv6 else ""), "0644"),
         IP_FORWARD: ("1\n", "0644"),
         settings["subnet_env"]: (subnet_env(view), "0644"),
         units.RESTORE: (units.launcher(), "0755"),
         units.UNITS + "/weft-restore.service": (units.restore(), "0644"),
     }
+    if view.ipv6:
+        state.files[IPV6_FORWARD] = ("1\n", "0644")
     state.links = {units.WANTS + "/weft-restore.service": units.UNITS + "/weft-restore.service"}
     if settings["heal_interval"] > 0:
         state.files[HEAL_UNIT] = (units.heal(settings["heal_interval"]), "0644")
@@ -208,7 +242,7 @@ def leftovers(settings, options=None) -> HostState:
     state = HostState(services=[heal_service()])  # stopped first: it would put things back
     for backend in BACKENDS.values():
         network = {**{o.key: o.default for o in backend.options}, **(options or {})}
-        light = SimpleNamespace(network=network, settings=settings)
+        light = SimpleNamespace(network=network, settings=settings, ipv6=True)
         state = state.merge(HostState(devices=set(backend.devices(light)),
                                       users=backend.users(light),
                                       services=backend.services(light)))

@@ -41,8 +41,8 @@ from ansible.module_utils.weft.module import Context
 from ansible.module_utils.weft.net import iptables
 from ansible.module_utils.weft.net.netlink import RTPROT_WEFT
 
-# rtnetlink groups: links, neighbours (FDB entries too), IPv4 addresses and routes.
-RTMGRP = 0x1 | 0x4 | 0x10 | 0x40
+# rtnetlink groups: links, neighbours (FDB entries too), IPv4 and IPv6 addresses and routes.
+RTMGRP = 0x1 | 0x4 | 0x10 | 0x40 | 0x100 | 0x400
 RTM_NEWLINK, RTM_DELLINK, RTM_DELADDR, RTM_DELROUTE, RTM_DELNEIGH = 16, 17, 21, 25, 29
 IFLA_IFNAME = 3
 NETLINK_NETFILTER, NFNLGRP_NFTABLES, NFNL_SUBSYS_NFTABLES = 12, 7, 10

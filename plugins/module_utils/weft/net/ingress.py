@@ -8,10 +8,10 @@ whole (``inet weft``). A base chain on the prerouting hook at the raw priority (
 connection tracking, so a flood from strangers costs no conntrack entries) sends UDP to
 the port, when addressed to this host, into a chain that drops and counts by reason:
 
-- not_a_peer: the sender's address is not a peer's public IP;
-- inner_not_ipv4 / inner_source: (VXLAN) the frame inside is not IPv4, or its source lies
-  outside the subnet of the peer that sent it;
-- ipv6: no IPv6 underlay peers exist (yet), so none may send.
+- not_a_peer: the sender's address (IPv4 or IPv6) is not a peer's public address;
+- inner_not_ipv4 / inner_not_ipv6 / inner_source: (VXLAN) the frame inside is not of the
+  family its underlay carries (IPv4 over IPv4, IPv6 over IPv6, as Flannel's two devices),
+  or its source lies outside the subnet of that family of the peer that sent it.
 
 nftables base chains see every packet whatever other tables accept, and a drop is final,
 so no rule elsewhere can let a stranger's datagram past this one.
@@ -24,12 +24,16 @@ import json
 
 from ansible.module_utils.weft.errors import WeftError
 
-VERSION = "weft/1"           # part of every rule comment: a new layout replaces the table
+VERSION = "weft/2"           # part of every rule comment: a new layout replaces the table
 FAMILY = "inet"
-REASONS = ("not_a_peer", "inner_not_ipv4", "inner_source", "ipv6")
+REASONS = ("not_a_peer", "inner_not_ipv4", "inner_not_ipv6", "inner_source")
 # VXLAN: the UDP header (8 bytes) and VXLAN header (8), then the inner Ethernet header,
-# whose EtherType is at byte 28 and the inner IPv4 source at byte 28 + 2 + 12 = 42.
-VXLAN_ETHERTYPE_BITS, VXLAN_INNER_SOURCE_BITS = 224, 336
+# whose EtherType is at byte 28, the inner IPv4 source at byte 28 + 2 + 12 = 42 and the
+# inner IPv6 source at byte 28 + 2 + 8 = 38.
+VXLAN_ETHERTYPE_BITS, VXLAN_INNER_SOURCE_BITS, VXLAN_INNER_SOURCE6_BITS = 224, 336, 304
+# Per family: the peer set, the (peer, inner source) set, its element type, the bits.
+FAMILIES = {4: ("peers4", "peer_subnets4", "ip saddr . @th,%d,32" % VXLAN_INNER_SOURCE_BITS, 8),
+            6: ("peers6", "peer_subnets6", "ip6 saddr . @th,%d,128" % VXLAN_INNER_SOURCE6_BITS, 32)}
 
 
 def desired_peers(params):
@@ -38,9 +42,9 @@ def desired_peers(params):
     for i, item in enumerate(params["peers"]):
         where = "peers[%d]" % i
         try:
-            ip = ipaddress.IPv4Address(str(item["ip"]).strip())
+            ip = ipaddress.ip_address(str(item["ip"]).strip())
         except ValueError:
-            raise WeftError("%s.ip: %r is not an IPv4 address" % (where, item["ip"])) from None
+            raise WeftError("%s.ip: %r is not an IP address" % (where, item["ip"])) from None
         if ip.is_unspecified or ip.is_multicast or ip.is_loopback:
             raise WeftError("%s.ip: %s is not a host's address" % (where, ip))
         if str(ip) in peers:
@@ -48,10 +52,12 @@ def desired_peers(params):
         subnet = None
         if item.get("subnet"):
             try:
-                subnet = ipaddress.IPv4Network(str(item["subnet"]).strip())
+                subnet = ipaddress.ip_network(str(item["subnet"]).strip())
             except ValueError as exc:
-                raise WeftError("%s.subnet: %r is not an IPv4 network (%s)"
-                                   % (where, item["subnet"], exc)) from None
+                raise WeftError("%s.subnet: %r is not a network (%s)"
+                                % (where, item["subnet"], exc)) from None
+            if subnet.version != ip.version:
+                raise WeftError("%s.subnet: %s is not of the family of ip %s" % (where, subnet, ip))
         elif params["inner"] == "vxlan":
             raise WeftError("%s.subnet: is required with inner=vxlan" % where)
         peers[str(ip)] = subnet
@@ -64,29 +70,39 @@ def layout(params) -> list:
     rules = [("ingress", "%s udp %d" % (VERSION, port),
               "udp dport %d fib daddr type local jump encapsulated" % port),
              ("encapsulated", "%s not_a_peer" % VERSION,
-              "ip saddr != @peers4 counter name not_a_peer drop")]
+              "ip saddr != @peers4 counter name not_a_peer drop"),
+             ("encapsulated", "%s not_a_peer6" % VERSION,
+              "ip6 saddr != @peers6 counter name not_a_peer drop")]
     if inner == "vxlan":
         rules += [("encapsulated", "%s inner_not_ipv4" % VERSION,
-                   "@th,%d,16 != 0x0800 counter name inner_not_ipv4 drop" % VXLAN_ETHERTYPE_BITS),
-                  ("encapsulated", "%s inner_source" % VERSION,
-                   "ip saddr . @th,%d,32 != @peer_subnets4 counter name inner_source drop"
-                   % VXLAN_INNER_SOURCE_BITS)]
-    rules.append(("encapsulated", "%s ipv6" % VERSION, "meta nfproto ipv6 counter name ipv6 drop"))
+                   "meta nfproto ipv4 @th,%d,16 != 0x0800 counter name inner_not_ipv4 drop"
+                   % VXLAN_ETHERTYPE_BITS),
+                  ("encapsulated", "%s inner_not_ipv6" % VERSION,
+                   "meta nfproto ipv6 @th,%d,16 != 0x86dd counter name inner_not_ipv6 drop"
+                   % VXLAN_ETHERTYPE_BITS)]
+        rules += [("encapsulated", "%s inner_source%s" % (VERSION, "" if version == 4 else "6"),
+                   "%s != @%s counter name inner_source drop" % (FAMILIES[version][2],
+                                                                 FAMILIES[version][1]))
+                  for version in (4, 6)]
     return rules
 
 
 def element_text(kind, element):
-    if kind == "peers4":
+    if kind in ("peers4", "peers6"):
         return element
     ip, (low, high) = element
-    return "%s . 0x%08x-0x%08x" % (ip, low, high)
+    digits = FAMILIES[6 if kind == "peer_subnets6" else 4][3]
+    return "%s . 0x%0*x-0x%0*x" % (ip, digits, low, digits, high)
 
 
 def desired_elements(peers, inner):
-    elements = {"peers4": set(peers)}
-    if inner == "vxlan":
-        elements["peer_subnets4"] = {(ip, (int(net.network_address), int(net.broadcast_address)))
-                                     for ip, net in peers.items()}
+    elements = {}
+    for version, (peer_set, subnet_set, _, _) in FAMILIES.items():
+        mine = {ip: net for ip, net in peers.items() if ipaddress.ip_address(ip).version == version}
+        elements[peer_set] = set(mine)
+        if inner == "vxlan":
+            elements[subnet_set] = {(ip, (int(net.network_address), int(net.broadcast_address)))
+                                    for ip, net in mine.items()}
     return elements
 
 
@@ -98,10 +114,11 @@ def render_table(params, elements) -> str:
 
     lines = ["table %s %s {" % (FAMILY, params["table"])]
     lines += ["  counter %s { }" % reason for reason in REASONS]
-    lines.append("  set peers4 { type ipv4_addr; %s }" % listing("peers4"))
-    if "peer_subnets4" in elements:
-        lines.append("  set peer_subnets4 { typeof ip saddr . @th,%d,32; flags interval; %s }"
-                     % (VXLAN_INNER_SOURCE_BITS, listing("peer_subnets4")))
+    for version, (peer_set, subnet_set, typeof, _) in FAMILIES.items():
+        lines.append("  set %s { type ipv%d_addr; %s }" % (peer_set, version, listing(peer_set)))
+        if subnet_set in elements:
+            lines.append("  set %s { typeof %s; flags interval; %s }"
+                         % (subnet_set, typeof, listing(subnet_set)))
     lines.append("  chain ingress { type filter hook prerouting priority raw; policy accept; }")
     lines.append("  chain encapsulated { }")
     lines.append("}")
@@ -156,9 +173,14 @@ def parse_element(element):
     if isinstance(element, dict) and "concat" in element:
         ip, span = element["concat"]
         if isinstance(span, dict) and "range" in span:
-            return (ip, tuple(int(v) for v in span["range"]))
-        return (ip, (int(span), int(span)))
+            return (ip, tuple(number(v) for v in span["range"]))
+        return (ip, (number(span), number(span)))
     return element
+
+
+def number(value):
+    """An integer as nft -j prints it: a number, or (128 bits) a hex string."""
+    return value if isinstance(value, int) else int(value, 0)
 
 
 def converge(ctx, params):

@@ -11,10 +11,12 @@ from ansible.module_utils.weft.errors import WeftError
 
 CHAIN_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,28}$")
 BUILT_IN = ("INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING")
-# weft's two chains (Flannel's FLANNEL-FWD and FLANNEL-POSTRTG), as this core takes them.
+# weft's two chains (Flannel's FLANNEL-FWD and FLANNEL-POSTRTG), as this core takes them;
+# dual-stack networks have them in ip6tables too.
 FORWARD_CHAIN = dict(table="filter", chain="WEFT-FWD", jump_from="FORWARD")
 MASQUERADE_CHAIN = dict(table="nat", chain="WEFT-POSTRTG", jump_from="POSTROUTING")
 CHAINS = (FORWARD_CHAIN, MASQUERADE_CHAIN)
+COMMANDS = {"ipv4": "iptables", "ipv6": "ip6tables"}
 
 ARGUMENT_SPEC = dict(
     table=dict(type="str", default="filter", choices=["filter", "nat", "mangle", "raw"]),
@@ -22,13 +24,14 @@ ARGUMENT_SPEC = dict(
     rules=dict(type="list", elements="str", default=[]),
     jump_from=dict(type="str"),
     state=dict(type="str", default="present", choices=["present", "absent"]),
+    family=dict(type="str", default="ipv4", choices=sorted(COMMANDS)),
 )
 
 
-def read_table(ctx, table):
-    rc, out, err = ctx.run([ctx.which("iptables"), "-w", "-t", table, "-S"])
+def read_table(ctx, table, command="iptables"):
+    rc, out, err = ctx.run([ctx.which(command), "-w", "-t", table, "-S"])
     if rc:
-        raise WeftError("iptables -t %s -S failed: %s" % (table, err.strip()))
+        raise WeftError("%s -t %s -S failed: %s" % (command, table, err.strip()))
     return out.splitlines()
 
 
@@ -39,11 +42,11 @@ def chain_state(lines, chain, jump_from):
     return exists, rules, jump is not None and jump in lines
 
 
-def restore(ctx, table, lines):
+def restore(ctx, table, lines, command="iptables"):
     script = "*%s\n%s\nCOMMIT\n" % (table, "\n".join(lines))
-    rc, _, err = ctx.run([ctx.which("iptables-restore"), "-w", "--noflush"], data=script)
+    rc, _, err = ctx.run([ctx.which(command + "-restore"), "-w", "--noflush"], data=script)
     if rc:
-        raise WeftError("iptables-restore failed: %s" % err.strip(), script=script)
+        raise WeftError("%s-restore failed: %s" % (command, err.strip()), script=script)
 
 
 def run(params, ctx):
@@ -53,10 +56,11 @@ def run(params, ctx):
     for i, rule in enumerate(params["rules"]):
         if not rule.strip() or rule.strip().startswith(("-A ", "-I ", "-N ", "-D ")):
             raise WeftError("rules[%d]: %r must be a rule without -A/-I CHAIN" % (i, rule))
-    if ctx.which("iptables") is None:
-        raise WeftError("iptables is not installed on this host")
+    command = COMMANDS[params["family"]]
+    if ctx.which(command) is None:
+        raise WeftError("%s is not installed on this host" % command)
 
-    lines = read_table(ctx, table)
+    lines = read_table(ctx, table, command)
     exists, current, jumped = chain_state(lines, chain, jump_from)
     jump_line = "-A %s -j %s" % (jump_from, chain) if jump_from else None
 
@@ -86,6 +90,6 @@ def run(params, ctx):
                               before_header="%s/%s" % (table, chain),
                               after_header="%s/%s" % (table, chain))
     if script and not ctx.check_mode:
-        restore(ctx, table, script)
-        result["rules"] = chain_state(read_table(ctx, table), chain, jump_from)[1]
+        restore(ctx, table, script, command)
+        result["rules"] = chain_state(read_table(ctx, table, command), chain, jump_from)[1]
     return result

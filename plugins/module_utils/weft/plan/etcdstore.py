@@ -37,8 +37,6 @@ from ansible.module_utils.weft.plan.subnets import (PlanError, Reservation, leas
 DEFAULT_PREFIX = "/coreos.com/network"
 # Flannel's subnet key: IPv4 subnet, optionally '&' and the IPv6 subnet of a dual-stack lease.
 SUBNET_KEY = re.compile(r"^(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&([a-f\d:]+)-(\d+))?$")
-# Config fields Flannel writes that carry no meaning for an IPv4 overlay when at these values.
-NEUTRAL_CONFIG_FIELDS = {"EnableIPv4": True, "EnableIPv6": False}
 ATTEMPTS = 20
 MAX_TXN_OPS = 120  # etcd's default --max-txn-ops is 128
 
@@ -159,12 +157,13 @@ class EtcdStore:
                 lease = lease_from_flannel(subnet, subnet6, parse_flannel_value(kvs[key].value, key),
                                            key)
             except PlanError:
-                lease = Lease(subnet, None, "")  # unreadable: still nobody else's to take
+                lease = Lease(subnet, None, "", subnet6=subnet6)  # unreadable: still nobody else's
             else:
                 snap.foreign[key] = lease
             origin = "a reservation in etcd (%s)" if not kvs[key].lease \
                 else "a Flannel lease in etcd (%s)"
-            snap.reservations[subnet] = Reservation(subnet, lease.public_ip, origin % key)
+            snap.reservations[subnet] = Reservation(subnet, lease.public_ip, origin % key,
+                                                    lease.subnet6)
         return snap
 
     def leases(self) -> dict:
@@ -180,9 +179,6 @@ class EtcdStore:
             stored = json.loads(kv.value)
         except ValueError:
             stored = None
-        if isinstance(stored, dict):
-            stored = {k: v for k, v in stored.items()
-                      if not (k in NEUTRAL_CONFIG_FIELDS and NEUTRAL_CONFIG_FIELDS[k] == v)}
         current = parse_network_config(stored, "etcd key %s" % self.config_key)
         if current == config:
             return [Compare.unchanged(self.config_key, kv.mod_revision)], []

@@ -23,6 +23,39 @@ class PlanError(ValueError):
 
 
 @dataclass(frozen=True)
+class SubnetRange:
+    """One address family of the network: the network and the subnets hosts get from it."""
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    subnet_len: int
+    subnet_min: ipaddress.IPv4Network | ipaddress.IPv6Network
+    subnet_max: ipaddress.IPv4Network | ipaddress.IPv6Network
+
+    @property
+    def step(self) -> int:
+        return 2 ** (self.network.max_prefixlen - self.subnet_len)
+
+    def subnets(self):
+        """Every subnet from the minimum to the maximum, in address order."""
+        first = int(self.subnet_min.network_address)
+        last = int(self.subnet_max.network_address)
+        for addr in range(first, last + 1, self.step):
+            yield ipaddress.ip_network((addr, self.subnet_len))
+
+    @property
+    def capacity(self) -> int:
+        return (int(self.subnet_max.network_address)
+                - int(self.subnet_min.network_address)) // self.step + 1
+
+    def in_range(self, subnet) -> bool:
+        return (subnet.version == self.network.version and subnet.prefixlen == self.subnet_len
+                and self.subnet_min.network_address <= subnet.network_address
+                <= self.subnet_max.network_address)
+
+    def range_text(self) -> str:
+        return "%s to %s" % (self.subnet_min, self.subnet_max)
+
+
+@dataclass(frozen=True)
 class NetworkConfig:
     network: ipaddress.IPv4Network
     subnet_len: int
@@ -30,6 +63,7 @@ class NetworkConfig:
     subnet_max: ipaddress.IPv4Network
     backend_type: str = "vxlan"
     options: dict = field(default_factory=dict)   # the backend's options, weft's keys
+    ipv6: SubnetRange | None = None               # EnableIPv6: the IPv6 network and range
 
     @property
     def backend(self):
@@ -43,40 +77,46 @@ class NetworkConfig:
         return self.options.get(key)
 
     @property
-    def _step(self) -> int:
-        return 2 ** (self.network.max_prefixlen - self.subnet_len)
+    def ipv4(self) -> SubnetRange:
+        return SubnetRange(self.network, self.subnet_len, self.subnet_min, self.subnet_max)
 
     def subnets(self):
-        """Every subnet from SubnetMin to SubnetMax, in address order."""
-        first = int(self.subnet_min.network_address)
-        last = int(self.subnet_max.network_address)
-        for addr in range(first, last + 1, self._step):
-            yield ipaddress.ip_network((addr, self.subnet_len))
+        return self.ipv4.subnets()
 
     @property
     def capacity(self) -> int:
-        return (int(self.subnet_max.network_address)
-                - int(self.subnet_min.network_address)) // self._step + 1
+        return self.ipv4.capacity
 
     def in_range(self, subnet) -> bool:
-        return (subnet.version == self.network.version and subnet.prefixlen == self.subnet_len
-                and self.subnet_min.network_address <= subnet.network_address
-                <= self.subnet_max.network_address)
+        return self.ipv4.in_range(subnet)
 
     def range_text(self) -> str:
-        return "%s to %s" % (self.subnet_min, self.subnet_max)
+        return self.ipv4.range_text()
 
-    def lease(self, subnet, public_ip, reported=None) -> Lease:
-        """A lease of this network's backend for `subnet`, with the host's reported data."""
+    def lease(self, subnet, public_ip, reported=None, subnet6=None, public_ipv6=None) -> Lease:
+        """A lease of this network's backend for `subnet` (and, dual-stack, `subnet6`),
+        with the host's reported data."""
+        reported = reported or {}
         return Lease(subnet, public_ip, self.backend_type,
-                     self.backend.lease_data(self.options, subnet, reported or {}))
+                     self.backend.lease_data(self.options, subnet, reported),
+                     subnet6=subnet6, public_ipv6=public_ipv6,
+                     backend_v6_data=(self.backend.lease_data_v6(self.options, subnet6, reported)
+                                      if subnet6 is not None else None))
 
     def as_flannel(self) -> dict:
-        """The config in Flannel's JSON, every default written out."""
+        """The config in Flannel's JSON, every default written out (an IPv4 network's as
+        weft has always written it: the IPv6 fields only when IPv6 is on)."""
         backend = {"Type": self.backend_type, **self.backend.options_as_flannel(self.options)}
-        return {"Network": str(self.network), "SubnetLen": self.subnet_len,
-                "SubnetMin": str(self.subnet_min.network_address),
-                "SubnetMax": str(self.subnet_max.network_address), "Backend": backend}
+        out = {"Network": str(self.network), "SubnetLen": self.subnet_len,
+               "SubnetMin": str(self.subnet_min.network_address),
+               "SubnetMax": str(self.subnet_max.network_address)}
+        if self.ipv6 is not None:
+            out.update(EnableIPv6=True, IPv6Network=str(self.ipv6.network),
+                       IPv6SubnetLen=self.ipv6.subnet_len,
+                       IPv6SubnetMin=str(self.ipv6.subnet_min.network_address),
+                       IPv6SubnetMax=str(self.ipv6.subnet_max.network_address))
+        out["Backend"] = backend
+        return out
 
     def summary(self) -> dict:
         """The config with every default filled in, as plain values (what hosts get)."""
@@ -84,6 +124,8 @@ class NetworkConfig:
             "network": str(self.network), "subnet_len": self.subnet_len,
             "subnet_min": str(self.subnet_min), "subnet_max": str(self.subnet_max),
             "backend_type": self.backend_type, **self.options, "overhead": self.overhead,
+            **({"ipv6_network": str(self.ipv6.network), "ipv6_subnet_len": self.ipv6.subnet_len}
+               if self.ipv6 is not None else {}),
         }
 
 
@@ -97,6 +139,7 @@ class Reservation:
     subnet: ipaddress.IPv4Network
     public_ip: ipaddress.IPv4Address | None
     origin: str             # where it was found, for error messages
+    subnet6: ipaddress.IPv6Network | None = None   # a dual-stack lease's IPv6 half
 
 
 @dataclass(frozen=True)
@@ -107,6 +150,8 @@ class HostSpec:
     pin: ipaddress.IPv4Network | None = None
     underlay: ipaddress.IPv4Network | None = None
     reported: dict | None = None    # the backend's lease data this host reported (weft_facts)
+    public_ipv6: ipaddress.IPv6Address | None = None
+    pin6: ipaddress.IPv6Network | None = None
 
 
 @dataclass
@@ -135,28 +180,106 @@ def _int(value, name, low=None, high=None):
         raise PlanError(str(exc)) from None
 
 
-def parse_ipv4_network(value, name) -> ipaddress.IPv4Network:
+def parse_network(value, name, version=4):
+    """A CIDR of the given IP version whose host bits are clear."""
+    example = "100.96.0.0/16" if version == 4 else "fd00:96::/48"
     if not isinstance(value, str):
-        raise PlanError("%s: %r is not an IPv4 CIDR such as 100.96.0.0/16" % (name, value))
+        raise PlanError("%s: %r is not an IPv%d CIDR such as %s" % (name, value, version, example))
     try:
         net = ipaddress.ip_network(value.strip(), strict=True)
     except ValueError as exc:
-        raise PlanError("%s: %r is not a valid IPv4 CIDR (%s)" % (name, value, exc)) from None
-    if net.version != 4:
-        raise PlanError("%s: %r is IPv6; weft networks are IPv4" % (name, value))
+        raise PlanError("%s: %r is not a valid IPv%d CIDR (%s)" % (name, value, version, exc)) from None
+    if net.version != version:
+        raise PlanError("%s: %r is IPv%d; this field takes IPv%d (%s)"
+                        % (name, value, net.version, version,
+                           "IPv6 goes in IPv6Network" if version == 4 else "IPv4 goes in Network"))
     if "/" not in value:
         raise PlanError("%s: %r has no prefix length, write it as a CIDR" % (name, value))
     return net
 
 
-def parse_ipv4_address(value, name) -> ipaddress.IPv4Address:
+def parse_address(value, name, version=4):
     try:
         addr = ipaddress.ip_address(str(value).strip())
     except ValueError:
-        raise PlanError("%s: %r is not an IPv4 address" % (name, value)) from None
-    if addr.version != 4:
-        raise PlanError("%s: %r is IPv6; weft underlays are IPv4" % (name, value))
+        raise PlanError("%s: %r is not an IPv%d address" % (name, value, version)) from None
+    if addr.version != version:
+        raise PlanError("%s: %r is IPv%d; this takes an IPv%d address"
+                        % (name, value, addr.version, version))
     return addr
+
+
+def parse_ipv4_network(value, name) -> ipaddress.IPv4Network:
+    return parse_network(value, name, 4)
+
+
+def parse_ipv4_address(value, name) -> ipaddress.IPv4Address:
+    return parse_address(value, name, 4)
+
+
+@dataclass(frozen=True)
+class FamilyRules:
+    """Flannel's rules for one family's fields of net-conf.json (pkg/subnet/config.go)."""
+    version: int
+    fields: tuple           # names of the network, subnet length, minimum, maximum
+    max_prefix: int         # a network must be at least this large
+    max_subnet_len: int
+    default_len: int        # the subnet length of a large enough network ...
+    default_up_to: int      # ... one whose prefix is at most this
+
+
+IPV4_RULES = FamilyRules(4, ("Network", "SubnetLen", "SubnetMin", "SubnetMax"), 28, 30, 24, 22)
+IPV6_RULES = FamilyRules(6, ("IPv6Network", "IPv6SubnetLen", "IPv6SubnetMin", "IPv6SubnetMax"),
+                         124, 126, 64, 62)
+
+
+def parse_range(raw, name, rules) -> SubnetRange:
+    """One family's network and subnet range, with Flannel's defaults and checks."""
+    key_net, key_len, key_min, key_max = rules.fields
+    network = parse_network(raw[key_net], "%s.%s" % (name, key_net), rules.version)
+    prefix = network.prefixlen
+    if prefix > rules.max_prefix:
+        raise PlanError("%s.%s: /%d is too small, a network needs a prefix of at most /%d"
+                        % (name, key_net, prefix, rules.max_prefix))
+    if raw.get(key_len) is None:
+        subnet_len = rules.default_len if prefix <= rules.default_up_to else prefix + 2
+    else:
+        subnet_len = _int(raw[key_len], "%s.%s" % (name, key_len))
+        if subnet_len > rules.max_subnet_len:
+            raise PlanError("%s.%s: %d is larger than %d"
+                            % (name, key_len, subnet_len, rules.max_subnet_len))
+        if subnet_len < prefix + 2:
+            raise PlanError("%s.%s: %d leaves fewer than 4 subnets in %s (use at least %d)"
+                            % (name, key_len, subnet_len, network, prefix + 2))
+
+    step = 2 ** (network.max_prefixlen - subnet_len)
+    base = int(network.network_address)
+    last = int(network.broadcast_address) + 1 - step
+
+    def bound(key, default):
+        if raw.get(key) is None:
+            return ipaddress.ip_network((default, subnet_len))
+        addr = parse_address(str(raw[key]).split("/")[0], "%s.%s" % (name, key), rules.version)
+        if addr not in network:
+            raise PlanError("%s.%s: %s is outside %s %s" % (name, key, addr, key_net, network))
+        if (int(addr) - base) % step:
+            raise PlanError("%s.%s: %s is not on a /%d subnet boundary"
+                            % (name, key, addr, subnet_len))
+        return ipaddress.ip_network((int(addr), subnet_len))
+
+    subnet_min = bound(key_min, base + step)  # Flannel skips the first subnet
+    subnet_max = bound(key_max, last)
+    if subnet_min.network_address > subnet_max.network_address:
+        raise PlanError("%s.%s: %s is above %s %s" % (name, key_min, subnet_min.network_address,
+                                                     key_max, subnet_max.network_address))
+    return SubnetRange(network, subnet_len, subnet_min, subnet_max)
+
+
+def _flag(raw, key, name, default):
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise PlanError("%s.%s: %r is not true or false" % (name, key, value))
+    return value
 
 
 def _only_known(fields, known, name):
@@ -170,45 +293,25 @@ def parse_network_config(raw, name="weft_network") -> NetworkConfig:
     """Validate a Flannel network config (as in net-conf.json) and fill defaults."""
     if not isinstance(raw, dict):
         raise PlanError("%s: must be a mapping with at least Network" % name)
-    _only_known(raw, {"Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend"}, name)
+    _only_known(raw, {"Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend", "EnableIPv4",
+                      "EnableIPv6", "IPv6Network", "IPv6SubnetLen", "IPv6SubnetMin",
+                      "IPv6SubnetMax"}, name)
+    if not _flag(raw, "EnableIPv4", name, True):
+        raise PlanError("%s.EnableIPv4: false (an IPv6-only network) is not supported yet; "
+                        "keep IPv4 on beside EnableIPv6" % name)
     if "Network" not in raw:
         raise PlanError("%s.Network: is required (e.g. 100.96.0.0/16)" % name)
-    network = parse_ipv4_network(raw["Network"], name + ".Network")
-    prefix = network.prefixlen
-    if prefix > 28:
-        raise PlanError("%s.Network: /%d is too small, a network needs a prefix of at most /28"
-                        % (name, prefix))
-
-    if raw.get("SubnetLen") is None:
-        subnet_len = 24 if prefix <= 22 else prefix + 2
+    ipv4 = parse_range(raw, name, IPV4_RULES)
+    ipv6 = None
+    if _flag(raw, "EnableIPv6", name, False):
+        if raw.get("IPv6Network") is None:
+            raise PlanError("%s.IPv6Network: is required with EnableIPv6 (e.g. fd00:96::/48)"
+                            % name)
+        ipv6 = parse_range(raw, name, IPV6_RULES)
     else:
-        subnet_len = _int(raw["SubnetLen"], name + ".SubnetLen")
-        if subnet_len > 30:
-            raise PlanError("%s.SubnetLen: %d is larger than 30" % (name, subnet_len))
-        if subnet_len < prefix + 2:
-            raise PlanError("%s.SubnetLen: %d leaves fewer than 4 subnets in %s (use at least %d)"
-                            % (name, subnet_len, network, prefix + 2))
-
-    step = 2 ** (32 - subnet_len)
-    base = int(network.network_address)
-    last = int(network.broadcast_address) + 1 - step
-
-    def bound(key, default):
-        if raw.get(key) is None:
-            return ipaddress.IPv4Network((default, subnet_len))
-        addr = parse_ipv4_address(str(raw[key]).split("/")[0], "%s.%s" % (name, key))
-        if addr not in network:
-            raise PlanError("%s.%s: %s is outside Network %s" % (name, key, addr, network))
-        if (int(addr) - base) % step:
-            raise PlanError("%s.%s: %s is not on a /%d subnet boundary"
-                            % (name, key, addr, subnet_len))
-        return ipaddress.IPv4Network((int(addr), subnet_len))
-
-    subnet_min = bound("SubnetMin", base + step)  # Flannel skips the first subnet
-    subnet_max = bound("SubnetMax", last)
-    if subnet_min.network_address > subnet_max.network_address:
-        raise PlanError("%s.SubnetMin: %s is above SubnetMax %s"
-                        % (name, subnet_min.network_address, subnet_max.network_address))
+        stray = sorted(k for k in raw if k.startswith("IPv6"))
+        if stray:
+            raise PlanError("%s.%s: set EnableIPv6: true to use it" % (name, stray[0]))
 
     backend = raw.get("Backend") or {}
     if not isinstance(backend, dict):
@@ -221,58 +324,90 @@ def parse_network_config(raw, name="weft_network") -> NetworkConfig:
         options = BACKENDS[btype].parse_options(backend, name + ".Backend")
     except ValueError as exc:
         raise PlanError(str(exc)) from None
-    return NetworkConfig(network, subnet_len, subnet_min, subnet_max, btype, options)
+    if ipv6 is not None and not BACKENDS[btype].dual_stack:
+        raise PlanError("%s.EnableIPv6: backend %s carries IPv4 only (as Flannel's does); "
+                        "use vxlan or host-gw" % (name, btype))
+    return NetworkConfig(ipv4.network, ipv4.subnet_len, ipv4.subnet_min, ipv4.subnet_max, btype,
+                         options, ipv6)
 
 
 # --------------------------------------------------------------------------
 # Hosts and leases
 # --------------------------------------------------------------------------
 
+# The host variables each family's values come from, for error messages.
+HOST_VARIABLES = {4: ("weft_public_ip", "weft_subnet", "Network"),
+                  6: ("weft_public_ipv6", "weft_subnet6", "IPv6Network")}
+
+
+def _public_address(value, host, version, network, seen):
+    variable = HOST_VARIABLES[version][0]
+    addr = parse_address(value, "%s of %s" % (variable, host), version)
+    if network is not None and addr in network:
+        raise PlanError("%s of %s: %s lies inside the overlay %s %s"
+                        % (variable, host, addr, HOST_VARIABLES[version][2], network))
+    if addr in seen:
+        raise PlanError("%s of %s: %s is also the public IP of %s; every host needs its own "
+                        "(set %s or weft_iface)" % (variable, host, addr, seen[addr], variable))
+    seen[addr] = host
+    return addr
+
+
+def _pin(value, host, version, subnets, seen):
+    variable = HOST_VARIABLES[version][1]
+    if subnets is None:
+        raise PlanError("%s of %s: the network has no IPv6 (set EnableIPv6 and IPv6Network)"
+                        % (variable, host))
+    pin = parse_network(value, "%s of %s" % (variable, host), version)
+    if not subnets.in_range(pin):
+        raise PlanError("%s of %s: %s is outside the subnet range %s (/%d)"
+                        % (variable, host, pin, subnets.range_text(), subnets.subnet_len))
+    if pin in seen:
+        raise PlanError("%s of %s: %s is also pinned by %s" % (variable, host, pin, seen[pin]))
+    seen[pin] = host
+    return pin
+
+
 def parse_hosts(raw_hosts, config: NetworkConfig, name="weft_hosts") -> list:
     """Validate the inventory's view of the hosts; returns HostSpec sorted by name."""
     if not isinstance(raw_hosts, list):
         raise PlanError("%s: must be a list of hosts" % name)
-    hosts, by_ip, by_pin = [], {}, {}
+    hosts, seen = [], {key: {} for key in ("ip4", "ip6", "pin4", "pin6")}
+    networks = {4: config.network, 6: config.ipv6.network if config.ipv6 else None}
     for i, raw in enumerate(raw_hosts):
         where = "%s[%d]" % (name, i)
         if not isinstance(raw, dict) or not raw.get("name"):
             raise PlanError("%s: needs a name" % where)
         host = raw["name"]
-        public_ip = pin = underlay = None
+        public_ip = public_ipv6 = pin = pin6 = underlay = None
         if raw.get("public_ip"):
-            public_ip = parse_ipv4_address(raw["public_ip"], "weft_public_ip of %s" % host)
-            if public_ip in config.network:
-                raise PlanError("weft_public_ip of %s: %s lies inside the overlay Network %s"
-                                % (host, public_ip, config.network))
-            if public_ip in by_ip:
-                raise PlanError("weft_public_ip of %s: %s is also the public IP of %s; every host "
-                                "needs its own (set weft_public_ip or weft_iface)"
-                                % (host, public_ip, by_ip[public_ip]))
-            by_ip[public_ip] = host
-        if raw.get("underlay"):
+            public_ip = _public_address(raw["public_ip"], host, 4, networks[4], seen["ip4"])
+        if raw.get("public_ipv6") and config.ipv6 is not None:
+            public_ipv6 = _public_address(raw["public_ipv6"], host, 6, networks[6], seen["ip6"])
+        for key in ("underlay", "underlay6"):
+            if not raw.get(key):
+                continue
             try:
-                underlay = ipaddress.ip_interface(str(raw["underlay"])).network
+                found = ipaddress.ip_interface(str(raw[key])).network
             except ValueError:
-                raise PlanError("underlay network of %s: %r is not a CIDR"
-                                % (host, raw["underlay"])) from None
-            if underlay.version == 4 and underlay.overlaps(config.network):
-                raise PlanError("weft_network.Network: %s overlaps the underlay network %s of %s"
-                                % (config.network, underlay, host))
+                raise PlanError("underlay network of %s: %r is not a CIDR" % (host, raw[key])) from None
+            overlay = networks.get(found.version)
+            if overlay is not None and found.overlaps(overlay):
+                raise PlanError("weft_network.%s: %s overlaps the underlay network %s of %s"
+                                % (HOST_VARIABLES[found.version][2], overlay, found, host))
+            if found.version == 4:
+                underlay = found
         if raw.get("subnet"):
-            pin = parse_ipv4_network(raw["subnet"], "weft_subnet of %s" % host)
-            if not config.in_range(pin):
-                raise PlanError("weft_subnet of %s: %s is outside the subnet range %s (/%d)"
-                                % (host, pin, config.range_text(), config.subnet_len))
-            if pin in by_pin:
-                raise PlanError("weft_subnet of %s: %s is also pinned by %s" % (host, pin, by_pin[pin]))
-            by_pin[pin] = host
+            pin = _pin(raw["subnet"], host, 4, config.ipv4, seen["pin4"])
+        if raw.get("subnet6"):
+            pin6 = _pin(raw["subnet6"], host, 6, config.ipv6, seen["pin6"])
         reported = None
         if raw.get("reported"):
             try:
                 reported = config.backend.check_reported(raw["reported"], "weft_facts of %s" % host)
             except ValueError as exc:
                 raise PlanError(str(exc)) from None
-        hosts.append(HostSpec(host, public_ip, pin, underlay, reported))
+        hosts.append(HostSpec(host, public_ip, pin, underlay, reported, public_ipv6, pin6))
     names = [h.name for h in hosts]
     if len(set(names)) != len(names):
         raise PlanError("%s: a host is listed twice" % name)
@@ -370,6 +505,7 @@ def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False
         kept[h.name] = old
         taken[old.subnet] = h.name
 
+    planned = {}  # host -> (spec, IPv4 subnet, public IP)
     # Flannel's rule: a host with no lease takes over the reservation that has its public IP.
     claimable = {r.public_ip: s for s, r in sorted(reserved.items())
                  if r.public_ip is not None and config.in_range(s) and s not in taken}
@@ -405,10 +541,60 @@ def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False
                 raise PlanError("out of subnets: %d hosts%s, %d subnets from %s"
                                 % (need, extra, config.capacity, config.range_text()))
             taken[subnet] = h.name
-        leases[h.name] = config.lease(subnet, public_ip, reported_of(h))
+        planned[h.name] = (h, subnet, public_ip)
+    ipv6 = plan_ipv6(config, planned, existing, leases, reserved) if config.ipv6 else {}
+    for name, (h, subnet, public_ip) in planned.items():
+        leases[name] = config.lease(subnet, public_ip, reported_of(h), *ipv6.get(name, (None, None)))
     members = sorted(n for n in names if n in leases)
     others = sorted(s for s in reserved if config.in_range(s) and s not in taken)
     return Plan(leases, members, retained, released, unplanned, config, sorted(adopted), others)
+
+
+def plan_ipv6(config, planned, existing, retained, reserved) -> dict:
+    """{host: (IPv6 subnet, public IPv6)} of the planned hosts, by the IPv4 rules: a pin,
+    else the host's lease's (while in range), else the IPv6 half of the Flannel lease it
+    took over by its IPv4 subnet, else the lowest free; retained leases and reservations
+    keep theirs. Every host needs a public IPv6 (from its facts or its lease)."""
+    rng = config.ipv6
+    taken = {lease.subnet6: name for name, lease in retained.items() if lease.subnet6 is not None}
+    adopted = {subnet for _, subnet, _ in planned.values()}
+    taken.update({r.subnet6: r.origin for s, r in reserved.items()
+                  if r.subnet6 is not None and s not in adopted})
+    chosen = {}
+    for name, (h, subnet, _) in sorted(planned.items()):
+        if h.pin6 is not None:
+            if h.pin6 in taken:
+                raise PlanError("weft_subnet6 of %s: %s is held by %s" % (name, h.pin6, taken[h.pin6]))
+            chosen[name] = taken[h.pin6] = h.pin6
+    for name, (h, subnet, _) in sorted(planned.items()):
+        old = existing.get(name)
+        if h.pin6 is None and old is not None and old.subnet6 is not None \
+                and rng.in_range(old.subnet6) and taken.get(old.subnet6, name) != name:
+            raise PlanError("weft_subnet6 of %s: %s is leased to %s; pin %s elsewhere first"
+                            % (taken[old.subnet6], old.subnet6, name, name))
+        found = reserved.get(subnet)
+        for candidate in (old.subnet6 if old else None, found.subnet6 if found else None):
+            if name not in chosen and candidate is not None and rng.in_range(candidate) \
+                    and candidate not in taken:
+                chosen[name] = candidate
+                taken[candidate] = name
+    free = (s for s in rng.subnets() if s not in taken)
+    for name in sorted(planned):
+        if name not in chosen:
+            chosen[name] = next(free, None)
+            if chosen[name] is None:
+                raise PlanError("out of IPv6 subnets: %d hosts, %d subnets from %s"
+                                % (len(planned), rng.capacity, rng.range_text()))
+    result = {}
+    for name, (h, _, _) in planned.items():
+        old = existing.get(name)
+        public_ipv6 = h.public_ipv6 or (old.public_ipv6 if old else None)
+        if public_ipv6 is None:
+            raise PlanError("weft_public_ipv6 of %s: the network has IPv6 (EnableIPv6) but %s has "
+                            "no public IPv6 address (give its underlay interface a global IPv6 "
+                            "address, or set weft_public_ipv6)" % (name, name))
+        result[name] = (chosen[name], public_ipv6)
+    return result
 
 
 def leases_as_dict(leases: dict) -> dict:

@@ -20,10 +20,12 @@ import os
 from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.files import read_text, write_atomic
 from ansible.module_utils.weft.host.units import DOCKER_ORIGINAL
-from ansible.module_utils.weft.validate import int_range, ip_interface
+from ansible.module_utils.weft.validate import int_range, ip_interface, ip_network
 
-# daemon.json key -> option
-MANAGED = {"bip": "bip", "mtu": "mtu", "ip-masq": "ip_masq"}
+# daemon.json key -> option; an option left out (None) is not weft's on this host: its key
+# keeps the value it had before weft.
+MANAGED = {"bip": "bip", "mtu": "mtu", "ip-masq": "ip_masq", "ipv6": "ipv6",
+           "fixed-cidr-v6": "fixed_cidr_v6"}
 EXISTED = "weft:file-existed"  # in the record: whether daemon.json existed before weft
 BRIDGE = "weft:bridge-address"  # ... and the bridge's address then
 DOCKER_DEFAULT_BRIDGE = "172.17.0.1/16"  # what dockerd picks on a host that never had one
@@ -34,6 +36,8 @@ ARGUMENT_SPEC = dict(
     bip=dict(type="str"),
     mtu=dict(type="int"),
     ip_masq=dict(type="bool", default=False),
+    ipv6=dict(type="bool"),
+    fixed_cidr_v6=dict(type="str"),
     original=dict(type="path", default=DOCKER_ORIGINAL),
     bridge=dict(type="str", default="docker0"),
     network=dict(type="str"),
@@ -77,7 +81,20 @@ def set_values(params, ctx, text, current, original_exists):
         found = bridge_addresses(ctx, params["bridge"])
         record[BRIDGE] = found[0] if found else None
         writes[params["original"]] = render(record)
-    wanted = dict(current, **{key: params[option] for key, option in MANAGED.items()})
+    else:
+        record = load(params["original"])[1]
+        # A key an earlier weft did not manage yet: its value now is the one before weft.
+        missing = [k for k, option in MANAGED.items() if k not in record and params[option] is not None]
+        if missing:
+            record.update({k: current.get(k) for k in missing})
+            writes[params["original"]] = render(record)
+    wanted = dict(current)
+    for key, option in MANAGED.items():
+        value = params[option] if params[option] is not None else record.get(key, current.get(key))
+        if value is None:
+            wanted.pop(key, None)
+        else:
+            wanted[key] = value
     if wanted != current or text is None:
         writes[params["path"]] = render(wanted)
     return writes, [], None
@@ -124,6 +141,8 @@ def run(params, ctx):
         try:
             ip_interface(params["bip"], "bip")
             int_range(params["mtu"], "mtu", 68, 65535)
+            if params["fixed_cidr_v6"] is not None:
+                ip_network(params["fixed_cidr_v6"], "fixed_cidr_v6")
         except ValueError as exc:
             raise WeftError(str(exc)) from None
         writes, removes, move = set_values(params, ctx, text, current, original_exists)
