@@ -230,8 +230,7 @@ class Vxlan(Backend):
     def lease_data(self, options, subnet, reported):
         return {"vni": options["vni"], "vtep_mac": vtep_mac(subnet)}
 
-    def lease_data_v6(self, options, subnet6, reported):
-        return {"vni": options["vni"], "vtep_mac": vtep_mac(subnet6)}
+    lease_data_v6 = lease_data  # the IPv6 VTEP's own MAC, from the IPv6 subnet
 
     def devices(self, view):
         return [("vxlan", self.device(view.network))] + \
@@ -251,10 +250,10 @@ class Vxlan(Backend):
 
     def family_steps(self, view, family):
         """Flannel's VTEP of one family: device, then per peer a neighbour and FDB entry."""
-        dev, me = self.device(view.network, family), view.me
-        subnet, _, data = self.side(me, family)
-        peers = [p for p in (view.peers if family == 4 else view.peers6)
-                 if not view.on_link(p, family)]
+        dev = self.device(view.network, family)
+        subnet, _, data = self.side(view.me, family)
+        tunnelled = [self.side(p, family) for p in (view.peers if family == 4 else view.peers6)
+                     if not view.on_link(p, family)]
         local = view.identity["public_ip" if family == 4 else "public_ipv6"]
         return [
             step("vxlan", name=dev, vni=view.network["vni"], port=view.network["port"],
@@ -262,11 +261,11 @@ class Vxlan(Backend):
                  mtu=view.overlay_mtu, learning=False,
                  address="%s/%d" % (vtep_address(subnet), 32 if family == 4 else 128)),
             step("neighbours", dev=dev, purge=True,
-                 neighbours=[{"ip": vtep_address(self.side(p, family)[0]),
-                              "mac": self.side(p, family)[2]["vtep_mac"]} for p in peers]),
+                 neighbours=[{"ip": vtep_address(peer_subnet), "mac": peer_data["vtep_mac"]}
+                             for peer_subnet, _, peer_data in tunnelled]),
             step("fdb", dev=dev, purge=True,
-                 entries=[{"mac": self.side(p, family)[2]["vtep_mac"],
-                           "dst": self.side(p, family)[1]} for p in peers]),
+                 entries=[{"mac": peer_data["vtep_mac"], "dst": address}
+                          for _, address, peer_data in tunnelled]),
         ]
 
     def routes(self, view):
