@@ -209,10 +209,6 @@ def parse_address(value, name, version=4):
     return addr
 
 
-def parse_ipv4_network(value, name) -> ipaddress.IPv4Network:
-    return parse_network(value, name, 4)
-
-
 def parse_ipv4_address(value, name) -> ipaddress.IPv4Address:
     return parse_address(value, name, 4)
 
