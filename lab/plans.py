@@ -13,8 +13,9 @@ def sample_plan(backend="vxlan", hosts=(), foreign=(), network="100.96.0.0/16",
     """The plan every host would get: `hosts` are (name, public IP, pinned subnet) or
     (name, public IP, pinned subnet, reported facts), or dicts as weft_plan takes them;
     `foreign` (subnet, public IP, Flannel's BackendData) are Flannel leases found in etcd.
-    With `ipv6_network` the network is dual-stack."""
-    raw = {"Network": network, "Backend": dict(Type=backend, **options)}
+    With `ipv6_network` the network is dual-stack, IPv6-only without `network`."""
+    raw = {"Network": network, "Backend": dict(Type=backend, **options)} if network else \
+        {"EnableIPv4": False, "Backend": dict(Type=backend, **options)}
     if ipv6_network:
         raw.update(EnableIPv6=True, IPv6Network=ipv6_network)
     config = parse_network_config(raw)

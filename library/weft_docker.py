@@ -29,15 +29,16 @@ options:
     type: path
     default: /etc/docker/daemon.json
   bip:
-    description: The bridge's address with the subnet's length, e.g. C(100.96.1.1/24).
+    description: The bridge's address with the subnet's length, e.g. C(100.96.1.1/24). Left
+      out (an IPv6-only network), the key keeps the value it had before weft.
     type: str
   mtu:
     description: The containers' MTU (the overlay's).
     type: int
   ip_masq:
-    description: Docker's own masquerading; off when weft masquerades.
+    description: Docker's own masquerading; V(false) when weft masquerades. Left out, the
+      key keeps the value it had before weft.
     type: bool
-    default: false
   ipv6:
     description: Docker's C(ipv6) (dual-stack networks). Left out, the key keeps the value
       it had before weft.
@@ -77,6 +78,7 @@ EXAMPLES = r"""
   weft_docker:
     bip: 100.96.1.1/24
     mtu: 1450
+    ip_masq: false
 """
 
 RETURN = r"""

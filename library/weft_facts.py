@@ -49,6 +49,12 @@ options:
     description: The network's backend (C(Backend.Type)), whose host facts to report; an
       unknown one reports none (the planner refuses it by name).
     type: str
+  ipv4:
+    description: Whether the network has IPv4 (its C(EnableIPv4)). V(false), an IPv6-only
+      network, finds the underlay by IPv6 instead (O(public_ipv6), else O(iface), else the
+      interface of the IPv6 default route) and reports its IPv4 address only if it has one.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full

@@ -307,3 +307,51 @@ def test_a_flannel_dual_stack_lease_is_a_peer_and_its_subnets_are_kept(etcd, ans
     assert (peer["public_ipv6"], peer["subnet6"], peer["backend_v6_data"]["vtep_mac"]) == \
         ("fd09::50", "fd00:96:0:1::/64", "c6:d2:32:6f:8f:46")
     assert stored(etcd)[key][0] == value
+
+
+ONLY6_NETWORK = {"EnableIPv4": False, "EnableIPv6": True, "IPv6Network": "fd00:96::/48",
+                 "Backend": {"Type": "vxlan"}}
+
+
+def test_ipv6_only_leases_are_flannels_keys_and_values(etcd, ansible_module):
+    hosts6 = [dict(name=n, public_ipv6="fd09::%d" % i) for i, n in enumerate(["node1", "node2"], 2)]
+    args = dict(network=ONLY6_NETWORK, hosts=hosts6, store="etcd", etcd=dict(endpoints=[etcd]))
+    result = ansible_module("weft_plan", args)
+    assert result["changed"] and not result["failed"], result
+    keys = stored(etcd)
+    # Flannel's key of an IPv6-only lease has the empty IPv4 subnet, its value the zero PublicIP.
+    assert keys[PREFIX + "/subnets/0.0.0.0-0&fd00:96:0:1::-64"] == (
+        '{"PublicIP":"0.0.0.0","PublicIPv6":"fd09::2","BackendType":"vxlan",'
+        '"BackendV6Data":{"VNI":1,"VtepMAC":"0e:78:00:00:00:01"}}', 0)
+    assert keys[PREFIX + "/weft/hosts/node2"][0] == "fd00:96:0:2::/64"
+    config = json.loads(keys[PREFIX + "/config"][0])
+    assert (config["EnableIPv4"], config["IPv6Network"], "Network" in config) == \
+        (False, "fd00:96::/48", False)
+    again = ansible_module("weft_plan", args)
+    assert not again["changed"] and stored(etcd) == keys, again
+    assert (again["nodes"]["node2"]["subnet"], again["nodes"]["node2"]["subnet6"]) == \
+        (None, "fd00:96:0:2::/64")
+
+
+def test_a_flannel_ipv6_only_lease_is_a_peer_and_its_subnet_is_kept(etcd, ansible_module):
+    value = ('{"PublicIP":"0.0.0.0","PublicIPv6":"fd09::50","BackendType":"vxlan",'
+             '"BackendV6Data":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:46"}}')
+    key = PREFIX + "/subnets/0.0.0.0-0&fd00:96:0:1::-64"
+    lease_id = etcdctl(etcd, "lease", "grant", "86400").split()[1]
+    etcdctl(etcd, "put", key, value, "--lease=" + lease_id)
+    result = ansible_module("weft_plan", dict(network=ONLY6_NETWORK, store="etcd",
+                                              hosts=[dict(name="node1", public_ipv6="fd09::2")],
+                                              etcd=dict(endpoints=[etcd])))
+    assert not result["failed"], result
+    assert result["nodes"]["node1"]["subnet6"] == "fd00:96:0:2::/64"  # Flannel's is not taken
+    peer = result["foreign"]["0.0.0.0-0&fd00:96:0:1::-64"]
+    assert (peer["subnet"], peer["public_ip"], peer["public_ipv6"],
+            peer["backend_v6_data"]["vtep_mac"]) == (None, None, "fd09::50", "c6:d2:32:6f:8f:46")
+    assert stored(etcd)[key][0] == value
+    # The Flannel host's own weft run (same public IPv6, no lease yet) takes its lease over.
+    taken = ansible_module("weft_plan", dict(network=ONLY6_NETWORK, store="etcd",
+                                             hosts=[dict(name="node1", public_ipv6="fd09::2"),
+                                                    dict(name="node9", public_ipv6="fd09::50")],
+                                             etcd=dict(endpoints=[etcd])))
+    assert taken["nodes"]["node9"]["subnet6"] == "fd00:96:0:1::/64", taken
+    assert taken["adopted"] == ["node9"]

@@ -44,4 +44,33 @@ def test_plan_table():
     assert len({line.index("100.96") for line in lines[1:3]}) == 1  # columns line up
     assert lines[3:] == [
         "2 of 255 subnets used (100.96.1.0/24 to 100.96.255.0/24), 253 free",
-        "new: no lease and no known public IP (run site.yml or set weft_public_ip)"]
+        "new: no lease and no known public IP (run site.yml or set weft_public_ip, or "
+        "weft_public_ipv6 in an IPv6-only network)"]
+
+
+def table_rows(nodes):
+    planned = {"nodes": nodes, "leases": {}, "capacity": {"used": 1, "subnets": 9, "free": 8,
+                                                          "range": "x"}}
+    return [re.split(r"\s{2,}", line) for line in weft_plan_table(planned)[:-1]]
+
+
+def test_plan_table_shows_each_family_the_network_has():
+    v6 = {"subnet6": "fd00:96:0:1::/64", "public_ipv6": "fd09::1",
+          "backend_v6_data": {"vni": 1, "vtep_mac": "0e:78:00:00:00:01"}}
+    assert table_rows({"a": dict(NODES["a"], **v6)}) == [
+        ["HOST", "SUBNET", "PUBLIC IP", "IPV6 SUBNET", "PUBLIC IPV6", "LEASE DATA"],
+        ["a", "100.96.1.0/24", "10.0.0.1", "fd00:96:0:1::/64", "fd09::1",
+         "vni=1 vtep_mac=0e:77:64:60:01:00"]]
+    # IPv6-only: no IPv4 columns, the IPv6 VTEP's data.
+    assert table_rows({"a": dict(v6, subnet=None, public_ip=None, backend_data={})}) == [
+        ["HOST", "IPV6 SUBNET", "PUBLIC IPV6", "LEASE DATA"],
+        ["a", "fd00:96:0:1::/64", "fd09::1", "vni=1 vtep_mac=0e:78:00:00:00:01"]]
+
+
+def test_plan_hosts_of_an_ipv6_only_underlay():
+    hostvars = {"a": {"weft_underlay": {"public_ip": None, "network": None,
+                                        "public_ipv6": "fd09::1", "network6": "fd09::/64"},
+                      "weft_backend_facts": {"key": "pub-a"}}}
+    assert weft_plan_hosts(["a"], hostvars) == [
+        {"name": "a", "public_ipv6": "fd09::1", "underlay6": "fd09::/64",
+         "reported": {"key": "pub-a"}}]

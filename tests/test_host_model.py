@@ -230,3 +230,47 @@ def test_a_dual_stack_host_without_an_ipv6_underlay_is_named():
 
 def test_uninstall_without_a_record_knows_the_ipv6_vtep():
     assert ("vxlan", "flannel-v6.1") in model.leftovers(SETTINGS).devices
+
+
+ONLY6 = dict(ME6, public_ip=None, underlay=None)
+
+
+def only6_plan(backend="vxlan", **backend_fields):
+    hosts = [dict(name=name, public_ipv6=ip6, subnet6="fd00:96:0:%d::/64" % i)
+             for i, (name, ip6) in enumerate([("a", "fd09::1"), ("b", "fd09::2"), ("c", "fd0a::3")], 1)]
+    return sample_plan(backend, hosts, network=None, ipv6_network="fd00:96::/48", **backend_fields)
+
+
+def test_ipv6_only_vxlan_has_the_ipv6_vtep_alone_and_leaves_dockers_ipv4_side_alone():
+    state = model.derive(only6_plan(), ONLY6, SETTINGS)
+    assert state.devices == {("vxlan", "flannel-v6.1")}
+    assert [(v["name"], v["local"], v["address"], v["mtu"]) for v in steps(state, "vxlan")] == [
+        ("flannel-v6.1", "fd09::1", "fd00:96:0:1::/128", 1430)]
+    assert [r["dst"] for r in steps(state, "routes")[0]["routes"]] == \
+        ["fd00:96:0:2::/64", "fd00:96:0:3::/64"]
+    assert steps(state, "ingress")[0]["peers"] == [
+        {"ip": "fd09::2", "subnet": "fd00:96:0:2::/64"}, {"ip": "fd0a::3", "subnet": "fd00:96:0:3::/64"}]
+    docker = steps(state, "docker")[0]
+    assert "bip" not in docker and "ip_masq" not in docker  # Docker keeps its own IPv4 bridge
+    assert (docker["mtu"], docker["ipv6"], docker["fixed_cidr_v6"]) == (1430, True, "fd00:96:0:1::/64")
+    chains = {(s["family"], s["table"]): s["state"] for s in steps(state, "iptables")}
+    assert chains == {("ipv4", "filter"): "absent", ("ipv4", "nat"): "absent",
+                      ("ipv6", "filter"): "present", ("ipv6", "nat"): "present"}
+    assert state.files[SETTINGS["subnet_env"]][0] == (
+        "FLANNEL_IPV6_NETWORK=fd00:96::/48\nFLANNEL_IPV6_SUBNET=fd00:96:0:1::1/64\n"
+        "FLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n")
+
+
+def test_ipv6_only_host_gw_routes_via_the_peers_public_ipv6():
+    state = model.derive(only6_plan("host-gw"), ONLY6, SETTINGS)
+    assert steps(state, "routes")[0]["routes"] == [
+        {"dst": "fd00:96:0:2::/64", "via": "fd09::2", "dev": "eth0"},
+        {"dst": "fd00:96:0:3::/64", "via": "fd0a::3", "dev": "eth0"}]
+    assert state.devices == set() and steps(state, "docker")[0]["mtu"] == 1500
+
+
+def test_an_ipv6_only_host_needs_its_ipv6_underlay_not_an_ipv4_one():
+    with pytest.raises(WeftError, match="host: a has no IPv6 underlay address"):
+        model.derive(only6_plan(), dict(ONLY6, public_ipv6=None), SETTINGS)
+    assert model.derive(only6_plan(), dict(ONLY6, public_ip="10.0.0.1"), SETTINGS).steps == \
+        model.derive(only6_plan(), ONLY6, SETTINGS).steps

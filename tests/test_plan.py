@@ -60,7 +60,10 @@ def test_defaults_follow_flannel():
     ({"EnableIPv6": True}, "weft_network.IPv6Network: is required with EnableIPv6"),
     ({"EnableIPv6": "yes", "IPv6Network": "fd00::/48"}, "weft_network.EnableIPv6: 'yes' is not true or false"),
     ({"IPv6Network": "fd00::/48"}, "weft_network.IPv6Network: set EnableIPv6: true to use it"),
-    ({"EnableIPv4": False, **DUAL}, "weft_network.EnableIPv4: false (an IPv6-only network) is not supported yet"),
+    ({"EnableIPv4": False}, "weft_network.EnableIPv4: false leaves no address family"),
+    ({"EnableIPv4": "no", **DUAL}, "weft_network.EnableIPv4: 'no' is not true or false"),
+    ({"EnableIPv4": False, **DUAL, "Backend": {"Type": "udp"}},
+     "weft_network.EnableIPv6: backend udp carries IPv4 only"),
     ({"EnableIPv6": True, "IPv6Network": "10.0.0.0/8"}, "weft_network.IPv6Network: '10.0.0.0/8' is IPv4"),
     ({"EnableIPv6": True, "IPv6Network": "fd00::/125"}, "weft_network.IPv6Network: /125 is too small"),
     ({**DUAL, "IPv6SubnetLen": 127}, "weft_network.IPv6SubnetLen: 127 is larger than 126"),
@@ -412,4 +415,113 @@ def test_random_dual_stack_histories_never_overlap_or_move_survivors(steps):
                 assert result.leases[name].subnet6 == leases[name].subnet6, "a survivor moved"
             if name in new_pins:
                 assert str(result.leases[name].subnet6) == new_pins[name]
+        inventory, pins, leases = new_inventory, new_pins, result.leases
+
+
+# ---- IPv6-only (EnableIPv4: false) -----------------------------------------------------
+
+ONLY6 = {"EnableIPv4": False, **DUAL}
+
+
+def v6_hosts(*names, **extra):
+    return [dict(name=n, public_ipv6="fd09::%d" % i, **extra) for i, n in enumerate(names, 1)]
+
+
+def test_an_ipv6_only_network_reads_like_flanneld():
+    c = parse_network_config(dict(ONLY6, Network="100.96.0.0/16", SubnetLen=99))  # not read
+    assert c.ipv4 is None and c.network is None and c.primary == c.ipv6
+    assert c.as_flannel() == {"EnableIPv4": False, "EnableIPv6": True,
+                              "IPv6Network": "fd00:96::/48", "IPv6SubnetLen": 64,
+                              "IPv6SubnetMin": "fd00:96:0:1::", "IPv6SubnetMax": "fd00:96:0:ffff::",
+                              "Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472,
+                                          "DirectRouting": False}}
+    assert parse_network_config(c.as_flannel()) == c
+    assert (c.summary()["network"], c.summary()["ipv6_network"]) == (None, "fd00:96::/48")
+    with pytest.raises(PlanError, match="^weft_subnet of a: the network has no IPv4"):
+        parse_hosts([dict(name="a", public_ipv6="fd09::1", subnet="100.96.1.0/24")], c)
+
+
+def test_ipv6_only_leases_have_no_ipv4_side_and_follow_the_ipv4_rules():
+    c = parse_network_config(ONLY6)
+    first = plan(c, parse_hosts(v6_hosts("n1", "n2", "n3"), c), {})
+    assert {n: (l.subnet, str(l.subnet6), str(l.public_ipv6)) for n, l in first.leases.items()} == {
+        "n1": (None, "fd00:96:0:1::/64", "fd09::1"), "n2": (None, "fd00:96:0:2::/64", "fd09::2"),
+        "n3": (None, "fd00:96:0:3::/64", "fd09::3")}
+    lease = first.leases["n2"]
+    assert (lease.public_ip, lease.backend_data, lease.backend_v6_data) == \
+        (None, {}, {"vni": 1, "vtep_mac": "0e:78:00:00:00:02"})
+    assert parse_leases({n: l.as_dict() for n, l in first.leases.items()}) == first.leases
+    # The IPv4 address a host also has is not part of an IPv6-only lease.
+    with_v4 = parse_hosts([dict(name="n1", public_ip="10.0.0.1", public_ipv6="fd09::1")], c)
+    assert with_v4[0].public_ip is None
+    # A host without a public IPv6 and no lease is left unplanned (as IPv4 hosts without an IP).
+    quiet = plan(c, parse_hosts(v6_hosts("n1", "n3") + [dict(name="n4")], c), first.leases)
+    assert quiet.unplanned == ["n4"] and quiet.retained == ["n2"]
+    assert str(quiet.leases["n3"].subnet6) == "fd00:96:0:3::/64"
+    # Pins, taken pins and exhaustion are named with the IPv6 variables.
+    pinned = plan(c, parse_hosts(v6_hosts("n1", subnet6="fd00:96:0:9::/64"), c), {})
+    assert str(pinned.leases["n1"].subnet6) == "fd00:96:0:9::/64"
+    with pytest.raises(PlanError, match="^weft_subnet6 of n1: fd00:96:0:2::/64 is held by the "
+                                        "retained lease of n2"):
+        plan(c, parse_hosts(v6_hosts("n1", subnet6="fd00:96:0:2::/64"), c), first.leases)
+    small = parse_network_config(dict(ONLY6, IPv6Network="fd00:96::/62"))
+    with pytest.raises(PlanError, match="^out of IPv6 subnets: 4 hosts, 3 subnets"):
+        plan(small, parse_hosts(v6_hosts("a", "b", "c", "d"), small), {})
+
+
+def test_ipv6_only_takes_over_a_flannel_reservation_by_its_public_ipv6():
+    c = parse_network_config(ONLY6)
+    held = ipaddress.ip_network("fd00:96:0:1::/64")
+    reserved = {held: Reservation(None, None, "a Flannel lease in etcd (x)", held,
+                                  ipaddress.ip_address("fd09::2"))}
+    result = plan(c, parse_hosts(v6_hosts("n1", "n2"), c), {}, reserved=reserved)
+    assert (str(result.leases["n2"].subnet6), str(result.leases["n1"].subnet6)) == \
+        ("fd00:96:0:1::/64", "fd00:96:0:2::/64")
+    assert result.adopted == ["n2"]
+
+
+def test_a_network_turned_ipv6_only_keeps_every_hosts_ipv6_subnet():
+    dual, only = cfg(**DUAL), parse_network_config(ONLY6)
+    before = plan(dual, parse_hosts(dual_hosts("n1", "n2", "n3"), dual), {}).leases
+    after = plan(only, parse_hosts(dual_hosts("n1", "n2", "n3"), only), before).leases
+    assert {n: l.subnet6 for n, l in after.items()} == {n: l.subnet6 for n, l in before.items()}
+    assert all(l.subnet is None and l.public_ip is None for l in after.values())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(step, max_size=25))
+def test_random_ipv6_only_histories_never_overlap_or_move_survivors(steps):
+    c = parse_network_config(dict(ONLY6, IPv6Network="fd00:96::/60"))  # 15 subnets
+    inventory, pins, leases = {}, {}, {}
+    for op in steps:
+        new_inventory, new_pins, prune = dict(inventory), dict(pins), False
+        if op[0] == "add":
+            new_inventory[op[1]] = NAMES.index(op[1]) + 1
+        elif op[0] == "remove":
+            new_inventory.pop(op[1], None)
+            new_pins.pop(op[1], None)
+        elif op[0] == "pin" and op[1] in new_inventory:
+            new_pins[op[1]] = "fd00:96:0:%x::/64" % op[2]
+        elif op[0] == "unpin":
+            new_pins.pop(op[1], None)
+        elif op[0] == "prune":
+            prune = True
+        try:
+            specs = parse_hosts([dict(name=n, public_ipv6="fd09::%d" % i, subnet6=new_pins.get(n))
+                                 for n, i in new_inventory.items()], c)
+            result = plan(c, specs, leases, prune=prune)
+        except PlanError:
+            continue
+        held = [lease.subnet6 for lease in result.leases.values()]
+        assert len(held) == len(set(held)) and all(c.in_range(s) for s in held)
+        assert all(lease.subnet is None for lease in result.leases.values())
+        for name in new_inventory:
+            assert name in result.leases
+            if name in leases and pins.get(name) == new_pins.get(name):
+                assert result.leases[name].subnet6 == leases[name].subnet6, "a survivor moved"
+            if name in new_pins:
+                assert str(result.leases[name].subnet6) == new_pins[name]
+        for name, lease in leases.items():
+            if name not in new_inventory and not prune:
+                assert result.leases[name].subnet6 == lease.subnet6, "a retained lease moved"
         inventory, pins, leases = new_inventory, new_pins, result.leases

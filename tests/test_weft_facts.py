@@ -56,3 +56,25 @@ def test_the_ipv6_underlay_is_found_beside_the_ipv4_one(netns, run_in):
     sh("ip", "addr", "del", "fd09::1/64", "dev", "u0", netns=netns)
     sh("ip", "-6", "route", "add", "default", "via", "fd0a::1", "dev", "u1", netns=netns)
     assert underlay(run_in("weft_facts", {"iface": "u0"}))["public_ipv6"] == "fd0a::7"
+
+
+def test_an_ipv6_only_underlay_is_found_by_ipv6_and_needs_no_ipv4(netns, run_in):
+    only6 = {"ipv4": False, "packages": []}
+    refused = underlay(run_in("weft_facts", only6))
+    assert refused["error"].startswith("iface: this host has no IPv6 default route to find the "
+                                       "underlay by; set weft_iface or weft_public_ipv6"), refused
+    assert underlay(run_in("weft_facts", dict(only6, iface="u0")))["error"] == \
+        "iface: u0 has no global IPv6 address"
+    sh("ip", "addr", "add", "fd09::1/64", "dev", "u0", "nodad", netns=netns)
+    sh("ip", "addr", "add", "fd0a::7/64", "dev", "u1", "nodad", netns=netns)
+    sh("ip", "-6", "route", "add", "default", "via", "fd0a::1", "dev", "u1", netns=netns)
+    found = underlay(run_in("weft_facts", only6))  # by the IPv6 default route: u1
+    assert (found["iface"], found["public_ipv6"], found["network6"]) == ("u1", "fd0a::7", "fd0a::/64")
+    by_address = underlay(run_in("weft_facts", dict(only6, public_ipv6="fd09::1")))
+    assert (by_address["iface"], by_address["public_ip"], by_address["network"]) == \
+        ("u0", "10.9.0.1", "10.9.0.0/24")  # its IPv4 address too, when it has one
+    sh("ip", "addr", "flush", "dev", "u0", "scope", "global", "to", "10.0.0.0/8", netns=netns)
+    bare = underlay(run_in("weft_facts", dict(only6, iface="u0")))
+    assert (bare["public_ipv6"], bare["public_ip"], bare["network"]) == ("fd09::1", None, None), bare
+    assert underlay(run_in("weft_facts", dict(only6, iface="u1", public_ipv6="fd09::1")))["error"] \
+        == "public_ipv6: fd09::1 is on u0, not on iface u1"

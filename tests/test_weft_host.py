@@ -221,3 +221,60 @@ def test_a_dual_stack_host_gets_both_families_and_loses_the_ipv6_one_when_it_goe
     assert "WEFT" not in sh("ip6tables-save", netns=box.netns)
     assert "ipv6" not in json.loads(box.read("/etc/docker/daemon.json"))
     assert "flannel.1" in sh("ip", "link", netns=box.netns)
+
+
+def ipv6_only_args(backend="vxlan"):
+    from ansible.module_utils.weft.lease import encode_plan
+    from plans import sample_plan
+    hosts = [dict(name="node%d" % i, public_ipv6="fd09::%d" % i) for i in (1, 2, 3)]
+    plan6 = encode_plan(sample_plan(backend, hosts, network=None, ipv6_network="fd00:96::/48"))
+    return {"plan": plan6, "settings": {},
+            "host": dict(IDENTITY, public_ip=None, underlay=None, public_ipv6="fd09::1",
+                         underlay6="fd09::/64")}
+
+
+def test_an_ipv6_only_host_gets_the_ipv6_side_alone_and_docker_keeps_its_ipv4(box):
+    sh("ip", "addr", "add", "fd09::1/64", "dev", "u0", "nodad", netns=box.netns)
+    sh("ip", "link", "set", "lo", "up", netns=box.netns)
+    box.run("sh", "-c", "mkdir -p /etc/docker && echo '{\"bip\": \"172.18.0.1/16\", "
+            "\"log-level\": \"warn\"}' > /etc/docker/daemon.json")
+    result = box.module("weft_host", ipv6_only_args())
+    assert result["changed"] and not result["failed"], result
+    links = sh("ip", "-d", "link", "show", netns=box.netns)
+    assert "flannel-v6.1" in links and "flannel.1" not in links
+    assert "fd00:96:0:3::/64 via fd00:96:0:3:: dev flannel-v6.1" in \
+        sh("ip", "-6", "route", "show", "proto", "119", netns=box.netns)
+    assert sh("ip", "-4", "route", "show", "proto", "119", netns=box.netns) == ""
+    assert "WEFT" not in sh("iptables-save", netns=box.netns)
+    assert "-A WEFT-FWD -s fd00:96::/48" in sh("ip6tables-save", netns=box.netns)
+    nft = kernel_view(box.netns)["nft"]
+    assert "fd09::2" in nft and "10.9.0.2" not in nft
+    daemon = json.loads(box.read("/etc/docker/daemon.json"))
+    assert daemon == {"bip": "172.18.0.1/16", "log-level": "warn", "mtu": 1430, "ipv6": True,
+                      "fixed-cidr-v6": "fd00:96:0:1::/64"}, daemon  # Docker's IPv4 side its own
+    assert box.read("/run/flannel/subnet.env").startswith("FLANNEL_IPV6_NETWORK=fd00:96::/48\n")
+    again = box.module("weft_host", ipv6_only_args())
+    assert not again["changed"], again
+    # Uninstall: nothing of the IPv6 side is left; daemon.json as it was.
+    gone = box.module("weft_host", {"state": "absent"})
+    assert gone["changed"] and not gone["failed"], gone
+    assert "flannel-v6.1" not in sh("ip", "link", netns=box.netns)
+    assert sh("ip", "-6", "route", "show", "proto", "119", netns=box.netns) == ""
+    assert "WEFT" not in sh("ip6tables-save", netns=box.netns)
+    assert json.loads(box.read("/etc/docker/daemon.json")) == {"bip": "172.18.0.1/16",
+                                                               "log-level": "warn"}
+
+
+def test_a_network_gone_ipv6_only_gives_docker0_its_own_address_back(box):
+    sh("ip", "addr", "add", "fd09::1/64", "dev", "u0", "nodad", netns=box.netns)
+    v4 = box.module("weft_host", args())
+    assert json.loads(box.read("/etc/docker/daemon.json"))["bip"] == "100.96.1.1/24", v4
+    only6 = box.module("weft_host", ipv6_only_args())
+    assert only6["changed"] and not only6["failed"], only6
+    # dockerd would keep weft's subnet without a bip: the one before weft (none: Docker's own).
+    assert json.loads(box.read("/etc/docker/daemon.json")) == {
+        "bip": "172.17.0.1/16", "mtu": 1430, "ipv6": True, "fixed-cidr-v6": "fd00:96:0:1::/64"}
+    assert "flannel.1" not in sh("ip", "link", netns=box.netns)
+    assert not box.module("weft_host", ipv6_only_args())["changed"]
+    assert box.module("weft_host", {"state": "absent"})["changed"]
+    assert not box.exists("/etc/docker/daemon.json")  # weft made it: it goes

@@ -19,9 +19,9 @@ def weft_plan_hosts(names, hostvars):
         hv = hostvars[name]
         found = hv.get("weft_underlay") or {}
         entry = {"name": name}
-        if found.get("public_ip"):
-            entry["public_ip"] = found["public_ip"]
-            entry["underlay"] = found.get("network")
+        if found.get("public_ip") or found.get("public_ipv6"):
+            if found.get("public_ip"):
+                entry.update(public_ip=found["public_ip"], underlay=found.get("network"))
             if found.get("public_ipv6"):
                 entry.update(public_ipv6=found["public_ipv6"], underlay6=found.get("network6"))
         else:
@@ -31,37 +31,43 @@ def weft_plan_hosts(names, hostvars):
         for variable, key in (("weft_subnet", "subnet"), ("weft_subnet6", "subnet6")):
             if hv.get(variable):
                 entry[key] = str(hv[variable])
-        if found.get("public_ip") and hv.get("weft_backend_facts"):
+        if (found.get("public_ip") or found.get("public_ipv6")) and hv.get("weft_backend_facts"):
             entry["reported"] = dict(hv["weft_backend_facts"])
         hosts.append(entry)
     return hosts
 
 
 def lease_data(lease):
-    """A lease's backend data as one cell: key=value pairs, sorted."""
-    data = lease.get("backend_data") or {}
+    """A lease's backend data as one cell: key=value pairs, sorted (IPv6-only: its IPv6 data)."""
+    data = lease.get("backend_data") or lease.get("backend_v6_data") or {}
     return " ".join("%s=%s" % (key, data[key]) for key in sorted(data)) or "-"
 
 
+# (heading, lease key) of the table's address columns; a family no lease has is left out.
+ADDRESS_COLUMNS = [("SUBNET", "subnet"), ("PUBLIC IP", "public_ip"),
+                   ("IPV6 SUBNET", "subnet6"), ("PUBLIC IPV6", "public_ipv6")]
+
+
 def weft_plan_table(planned):
-    """The plan as aligned text lines: host, subnet, public IP, the backend's lease data;
-    then capacity."""
-    rows = [("HOST", "SUBNET", "PUBLIC IP", "LEASE DATA")]
-    for name in sorted(planned["nodes"]):
-        node = planned["nodes"][name]
-        rows.append((name, node["subnet"], node["public_ip"] or "-", lease_data(node)))
-    for name in planned.get("retained", []):
-        lease = planned["leases"][name]
-        rows.append((name + " (removed, lease kept)", lease["subnet"], lease["public_ip"] or "-",
-                     lease_data(lease)))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    """The plan as aligned text lines: host, each family's subnet and public IP, the
+    backend's lease data; then capacity."""
+    leases = [(name, planned["nodes"][name]) for name in sorted(planned["nodes"])]
+    leases += [(name + " (removed, lease kept)", planned["leases"][name])
+               for name in planned.get("retained", [])]
+    columns = [(heading, key) for heading, key in ADDRESS_COLUMNS
+               if any(lease.get(key) for _, lease in leases)] or ADDRESS_COLUMNS[:2]
+    rows = [("HOST",) + tuple(heading for heading, _ in columns) + ("LEASE DATA",)]
+    for name, lease in leases:
+        rows.append((name,) + tuple(lease.get(key) or "-" for _, key in columns)
+                    + (lease_data(lease),))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     cap = planned["capacity"]
     lines.append("%d of %d subnets used (%s), %d free"
                  % (cap["used"], cap["subnets"], cap["range"], cap["free"]))
     for name in planned.get("unplanned", []):
-        lines.append("%s: no lease and no known public IP (run site.yml or set weft_public_ip)"
-                     % name)
+        lines.append("%s: no lease and no known public IP (run site.yml or set weft_public_ip, "
+                     "or weft_public_ipv6 in an IPv6-only network)" % name)
     return lines
 
 

@@ -206,7 +206,7 @@ class HostGw(Backend):
     options = (mtu_option(0),)
 
     def routes(self, view):
-        return [direct_route(peer, view) for peer in view.peers] + \
+        return [direct_route(peer, view) for peer in view.peers4] + \
             [direct_route(peer, view, 6) for peer in view.peers6]
 
 
@@ -232,15 +232,16 @@ class Vxlan(Backend):
 
     lease_data_v6 = lease_data  # the IPv6 VTEP's own MAC, from the IPv6 subnet
 
+    @staticmethod
+    def families(view):
+        """The families the network has: one VTEP each."""
+        return [f for f, on in ((4, view.ipv4), (6, view.ipv6)) if on]
+
     def devices(self, view):
-        return [("vxlan", self.device(view.network))] + \
-            ([("vxlan", self.device(view.network, 6))] if view.ipv6 else [])
+        return [("vxlan", self.device(view.network, family)) for family in self.families(view)]
 
     def steps(self, view):
-        found = self.family_steps(view, 4)
-        if view.ipv6:
-            found += self.family_steps(view, 6)
-        return found
+        return [s for family in self.families(view) for s in self.family_steps(view, family)]
 
     @staticmethod
     def side(peer, family):
@@ -252,7 +253,7 @@ class Vxlan(Backend):
         """Flannel's VTEP of one family: device, then per peer a neighbour and FDB entry."""
         dev = self.device(view.network, family)
         subnet, _, data = self.side(view.me, family)
-        tunnelled = [self.side(p, family) for p in (view.peers if family == 4 else view.peers6)
+        tunnelled = [self.side(p, family) for p in (view.peers4 if family == 4 else view.peers6)
                      if not view.on_link(p, family)]
         local = view.identity["public_ip" if family == 4 else "public_ipv6"]
         return [
@@ -270,7 +271,7 @@ class Vxlan(Backend):
 
     def routes(self, view):
         found = []
-        for family, peers in ((4, view.peers), (6, view.peers6)):
+        for family, peers in ((4, view.peers4), (6, view.peers6)):
             dev = self.device(view.network, family)
             for p in peers:
                 subnet = self.side(p, family)[0]
@@ -314,7 +315,7 @@ class Udp(Backend):
                 "subnet": view.me.subnet,
                 # weft peers finish inner checksums themselves; Flannel hosts do not.
                 "peers": [{"subnet": p.subnet, "ip": p.public_ip, "port": view.network["port"],
-                           "weft": p.weft} for p in view.peers],
+                           "weft": p.weft} for p in view.peers4],
                 "status_file": units.UDPD_STATUS}
 
     def files(self, view):

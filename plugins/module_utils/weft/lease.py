@@ -16,7 +16,8 @@ stores Flannel's JSON (plan/etcdstore.py); the plan hands the same dicts to ever
      "foreign": {"100.96.200.0-24": {...}}}     (Flannel hosts of the network, from etcd)
 
 IPv6 fields (subnet6, public_ipv6, backend_v6_data) are written only when a lease has them,
-so a lease file of an IPv4 network reads and writes exactly as before.
+so a lease file of an IPv4 network reads and writes exactly as before. A lease of an
+IPv6-only network (EnableIPv4: false) has no IPv4 side: subnet and public_ip are null.
 """
 
 from __future__ import annotations
@@ -28,6 +29,30 @@ import zlib
 from dataclasses import dataclass, field
 
 PLAN_VERSION = 3   # 2 and before: positional host entries [subnet, public_ip, vtep_mac]
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where one address family's values live: the attributes of a Lease (and of the
+    planner's host specs and reservations), and the inventory variables they come from."""
+    version: int
+    subnet: str             # Lease/Reservation attribute
+    public: str             # Lease/HostSpec/Reservation attribute
+    pin: str                # HostSpec attribute
+    public_variable: str
+    pin_variable: str
+    network_field: str      # net-conf.json's field of this family's network
+
+    def subnet_of(self, item):
+        return getattr(item, self.subnet)
+
+    def public_of(self, item):
+        return getattr(item, self.public)
+
+
+FAMILIES = {4: Family(4, "subnet", "public_ip", "pin", "weft_public_ip", "weft_subnet", "Network"),
+            6: Family(6, "subnet6", "public_ipv6", "pin6", "weft_public_ipv6", "weft_subnet6",
+                      "IPv6Network")}
 
 
 @dataclass
@@ -55,12 +80,12 @@ class Lease:
     @classmethod
     def from_dict(cls, item, where) -> "Lease":
         """A lease from as_dict()'s form; ValueError naming the field."""
-        if not isinstance(item, dict) or "subnet" not in item:
-            raise ValueError("%s: needs at least a subnet" % where)
+        if not isinstance(item, dict) or not (item.get("subnet") or item.get("subnet6")):
+            raise ValueError("%s: needs at least a subnet (or, IPv6-only, a subnet6)" % where)
         for key in ("backend_data", "backend_v6_data"):
             if item.get(key) is not None and not isinstance(item[key], dict):
                 raise ValueError("%s.%s: must be a mapping" % (where, key))
-        return cls(subnet=_parse(item["subnet"], 4, "network", where + ".subnet"),
+        return cls(subnet=_parse(item.get("subnet"), 4, "network", where + ".subnet"),
                    public_ip=_parse(item.get("public_ip"), 4, "address", where + ".public_ip"),
                    backend_type=str(item.get("backend_type") or ""),
                    backend_data=dict(item.get("backend_data") or {}),

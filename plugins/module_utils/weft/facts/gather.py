@@ -23,6 +23,7 @@ ARGUMENT_SPEC = dict(
     public_ipv6=dict(type="str"),
     packages=dict(type="list", elements="str", default=[]),
     backend=dict(type="str"),
+    ipv4=dict(type="bool", default=True),
 )
 
 
@@ -34,7 +35,7 @@ def run(params, ctx):
         return dict(changed=False, ansible_facts=facts)
     try:
         facts["weft_underlay"] = find_underlay(ctx.kernel, params["iface"], params["public_ip"],
-                                                params["public_ipv6"])
+                                                params["public_ipv6"], params["ipv4"])
     except ValueError as exc:
         facts["weft_underlay"] = dict(error=str(exc))
         return dict(changed=False, ansible_facts=facts)

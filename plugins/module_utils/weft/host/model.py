@@ -45,8 +45,8 @@ def decode_plan(blob) -> dict:
 class Peer:
     """A host of the network as this host sees it: its lease record's public part."""
     name: str
-    subnet: str
-    public_ip: str
+    subnet: str | None          # None: an IPv6-only lease
+    public_ip: str | None
     data: dict = field(default_factory=dict)    # the backend's lease data (weft's keys)
     subnet6: str | None = None
     public_ipv6: str | None = None
@@ -55,7 +55,7 @@ class Peer:
 
     @classmethod
     def of(cls, name, entry, weft=True):
-        return cls(name, entry["subnet"], entry.get("public_ip"), entry.get("backend_data") or {},
+        return cls(name, entry.get("subnet"), entry.get("public_ip"), entry.get("backend_data") or {},
                    entry.get("subnet6"), entry.get("public_ipv6"), entry.get("backend_v6_data"),
                    weft)
 
@@ -77,18 +77,29 @@ class HostView:
         others = [Peer.of(n, entry) for n, entry in plan["hosts"].items() if n != name]
         others += [Peer.of(key, entry, weft=False)
                    for key, entry in (plan.get("foreign") or {}).items()]
-        self.peers = sorted((p for p in others if p.public_ip), key=lambda p: p.name)
-        # Dual-stack: the IPv6 side of every host (a peer without one gets no IPv6 entries).
+        # Each family's peers: the hosts with that family's subnet and public address (an
+        # IPv6-only network has no IPv4 side; a dual-stack peer without IPv6 gets no IPv6
+        # entries). `peers`: every host this one exchanges anything with.
+        self.ipv4 = self.network.get("network") is not None
         self.ipv6 = bool(self.network.get("ipv6_network"))
-        if self.ipv6 and not (self.me.subnet6 and identity.get("public_ipv6")):
-            raise WeftError("host: %s has no IPv6 %s, which the dual-stack network needs"
-                            % (name, "subnet in the plan" if not self.me.subnet6 else
-                               "underlay address (weft_public_ipv6)"))
-        self.peers6 = [p for p in self.peers if p.subnet6 and p.public_ipv6] if self.ipv6 else []
+        for family, on, subnet, address, variable in (
+                (4, self.ipv4, self.me.subnet, "public_ip", "weft_public_ip"),
+                (6, self.ipv6, self.me.subnet6, "public_ipv6", "weft_public_ipv6")):
+            if on and not (subnet and identity.get(address)):
+                raise WeftError("host: %s has no IPv%d %s, which the network needs"
+                                % (name, family, "subnet in the plan" if not subnet else
+                                   "underlay address (%s)" % variable))
+        self.peers4 = sorted((p for p in others if p.subnet and p.public_ip),
+                             key=lambda p: p.name) if self.ipv4 else []
+        self.peers6 = sorted((p for p in others if p.subnet6 and p.public_ipv6),
+                             key=lambda p: p.name) if self.ipv6 else []
+        self.peers = sorted({p.name: p for p in self.peers4 + self.peers6}.values(),
+                            key=lambda p: p.name)
         underlay_mtu = self.network.get("mtu") or identity["mtu"]
-        # One MTU for the containers, right for every path: the larger overhead of the two
-        # families (an IPv6 outer header is 20 bytes more than an IPv4 one).
-        overhead = max(self.backend.overhead, self.backend.overhead_v6 if self.ipv6 else 0)
+        # One MTU for the containers, right for every path: the larger overhead of the
+        # families the network has (an IPv6 outer header is 20 bytes more than an IPv4 one).
+        overhead = max(self.backend.overhead if self.ipv4 else 0,
+                       self.backend.overhead_v6 if self.ipv6 else 0)
         self.overlay_mtu = int(underlay_mtu) - overhead
         self._underlays = [ipaddress.ip_network(identity[key])
                            for key in ("underlay", "underlay6") if identity.get(key)]
@@ -145,9 +156,12 @@ def masquerade_rules(network, subnet):
 
 
 def subnet_env(view):
-    """Flannel's /run/flannel/subnet.env, for tools that read it."""
-    text = "FLANNEL_NETWORK=%s\nFLANNEL_SUBNET=%s\n" % (view.network["network"],
-                                                       bridge_address(view.me.subnet))
+    """Flannel's /run/flannel/subnet.env, for tools that read it (each family's lines only
+    when the network has it, as flanneld writes them)."""
+    text = ""
+    if view.ipv4:
+        text += "FLANNEL_NETWORK=%s\nFLANNEL_SUBNET=%s\n" % (view.network["network"],
+                                                          bridge_address(view.me.subnet))
     if view.ipv6:
         text += "FLANNEL_IPV6_NETWORK=%s\nFLANNEL_IPV6_SUBNET=%s\n" % (
             view.network["ipv6_network"], bridge_address(view.me.subnet6))
@@ -176,7 +190,7 @@ def ingress_step(view):
     if not (view.settings["peer_ingress"] and backend.encapsulated):
         return step("ingress", state="absent")
     return step("ingress", port=view.network["port"], inner=backend.ingress_inner(),
-                peers=[{"ip": p.public_ip, "subnet": p.subnet} for p in view.peers] +
+                peers=[{"ip": p.public_ip, "subnet": p.subnet} for p in view.peers4] +
                 [{"ip": p.public_ipv6, "subnet": p.subnet6} for p in view.peers6])
 
 
@@ -200,10 +214,12 @@ def steps(view, settings) -> list:
     found += chain_steps(view)
     found.append(ingress_step(view))
     if settings["docker"]:
+        # IPv4: docker0 on the host's subnet, masquerading left to weft's chain. IPv6-only:
+        # docker0's IPv4 side stays Docker's own (bip and ip-masq as they were), local only.
+        ipv4 = dict(bip=bridge_address(view.me.subnet), ip_masq=False) if view.ipv4 else {}
         ipv6 = dict(ipv6=True, fixed_cidr_v6=view.me.subnet6) if view.ipv6 else {}
-        found.append(step("docker", path=settings["docker_daemon_json"],
-                          bip=bridge_address(view.me.subnet), mtu=view.overlay_mtu,
-                          ip_masq=False, original=units.DOCKER_ORIGINAL, **ipv6))
+        found.append(step("docker", path=settings["docker_daemon_json"], mtu=view.overlay_mtu,
+                          original=units.DOCKER_ORIGINAL, **ipv4, **ipv6))
     return found
 
 
@@ -242,7 +258,7 @@ def leftovers(settings, options=None) -> HostState:
     state = HostState(services=[heal_service()])  # stopped first: it would put things back
     for backend in BACKENDS.values():
         network = {**{o.key: o.default for o in backend.options}, **(options or {})}
-        light = SimpleNamespace(network=network, settings=settings, ipv6=True)
+        light = SimpleNamespace(network=network, settings=settings, ipv4=True, ipv6=True)
         state = state.merge(HostState(devices=set(backend.devices(light)),
                                       users=backend.users(light),
                                       services=backend.services(light)))

@@ -35,7 +35,10 @@ from ansible.module_utils.weft.plan.subnets import (PlanError, Reservation, leas
                                                     parse_ipv4_address, parse_network_config)
 
 DEFAULT_PREFIX = "/coreos.com/network"
-# Flannel's subnet key: IPv4 subnet, optionally '&' and the IPv6 subnet of a dual-stack lease.
+# Flannel's subnet key: IPv4 subnet, optionally '&' and the IPv6 subnet of a dual-stack lease;
+# an IPv6-only lease has the empty IPv4 subnet 0.0.0.0-0 before its '&'.
+NO_IPV4 = "0.0.0.0-0"
+NO_PUBLIC_IP = "0.0.0.0"   # PublicIP of an IPv6-only lease (Flannel's zero IP4)
 SUBNET_KEY = re.compile(r"^(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&([a-f\d:]+)-(\d+))?$")
 ATTEMPTS = 20
 MAX_TXN_OPS = 120  # etcd's default --max-txn-ops is 128
@@ -43,7 +46,8 @@ MAX_TXN_OPS = 120  # etcd's default --max-txn-ops is 128
 
 def subnet_key_name(lease) -> str:
     """Flannel's key for a lease: its IPv4 subnet, and '&' with its IPv6 subnet if it has one."""
-    name = "%s-%d" % (lease.subnet.network_address, lease.subnet.prefixlen)
+    name = "%s-%d" % (lease.subnet.network_address, lease.subnet.prefixlen) \
+        if lease.subnet is not None else NO_IPV4
     if lease.subnet6 is not None:
         name += "&%s-%d" % (lease.subnet6.network_address, lease.subnet6.prefixlen)
     return name
@@ -53,14 +57,14 @@ def flannel_value(lease: Lease) -> str:
     """A lease as Flannel's LeaseAttrs JSON, byte for byte what flanneld writes: the
     backend says what its BackendData (and BackendV6Data) hold."""
     backend = BACKENDS.get(lease.backend_type)
-    attrs = {"PublicIP": str(lease.public_ip),
+    attrs = {"PublicIP": str(lease.public_ip) if lease.public_ip is not None else NO_PUBLIC_IP,
              "PublicIPv6": str(lease.public_ipv6) if lease.public_ipv6 is not None else None}
     lease_type = backend.lease_type if backend else lease.backend_type
     if lease_type:
         attrs["BackendType"] = lease_type
     if backend is not None:
-        data = backend.to_flannel(lease.backend_data)
-        if data is not None:
+        data = backend.to_flannel(lease.backend_data) if lease.subnet is not None else None
+        if data is not None:  # (an IPv6-only lease has no IPv4 side to describe)
             attrs["BackendData"] = data
         if lease.backend_v6_data is not None:
             attrs["BackendV6Data"] = backend.to_flannel(lease.backend_v6_data)
@@ -86,9 +90,11 @@ def lease_from_flannel(subnet, subnet6, attrs: dict, where: str) -> Lease:
     except ValueError:
         raise PlanError("%s PublicIPv6: %r is not an IPv6 address" % (where, v6)) from None
     v6_data = attrs.get("BackendV6Data")
-    return Lease(subnet, parse_ipv4_address(v4, where + " PublicIP") if v4 else None,
+    return Lease(subnet, parse_ipv4_address(v4, where + " PublicIP")
+                 if v4 and v4 != NO_PUBLIC_IP else None,
                  backend.name if backend else str(attrs.get("BackendType")),
-                 backend.from_flannel(attrs.get("BackendData")) if backend else {},
+                 backend.from_flannel(attrs.get("BackendData"))
+                 if backend and (subnet is not None or attrs.get("BackendData")) else {},
                  subnet6=subnet6, public_ipv6=public_ipv6,
                  backend_v6_data=backend.from_flannel(v6_data) if backend and v6_data else None)
 
@@ -99,7 +105,7 @@ class Snapshot:
     kvs: dict                                    # key -> KeyValue
     leases: dict = field(default_factory=dict)   # host name -> Lease (weft's)
     lease_keys: dict = field(default_factory=dict)  # host name -> subnet key
-    reservations: dict = field(default_factory=dict)  # subnet -> Reservation (not weft's)
+    reservations: dict = field(default_factory=dict)  # subnet (IPv6-only: subnet6) -> Reservation
     foreign: dict = field(default_factory=dict)  # subnet key -> Lease (not weft's, readable)
 
 
@@ -128,14 +134,17 @@ class EtcdStore:
             if not match:
                 continue  # not a lease; Flannel skips these too
             try:
-                subnets[key] = (ipaddress.IPv4Network("%s/%s" % match.group(1, 2)),
-                                ipaddress.IPv6Network("%s/%s" % match.group(3, 4))
-                                if match.group(3) else None)
+                subnet = ipaddress.IPv4Network("%s/%s" % match.group(1, 2)) \
+                    if "%s-%s" % match.group(1, 2) != NO_IPV4 else None
+                subnet6 = ipaddress.IPv6Network("%s/%s" % match.group(3, 4)) \
+                    if match.group(3) else None
             except ValueError:
                 continue
+            if subnet is not None or subnet6 is not None:
+                subnets[key] = (subnet, subnet6)
         named = {}
-        # The index names a lease by its IPv4 subnet; the key may add an IPv6 one.
-        by_subnet = {str(subnet): key for key, (subnet, _) in subnets.items()}
+        # The index names a lease by its IPv4 subnet (IPv6-only: its IPv6 one).
+        by_subnet = {str(subnet or subnet6): key for key, (subnet, subnet6) in subnets.items()}
         for key, kv in sorted(kvs.items()):
             if not key.startswith(self.index_prefix):
                 continue
@@ -147,7 +156,8 @@ class EtcdStore:
                 raise PlanError("%s: hosts %s and %s both hold %s"
                                 % (self.index_prefix, named[lease_key], name, kv.value))
             named[lease_key] = name
-        for key, (subnet, subnet6) in sorted(subnets.items(), key=lambda item: item[1][0]):
+        for key, (subnet, subnet6) in sorted(subnets.items(), key=lambda item: (
+                item[1][0] is None, item[1][0] or item[1][1])):
             if key in named:
                 attrs = parse_flannel_value(kvs[key].value, key)
                 snap.leases[named[key]] = lease_from_flannel(subnet, subnet6, attrs, key)
@@ -162,8 +172,8 @@ class EtcdStore:
                 snap.foreign[key] = lease
             origin = "a reservation in etcd (%s)" if not kvs[key].lease \
                 else "a Flannel lease in etcd (%s)"
-            snap.reservations[subnet] = Reservation(subnet, lease.public_ip, origin % key,
-                                                    lease.subnet6)
+            snap.reservations[subnet or subnet6] = Reservation(
+                subnet, lease.public_ip, origin % key, lease.subnet6, lease.public_ipv6)
         return snap
 
     def leases(self) -> dict:
@@ -216,9 +226,10 @@ class EtcdStore:
             guarded(key)
             ops.append(put(key, flannel_value(new)))
         index = snap.kvs.get(index_key)
-        if index is None or index.value != str(new.subnet):
+        held = str(new.subnet or new.subnet6)
+        if index is None or index.value != held:
             guarded(index_key)
-            ops.append(put(index_key, str(new.subnet)))
+            ops.append(put(index_key, held))
         if old is not None and old_key != key:
             guarded(old_key)
             ops.append(delete(old_key))

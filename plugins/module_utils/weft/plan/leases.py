@@ -33,18 +33,21 @@ ARGUMENT_SPEC = dict(
 
 
 def node_view(lease):
-    """A lease with the addresses roles and tables need."""
-    return dict(lease.as_dict(), bridge_address=bridge_address(lease.subnet),
-                vtep_address=vtep_address(lease.subnet))
+    """A lease with the addresses roles and tables need (of its IPv4 subnet, else its IPv6 one)."""
+    subnet = lease.subnet or lease.subnet6
+    return dict(lease.as_dict(), bridge_address=bridge_address(subnet),
+                vtep_address=vtep_address(subnet))
 
 
 def foreign_leases(store, result):
     """Leases in etcd that weft did not write but that share this network and backend:
     Flannel hosts, peers of every weft host."""
-    ours = {lease.subnet for lease in result.leases.values()}
+    fam, network = result.config.family, result.config.primary.network
+    ours = {fam.subnet_of(lease) for lease in result.leases.values()}
     return {key.rsplit("/", 1)[-1]: lease for key, lease in store.foreign.items()
-            if lease.subnet.subnet_of(result.config.network) and lease.subnet not in ours
-            and lease.public_ip and lease.backend_type == result.config.backend_type}
+            if fam.subnet_of(lease) is not None and fam.subnet_of(lease).subnet_of(network)
+            and fam.subnet_of(lease) not in ours and fam.public_of(lease)
+            and lease.backend_type == result.config.backend_type}
 
 
 def run(params, ctx):

@@ -26,30 +26,37 @@ def merge_into(incoming, config):
     """compute() for the target store: its leases plus `incoming`, or a PlanError."""
     def compute(existing, reserved):
         merged = dict(existing)
-        holders = {lease.subnet: name for name, lease in existing.items()}
+        fam = config.family  # the lease's subnet that decides (IPv6-only: its IPv6 one)
+        holders = {fam.subnet_of(lease): name for name, lease in existing.items()}
+        reserved = {fam.subnet_of(r): r for r in reserved.values()}
         for name in sorted(incoming):
-            subnet, public_ip = incoming[name].subnet, incoming[name].public_ip
+            lease = incoming[name]
+            subnet, public = fam.subnet_of(lease), fam.public_of(lease)
             where = "lease of %s" % name
             if not config.in_range(subnet):
                 raise PlanError("%s: %s is outside the subnet range %s of weft_network"
                                 % (where, subnet, config.range_text()))
-            if name in existing and existing[name].subnet != subnet:
+            if name in existing and fam.subnet_of(existing[name]) != subnet:
                 raise PlanError("%s: %s in the source, but %s in the target"
-                                % (where, subnet, existing[name].subnet))
+                                % (where, subnet, fam.subnet_of(existing[name])))
             if holders.get(subnet, name) != name:
                 raise PlanError("%s: %s is held by %s in the target"
                                 % (where, subnet, holders[subnet]))
             found = reserved.get(subnet)
-            if found is not None and found.public_ip != public_ip:
+            if found is not None and fam.public_of(found) != public:
                 raise PlanError("%s: %s is held by %s (public IP %s)"
-                                % (where, subnet, found.origin, found.public_ip))
+                                % (where, subnet, found.origin, fam.public_of(found)))
             # What a host reported for its lease travels with it; the rest is derived again.
             try:
-                reported = config.backend.check_reported(incoming[name].backend_data, where)
+                reported = config.backend.check_reported(
+                    lease.backend_data or lease.backend_v6_data or {}, where)
             except ValueError as exc:
                 raise PlanError(str(exc)) from None
-            merged[name] = replace(incoming[name], backend_type=config.backend_type,
-                                   backend_data=config.lease(subnet, public_ip, reported).backend_data)
+            again = config.lease(lease.subnet if config.ipv4 else None, lease.public_ip, reported,
+                                 lease.subnet6, lease.public_ipv6)
+            merged[name] = replace(lease, backend_type=config.backend_type,
+                                   backend_data=again.backend_data,
+                                   backend_v6_data=again.backend_v6_data)
         return merged
     return compute
 

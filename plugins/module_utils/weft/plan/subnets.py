@@ -14,7 +14,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ansible.module_utils.weft.backends import BACKENDS
-from ansible.module_utils.weft.lease import Lease
+from ansible.module_utils.weft.lease import FAMILIES, Lease
 from ansible.module_utils.weft.validate import whole_number
 
 
@@ -57,10 +57,10 @@ class SubnetRange:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    network: ipaddress.IPv4Network
-    subnet_len: int
-    subnet_min: ipaddress.IPv4Network
-    subnet_max: ipaddress.IPv4Network
+    network: ipaddress.IPv4Network | None         # None: an IPv6-only network (EnableIPv4: false)
+    subnet_len: int | None
+    subnet_min: ipaddress.IPv4Network | None
+    subnet_max: ipaddress.IPv4Network | None
     backend_type: str = "vxlan"
     options: dict = field(default_factory=dict)   # the backend's options, weft's keys
     ipv6: SubnetRange | None = None               # EnableIPv6: the IPv6 network and range
@@ -77,28 +77,42 @@ class NetworkConfig:
         return self.options.get(key)
 
     @property
-    def ipv4(self) -> SubnetRange:
+    def ipv4(self) -> SubnetRange | None:
+        if self.network is None:
+            return None
         return SubnetRange(self.network, self.subnet_len, self.subnet_min, self.subnet_max)
 
+    @property
+    def primary(self) -> SubnetRange:
+        """The family that decides a host's lease (IPv4; IPv6 in an IPv6-only network):
+        membership, takeovers and capacity go by it, the other family rides along."""
+        return self.ipv4 or self.ipv6
+
+    @property
+    def family(self):
+        """Where the primary family's values live (lease.FAMILIES)."""
+        return FAMILIES[self.primary.network.version]
+
     def subnets(self):
-        return self.ipv4.subnets()
+        return self.primary.subnets()
 
     @property
     def capacity(self) -> int:
-        return self.ipv4.capacity
+        return self.primary.capacity
 
     def in_range(self, subnet) -> bool:
-        return self.ipv4.in_range(subnet)
+        return subnet is not None and self.primary.in_range(subnet)
 
     def range_text(self) -> str:
-        return self.ipv4.range_text()
+        return self.primary.range_text()
 
     def lease(self, subnet, public_ip, reported=None, subnet6=None, public_ipv6=None) -> Lease:
-        """A lease of this network's backend for `subnet` (and, dual-stack, `subnet6`),
-        with the host's reported data."""
+        """A lease of this network's backend for `subnet` and/or `subnet6`, with the host's
+        reported data."""
         reported = reported or {}
         return Lease(subnet, public_ip, self.backend_type,
-                     self.backend.lease_data(self.options, subnet, reported),
+                     (self.backend.lease_data(self.options, subnet, reported)
+                      if subnet is not None else {}),
                      subnet6=subnet6, public_ipv6=public_ipv6,
                      backend_v6_data=(self.backend.lease_data_v6(self.options, subnet6, reported)
                                       if subnet6 is not None else None))
@@ -107,9 +121,12 @@ class NetworkConfig:
         """The config in Flannel's JSON, every default written out (an IPv4 network's as
         weft has always written it: the IPv6 fields only when IPv6 is on)."""
         backend = {"Type": self.backend_type, **self.backend.options_as_flannel(self.options)}
-        out = {"Network": str(self.network), "SubnetLen": self.subnet_len,
-               "SubnetMin": str(self.subnet_min.network_address),
-               "SubnetMax": str(self.subnet_max.network_address)}
+        if self.network is None:
+            out = {"EnableIPv4": False}
+        else:
+            out = {"Network": str(self.network), "SubnetLen": self.subnet_len,
+                   "SubnetMin": str(self.subnet_min.network_address),
+                   "SubnetMax": str(self.subnet_max.network_address)}
         if self.ipv6 is not None:
             out.update(EnableIPv6=True, IPv6Network=str(self.ipv6.network),
                        IPv6SubnetLen=self.ipv6.subnet_len,
@@ -120,10 +137,11 @@ class NetworkConfig:
 
     def summary(self) -> dict:
         """The config with every default filled in, as plain values (what hosts get)."""
+        ipv4 = {"network": str(self.network), "subnet_len": self.subnet_len,
+                "subnet_min": str(self.subnet_min), "subnet_max": str(self.subnet_max)} \
+            if self.network is not None else {"network": None}
         return {
-            "network": str(self.network), "subnet_len": self.subnet_len,
-            "subnet_min": str(self.subnet_min), "subnet_max": str(self.subnet_max),
-            "backend_type": self.backend_type, **self.options, "overhead": self.overhead,
+            **ipv4, "backend_type": self.backend_type, **self.options, "overhead": self.overhead,
             **({"ipv6_network": str(self.ipv6.network), "ipv6_subnet_len": self.ipv6.subnet_len}
                if self.ipv6 is not None else {}),
         }
@@ -136,10 +154,11 @@ class Reservation:
     It is never moved or released. Like Flannel, a host whose public IP is the
     reservation's takes it over when it has no lease of its own.
     """
-    subnet: ipaddress.IPv4Network
+    subnet: ipaddress.IPv4Network | None
     public_ip: ipaddress.IPv4Address | None
     origin: str             # where it was found, for error messages
     subnet6: ipaddress.IPv6Network | None = None   # a dual-stack lease's IPv6 half
+    public_ipv6: ipaddress.IPv6Address | None = None
 
 
 @dataclass(frozen=True)
@@ -292,13 +311,12 @@ def parse_network_config(raw, name="weft_network") -> NetworkConfig:
     _only_known(raw, {"Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend", "EnableIPv4",
                       "EnableIPv6", "IPv6Network", "IPv6SubnetLen", "IPv6SubnetMin",
                       "IPv6SubnetMax"}, name)
-    if not _flag(raw, "EnableIPv4", name, True):
-        raise PlanError("%s.EnableIPv4: false (an IPv6-only network) is not supported yet; "
-                        "keep IPv4 on beside EnableIPv6" % name)
-    if "Network" not in raw:
-        raise PlanError("%s.Network: is required (e.g. 100.96.0.0/16)" % name)
-    ipv4 = parse_range(raw, name, IPV4_RULES)
-    ipv6 = None
+    ipv4 = ipv6 = None
+    # IPv6-only (EnableIPv4: false): like flanneld, the IPv4 fields are not read at all.
+    if _flag(raw, "EnableIPv4", name, True):
+        if "Network" not in raw:
+            raise PlanError("%s.Network: is required (e.g. 100.96.0.0/16)" % name)
+        ipv4 = parse_range(raw, name, IPV4_RULES)
     if _flag(raw, "EnableIPv6", name, False):
         if raw.get("IPv6Network") is None:
             raise PlanError("%s.IPv6Network: is required with EnableIPv6 (e.g. fd00:96::/48)"
@@ -308,6 +326,9 @@ def parse_network_config(raw, name="weft_network") -> NetworkConfig:
         stray = sorted(k for k in raw if k.startswith("IPv6"))
         if stray:
             raise PlanError("%s.%s: set EnableIPv6: true to use it" % (name, stray[0]))
+        if ipv4 is None:
+            raise PlanError("%s.EnableIPv4: false leaves no address family; an IPv6-only "
+                            "network also needs EnableIPv6: true and IPv6Network" % name)
 
     backend = raw.get("Backend") or {}
     if not isinstance(backend, dict):
@@ -323,6 +344,8 @@ def parse_network_config(raw, name="weft_network") -> NetworkConfig:
     if ipv6 is not None and not BACKENDS[btype].dual_stack:
         raise PlanError("%s.EnableIPv6: backend %s carries IPv4 only (as Flannel's does); "
                         "use vxlan or host-gw" % (name, btype))
+    if ipv4 is None:
+        return NetworkConfig(None, None, None, None, btype, options, ipv6)
     return NetworkConfig(ipv4.network, ipv4.subnet_len, ipv4.subnet_min, ipv4.subnet_max, btype,
                          options, ipv6)
 
@@ -331,17 +354,12 @@ def parse_network_config(raw, name="weft_network") -> NetworkConfig:
 # Hosts and leases
 # --------------------------------------------------------------------------
 
-# The host variables each family's values come from, for error messages.
-HOST_VARIABLES = {4: ("weft_public_ip", "weft_subnet", "Network"),
-                  6: ("weft_public_ipv6", "weft_subnet6", "IPv6Network")}
-
-
 def _public_address(value, host, version, network, seen):
-    variable = HOST_VARIABLES[version][0]
+    variable = FAMILIES[version].public_variable
     addr = parse_address(value, "%s of %s" % (variable, host), version)
     if network is not None and addr in network:
         raise PlanError("%s of %s: %s lies inside the overlay %s %s"
-                        % (variable, host, addr, HOST_VARIABLES[version][2], network))
+                        % (variable, host, addr, FAMILIES[version].network_field, network))
     if addr in seen:
         raise PlanError("%s of %s: %s is also the public IP of %s; every host needs its own "
                         "(set %s or weft_iface)" % (variable, host, addr, seen[addr], variable))
@@ -350,10 +368,11 @@ def _public_address(value, host, version, network, seen):
 
 
 def _pin(value, host, version, subnets, seen):
-    variable = HOST_VARIABLES[version][1]
+    variable = FAMILIES[version].pin_variable
     if subnets is None:
-        raise PlanError("%s of %s: the network has no IPv6 (set EnableIPv6 and IPv6Network)"
-                        % (variable, host))
+        raise PlanError("%s of %s: the network has no IPv%d (%s)"
+                        % (variable, host, version, "set EnableIPv6 and IPv6Network"
+                           if version == 6 else "EnableIPv4 is false"))
     pin = parse_network(value, "%s of %s" % (variable, host), version)
     if not subnets.in_range(pin):
         raise PlanError("%s of %s: %s is outside the subnet range %s (/%d)"
@@ -370,15 +389,17 @@ def parse_hosts(raw_hosts, config: NetworkConfig, name="weft_hosts") -> list:
         raise PlanError("%s: must be a list of hosts" % name)
     hosts, seen = [], {key: {} for key in ("ip4", "ip6", "pin4", "pin6")}
     networks = {4: config.network, 6: config.ipv6.network if config.ipv6 else None}
+    # A family the network does not have: its public address is not the host's lease's.
+    uses = {4: config.ipv4 is not None, 6: config.ipv6 is not None}
     for i, raw in enumerate(raw_hosts):
         where = "%s[%d]" % (name, i)
         if not isinstance(raw, dict) or not raw.get("name"):
             raise PlanError("%s: needs a name" % where)
         host = raw["name"]
         public_ip = public_ipv6 = pin = pin6 = underlay = None
-        if raw.get("public_ip"):
+        if raw.get("public_ip") and uses[4]:
             public_ip = _public_address(raw["public_ip"], host, 4, networks[4], seen["ip4"])
-        if raw.get("public_ipv6") and config.ipv6 is not None:
+        if raw.get("public_ipv6") and uses[6]:
             public_ipv6 = _public_address(raw["public_ipv6"], host, 6, networks[6], seen["ip6"])
         for key in ("underlay", "underlay6"):
             if not raw.get(key):
@@ -390,7 +411,7 @@ def parse_hosts(raw_hosts, config: NetworkConfig, name="weft_hosts") -> list:
             overlay = networks.get(found.version)
             if overlay is not None and found.overlaps(overlay):
                 raise PlanError("weft_network.%s: %s overlaps the underlay network %s of %s"
-                                % (HOST_VARIABLES[found.version][2], overlay, found, host))
+                                % (FAMILIES[found.version].network_field, overlay, found, host))
             if found.version == 4:
                 underlay = found
         if raw.get("subnet"):
@@ -424,10 +445,12 @@ def parse_leases(raw, name="weft_leases") -> dict:
             raise PlanError(str(exc)) from None
     holders = {}
     for host in sorted(leases):
-        subnet = leases[host].subnet
-        if subnet in holders:
-            raise PlanError("%s: %s and %s both hold %s" % (name, holders[subnet], host, subnet))
-        holders[subnet] = host
+        for subnet in (leases[host].subnet, leases[host].subnet6):
+            if subnet in holders:
+                raise PlanError("%s: %s and %s both hold %s"
+                                % (name, holders[subnet], host, subnet))
+            if subnet is not None:
+                holders[subnet] = host
     return leases
 
 
@@ -440,22 +463,30 @@ def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False
     subnet. Allocation is lowest-free rather than Flannel's random pick so that the
     plan is reproducible and reviewable. `reserved` (subnet -> Reservation) are
     subnets held outside the inventory: never handed to anyone else.
+
+    These rules decide the primary family (IPv4, or IPv6 in an IPv6-only network); a
+    dual-stack network's IPv6 subnets follow them in plan_ipv6().
     """
-    reserved = reserved or {}
+    fam = config.family
+    subnet_of, public_of = fam.subnet_of, fam.public_of
+    pin_of = lambda h: getattr(h, fam.pin)  # noqa: E731
+    # Reservations by their subnet of the primary family.
+    reserved = {subnet_of(r): r for r in (reserved or {}).values() if subnet_of(r) is not None}
     names = {h.name for h in hosts}
     leases, retained, released, adopted = {}, [], [], []
     taken = {}  # subnet -> holder
 
-    def public_ip_of(h):
+    def public_address_of(h):
         old = existing.get(h.name)
-        return h.public_ip or (old.public_ip if old else None)
+        return public_of(h) or (public_of(old) if old else None)
 
     def reported_of(h):
         """What the host reported this run, else what its lease recorded of it."""
         if not config.backend.reported or h.reported:
             return h.reported or {}
         old = existing.get(h.name)
-        data = old.backend_data if old and old.backend_type == config.backend_type else {}
+        data = (old.backend_data or old.backend_v6_data or {}) \
+            if old and old.backend_type == config.backend_type else {}
         try:
             return config.backend.check_reported(data, "weft_facts of %s" % h.name)
         except ValueError as exc:
@@ -463,9 +494,9 @@ def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False
 
     def check_may_take_over(h, subnet):
         found = reserved[subnet]
-        if found.public_ip is None or found.public_ip != public_ip_of(h):
-            raise PlanError("weft_subnet of %s: %s is held by %s (public IP %s)"
-                            % (h.name, subnet, found.origin, found.public_ip))
+        if public_of(found) is None or public_of(found) != public_address_of(h):
+            raise PlanError("%s of %s: %s is held by %s (public IP %s)"
+                            % (fam.pin_variable, h.name, subnet, found.origin, public_of(found)))
 
     # Leases of hosts gone from the inventory keep their subnet until pruned.
     for host in sorted(existing):
@@ -476,54 +507,57 @@ def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False
         else:
             lease = existing[host]
             leases[host] = lease
-            taken[lease.subnet] = host
+            if subnet_of(lease) is not None:
+                taken[subnet_of(lease)] = host
             retained.append(host)
 
     for h in hosts:
-        if h.pin is not None and h.pin in taken:
-            raise PlanError("weft_subnet of %s: %s is held by the retained lease of %s "
+        pin = pin_of(h)
+        if pin is not None and pin in taken:
+            raise PlanError("%s of %s: %s is held by the retained lease of %s "
                             "(removed from the inventory); release it with weft_prune=true"
-                            % (h.name, h.pin, taken[h.pin]))
-        if h.pin is not None:
-            if h.pin in reserved:
-                check_may_take_over(h, h.pin)
+                            % (fam.pin_variable, h.name, pin, taken[pin]))
+        if pin is not None:
+            if pin in reserved:
+                check_may_take_over(h, pin)
                 adopted.append(h.name)
-            taken[h.pin] = h.name
+            taken[pin] = h.name
     # A host pinned elsewhere gives up its old subnet, which another host's pin may then claim.
     kept = {}
     for h in hosts:
         old = existing.get(h.name)
-        if h.pin is not None or old is None or not config.in_range(old.subnet):
+        if pin_of(h) is not None or old is None or not config.in_range(subnet_of(old)):
             continue
-        if old.subnet in taken:
-            raise PlanError("weft_subnet of %s: %s is leased to %s; pin %s elsewhere first"
-                            % (taken[old.subnet], old.subnet, h.name, h.name))
-        kept[h.name] = old
-        taken[old.subnet] = h.name
+        if subnet_of(old) in taken:
+            raise PlanError("%s of %s: %s is leased to %s; pin %s elsewhere first"
+                            % (fam.pin_variable, taken[subnet_of(old)], subnet_of(old), h.name,
+                               h.name))
+        kept[h.name] = subnet_of(old)
+        taken[subnet_of(old)] = h.name
 
-    planned = {}  # host -> (spec, IPv4 subnet, public IP)
+    planned = {}  # host -> (spec, subnet, public address) of the primary family
     # Flannel's rule: a host with no lease takes over the reservation that has its public IP.
-    claimable = {r.public_ip: s for s, r in sorted(reserved.items())
-                 if r.public_ip is not None and config.in_range(s) and s not in taken}
+    claimable = {public_of(r): s for s, r in sorted(reserved.items())
+                 if public_of(r) is not None and config.in_range(s) and s not in taken}
     unplanned = []
     busy = [s for s in reserved if s not in taken]
     # Reservations of the plan's length are skipped by a set lookup; only those of another
     # length (a differently configured Flannel) need an overlap test per candidate.
-    busy_odd = [s for s in busy if s.prefixlen != config.subnet_len]
+    busy_odd = [s for s in busy if s.prefixlen != config.primary.subnet_len]
     busy_same = set(busy) - set(busy_odd)
     free = (s for s in config.subnets()
             if s not in taken and s not in busy_same and not any(s.overlaps(b) for b in busy_odd))
     for h in hosts:
-        public_ip = public_ip_of(h)
-        if h.pin is not None:
-            subnet = h.pin
+        public = public_address_of(h)
+        if pin_of(h) is not None:
+            subnet = pin_of(h)
         elif h.name in kept:
-            subnet = kept[h.name].subnet
-        elif public_ip is None:
+            subnet = kept[h.name]
+        elif public is None:
             unplanned.append(h.name)
             continue
-        elif public_ip in claimable:
-            subnet = claimable.pop(public_ip)
+        elif public in claimable:
+            subnet = claimable.pop(public)
             taken[subnet] = h.name
             adopted.append(h.name)
         else:
@@ -534,13 +568,19 @@ def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False
                     % len(retained) if retained else ""
                 if busy:
                     extra += " and %d subnet(s) held outside the inventory" % len(busy)
-                raise PlanError("out of subnets: %d hosts%s, %d subnets from %s"
-                                % (need, extra, config.capacity, config.range_text()))
+                raise PlanError("out of %ssubnets: %d hosts%s, %d subnets from %s"
+                                % ("IPv6 " if fam.version == 6 else "", need, extra,
+                                   config.capacity, config.range_text()))
             taken[subnet] = h.name
-        planned[h.name] = (h, subnet, public_ip)
-    ipv6 = plan_ipv6(config, planned, existing, leases, reserved) if config.ipv6 else {}
-    for name, (h, subnet, public_ip) in planned.items():
-        leases[name] = config.lease(subnet, public_ip, reported_of(h), *ipv6.get(name, (None, None)))
+        planned[h.name] = (h, subnet, public)
+    if fam.version == 6:  # IPv6-only: the lease has no IPv4 side
+        for name, (h, subnet, public) in planned.items():
+            leases[name] = config.lease(None, None, reported_of(h), subnet, public)
+    else:
+        ipv6 = plan_ipv6(config, planned, existing, leases, reserved) if config.ipv6 else {}
+        for name, (h, subnet, public) in planned.items():
+            leases[name] = config.lease(subnet, public, reported_of(h),
+                                        *ipv6.get(name, (None, None)))
     members = sorted(n for n in names if n in leases)
     others = sorted(s for s in reserved if config.in_range(s) and s not in taken)
     return Plan(leases, members, retained, released, unplanned, config, sorted(adopted), others)
@@ -600,4 +640,4 @@ def leases_as_dict(leases: dict) -> dict:
 def capacity_summary(p: Plan) -> dict:
     used = len(p.leases) + len(p.reserved)
     return {"subnets": p.config.capacity, "used": used, "free": p.config.capacity - used,
-            "range": p.config.range_text(), "subnet_len": p.config.subnet_len}
+            "range": p.config.range_text(), "subnet_len": p.config.primary.subnet_len}

@@ -30,12 +30,12 @@ EXISTED = "weft:file-existed"  # in the record: whether daemon.json existed befo
 BRIDGE = "weft:bridge-address"  # ... and the bridge's address then
 DOCKER_DEFAULT_BRIDGE = "172.17.0.1/16"  # what dockerd picks on a host that never had one
 
-SPEC_RULES = dict(required_if=[("state", "present", ["bip", "mtu"])])
+SPEC_RULES = dict(required_if=[("state", "present", ["mtu"])])
 ARGUMENT_SPEC = dict(
     path=dict(type="path", default="/etc/docker/daemon.json"),
     bip=dict(type="str"),
     mtu=dict(type="int"),
-    ip_masq=dict(type="bool", default=False),
+    ip_masq=dict(type="bool"),
     ipv6=dict(type="bool"),
     fixed_cidr_v6=dict(type="str"),
     original=dict(type="path", default=DOCKER_ORIGINAL),
@@ -95,6 +95,10 @@ def set_values(params, ctx, text, current, original_exists):
             wanted.pop(key, None)
         else:
             wanted[key] = value
+    if params["bip"] is None and record.get("bip") is None and current.get("bip") is not None:
+        # weft stops setting the bridge (the network went IPv6-only): without a bip dockerd
+        # would stay on weft's subnet, so the bridge gets back the address it had before.
+        wanted["bip"] = record.get(BRIDGE) or DOCKER_DEFAULT_BRIDGE
     if wanted != current or text is None:
         writes[params["path"]] = render(wanted)
     return writes, [], None
@@ -139,7 +143,8 @@ def run(params, ctx):
     original_exists = os.path.exists(params["original"])
     if params["state"] == "present":
         try:
-            ip_interface(params["bip"], "bip")
+            if params["bip"] is not None:
+                ip_interface(params["bip"], "bip")
             int_range(params["mtu"], "mtu", 68, 65535)
             if params["fixed_cidr_v6"] is not None:
                 ip_network(params["fixed_cidr_v6"], "fixed_cidr_v6")
