@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Data-plane benchmark: the underlay, host-gw, vxlan and the udp daemon, measured in one run.
 
-Two hosts, A (10.9.0.1) and B (10.9.0.2), are network namespaces joined by a veth (MTU
-1500). Each has a container behind a veth and a bridge, as Docker has it (docker0 on the
-subnet's .1, the container on .2). Each backend is built by weft itself: weft_host
+Two hosts, A (10.9.0.1, fd09::1) and B (10.9.0.2, fd09::2), are network namespaces joined
+by a veth (MTU 1500). Each has a container behind a veth and a bridge, as Docker has it
+(docker0 on the subnet's .1 and ::1, the container on .2 and ::2). Each backend is built by weft itself: weft_host
 converges both hosts (lab/sandbox.py: their own files, users and units, nothing of this
 machine), switching from one backend to the next as a user would; for udp the daemon then
 runs as the unit runs it, as the unprivileged user weft-udpd. The plan is the real
@@ -13,7 +13,9 @@ Per backend: TCP container to container (iperf3, one stream and four) and host t
 through the overlay (one stream), each the median of rounds, each round paired with an
 underlay run right next to it, which the ratio is against, because load drifts (the host-gw
 and vxlan targets apply to host to host: the underlay run has no container hop); vxlan is
-measured again with weft_peer_ingress off ("vxlan-open"), to show what the check costs. Then
+measured again with weft_peer_ingress off ("vxlan-open"), to show what the check costs, and
+over IPv6 in a dual-stack network ("vxlan6", its paired runs on the IPv6 underlay, which has
+its own row, "underlay6"). Then
 64-byte UDP datagrams, ping mean and p99, the machine's CPU seconds per GB moved by the
 single stream (everything: both stacks, iperf3, the daemons), and for udp the daemons' own
 CPU per GB and the peak RSS of all their processes on a host.
@@ -41,7 +43,8 @@ import ansible.module_utils  # noqa: E402
 
 ansible.module_utils.__path__.append(os.path.join(ROOT, "plugins", "module_utils"))
 from ansible.module_utils.weft.host.units import UDPD, UDPD_CONFIG  # noqa: E402
-from plans import numbered_plan  # noqa: E402
+from ansible.module_utils.weft.lease import encode_plan  # noqa: E402
+from plans import numbered_plan, sample_plan  # noqa: E402
 from sandbox import Sandbox, sh  # noqa: E402
 
 PREFIX = "weft-b-%d" % os.getpid()
@@ -51,6 +54,30 @@ TARGETS = {"host-gw": 0.95, "vxlan": 0.9}       # x underlay, TCP single stream 
 UDP_TARGET_BPS, UDP_TARGET_RSS_MB = 2.7e9, 40
 BASELINE_PORT = 5202                            # iperf3 on the underlay, for the paired runs
 OPEN = "-open"                                  # "vxlan-open": vxlan with weft_peer_ingress off
+IPV6 = "6"                                      # "vxlan6", "underlay6": measured over IPv6
+
+
+class Family:
+    """The addresses one address family's runs use: B's container, underlay and bridge."""
+
+    def __init__(self, container, underlay, bridge):
+        self.container, self.underlay, self.bridge = container, underlay, bridge
+
+
+FAMILIES = {4: Family("100.96.2.2", "10.9.0.2", "100.96.2.1"),
+            6: Family("fd00:96:0:2::2", "fd09::2", "fd00:96:0:2::1")}
+
+
+def family_of(name):
+    return FAMILIES[6 if name.endswith(IPV6) else 4]
+
+
+def backend_of(name):
+    """The backend a result row measures ("vxlan-open" and "vxlan6" are vxlan)."""
+    for suffix in (OPEN, IPV6):
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
 
 
 def run_in(ns, *cmd, check=True):
@@ -65,23 +92,29 @@ def setup_hosts():
         for ns in (HOSTS[n], CONTAINERS[n]):
             sh("ip", "netns", "add", ns)
             sh("ip", "link", "set", "lo", "up", netns=ns)
-        run_in(HOSTS[n], "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        run_in(HOSTS[n], "sysctl", "-qw", "net.ipv4.ip_forward=1",
+               "net.ipv6.conf.all.forwarding=1")
     sh("ip", "link", "add", "eth0", "netns", HOSTS[1], "type", "veth", "peer", "name", "eth0",
        "netns", HOSTS[2])
     for n in (1, 2):
         host, container = HOSTS[n], CONTAINERS[n]
         sh("ip", "addr", "add", "10.9.0.%d/24" % n, "dev", "eth0", netns=host)
+        sh("ip", "addr", "add", "fd09::%d/64" % n, "dev", "eth0", "nodad", netns=host)
         sh("ip", "link", "set", "eth0", "up", netns=host)
-        # docker0 and a container on it, as dockerd makes them from weft's bip.
+        # docker0 and a container on it, as dockerd makes them from weft's bip and
+        # fixed-cidr-v6.
         sh("ip", "link", "add", "docker0", "type", "bridge", netns=host)
         sh("ip", "addr", "add", "100.96.%d.1/24" % n, "dev", "docker0", netns=host)
+        sh("ip", "addr", "add", "fd00:96:0:%d::1/64" % n, "dev", "docker0", "nodad", netns=host)
         sh("ip", "link", "set", "docker0", "up", netns=host)
         sh("ip", "link", "add", "veth0", "netns", host, "type", "veth", "peer", "name", "eth0",
            "netns", container)
         sh("ip", "link", "set", "veth0", "master", "docker0", "up", netns=host)
         sh("ip", "addr", "add", "100.96.%d.2/24" % n, "dev", "eth0", netns=container)
+        sh("ip", "addr", "add", "fd00:96:0:%d::2/64" % n, "dev", "eth0", "nodad", netns=container)
         sh("ip", "link", "set", "eth0", "up", netns=container)
         sh("ip", "route", "add", "default", "via", "100.96.%d.1" % n, netns=container)
+        sh("ip", "-6", "route", "add", "default", "via", "fd00:96:0:%d::1" % n, netns=container)
 
 
 def teardown_hosts():
@@ -94,8 +127,13 @@ def sh_quiet(*cmd):
     subprocess.run(cmd, capture_output=True)
 
 
-def plan(backend):
-    return numbered_plan(backend, 2, encoded=True)
+def plan(name):
+    """The planner's plan of both hosts: dual-stack for a row measured over IPv6."""
+    if not name.endswith(IPV6):
+        return numbered_plan(backend_of(name), 2, encoded=True)
+    hosts = [dict(name="node%d" % n, public_ip="10.9.0.%d" % n, subnet="100.96.%d.0/24" % n,
+                  public_ipv6="fd09::%d" % n, subnet6="fd00:96:0:%d::/64" % n) for n in (1, 2)]
+    return encode_plan(sample_plan(backend_of(name), hosts, ipv6_network="fd00:96::/48"))
 
 
 class Weft:
@@ -106,14 +144,16 @@ class Weft:
         self.daemons = {}
 
     def converge(self, name):
-        """`name`: a backend, or a backend + OPEN: the same with weft_peer_ingress off."""
-        backend = name[:-len(OPEN)] if name.endswith(OPEN) else name
+        """`name`: a backend, or a backend + OPEN: the same with weft_peer_ingress off, or
+        + IPV6: the same in a dual-stack network."""
+        backend = backend_of(name)
         self.stop_daemons()
         for n, box in self.boxes.items():
             result = box.module("weft_host", {
-                "plan": plan(backend),
+                "plan": plan(name),
                 "host": {"name": "node%d" % n, "iface": "eth0", "public_ip": "10.9.0.%d" % n,
-                         "underlay": "10.9.0.0/24", "mtu": 1500},
+                         "underlay": "10.9.0.0/24", "public_ipv6": "fd09::%d" % n,
+                         "underlay6": "fd09::/64", "mtu": 1500},
                 "settings": {"docker": False, "heal_interval": 0,
                              "peer_ingress": not name.endswith(OPEN)}})
             if result["failed"]:
@@ -200,8 +240,9 @@ def iperf(ns, server, seconds, *extra, port=5201):
 
 
 def tcp(seconds, rounds, streams=1, client=CONTAINERS[1], server="100.96.2.2", weft=None,
-        port=5201):
-    """(medians of the backend's and the paired underlay runs, CPU s/GB machine, daemons)."""
+        port=5201, underlay="10.9.0.2"):
+    """(medians of the backend's and the paired underlay runs, CPU s/GB machine, daemons);
+    `underlay`: B's underlay address of the family measured, for the paired runs."""
     runs, machine, daemons = [], [], []
     for _ in range(rounds):
         pids = [p for group in weft.daemon_pids() for p in group] if weft else []
@@ -212,14 +253,24 @@ def tcp(seconds, rounds, streams=1, client=CONTAINERS[1], server="100.96.2.2", w
         moved_gb = end["sum_received"]["bytes"] / 1e9
         machine.append((after[0] - before[0]) / ticks / moved_gb)
         daemons.append((after[1] - before[1]) / ticks / moved_gb)
-        underlay = iperf(HOSTS[1], "10.9.0.2", seconds, "-P", str(streams), port=BASELINE_PORT)
-        runs.append((end["sum_received"]["bits_per_second"], underlay["sum_received"]["bits_per_second"]))
+        paired = iperf(HOSTS[1], underlay, seconds, "-P", str(streams), port=BASELINE_PORT)
+        runs.append((end["sum_received"]["bits_per_second"], paired["sum_received"]["bits_per_second"]))
     return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs),
             statistics.median(machine), statistics.median(daemons))
 
 
-def udp_small_pps(seconds):
-    end = iperf(CONTAINERS[1], "100.96.2.2", seconds, "-u", "-l", "64", "-b", "0")
+# The device each encapsulating row's traffic must leave host A by (host-gw has none).
+DEVICES = {"vxlan": "flannel.1", "vxlan-open": "flannel.1", "vxlan6": "flannel-v6.1",
+           "udp": "flannel0"}
+
+
+def tx_bytes(ns, device):
+    return json.loads(run_in(ns, "ip", "-s", "-j", "link", "show", "dev", device))[0][
+        "stats64"]["tx"]["bytes"]
+
+
+def udp_small_pps(seconds, server="100.96.2.2"):
+    end = iperf(CONTAINERS[1], server, seconds, "-u", "-l", "64", "-b", "0")
     total = end["sum"]
     return (total["packets"] - total["lost_packets"]) / total["seconds"]
 
@@ -233,29 +284,41 @@ def ping_ms(ns, server, count=200):
 
 
 def measure(name, seconds, rounds, weft):
+    fam = family_of(name)
     servers = [subprocess.Popen(["ip", "netns", "exec", ns, "iperf3", "-s", "-B", address, "-p", str(port)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-               for ns, address, port in ((CONTAINERS[2], "100.96.2.2", 5201),
-                                         (HOSTS[2], "10.9.0.2", BASELINE_PORT),
-                                         (HOSTS[2], "100.96.2.1", 5203))]
+               for ns, address, port in ((CONTAINERS[2], fam.container, 5201),
+                                         (HOSTS[2], fam.underlay, BASELINE_PORT),
+                                         (HOSTS[2], fam.bridge, 5203))]
     try:
         time.sleep(0.5)
         r = {"backend": name}
-        if name == "underlay":
-            r["ping_mean_ms"], r["ping_p99_ms"] = ping_ms(HOSTS[1], "10.9.0.2")
+        if backend_of(name) == "underlay":
+            r["ping_mean_ms"], r["ping_p99_ms"] = ping_ms(HOSTS[1], fam.underlay)
             r["tcp1_bps"], r["tcp1_underlay_bps"], r["cpu_s_per_gb"], _ = tcp(
-                seconds, rounds, client=HOSTS[1], server="10.9.0.2", port=BASELINE_PORT)
+                seconds, rounds, client=HOSTS[1], server=fam.underlay, port=BASELINE_PORT,
+                underlay=fam.underlay)
             r["tcp4_bps"], r["tcp4_underlay_bps"], _, _ = tcp(
-                seconds, 1, 4, HOSTS[1], "10.9.0.2", port=BASELINE_PORT)
+                seconds, 1, 4, HOSTS[1], fam.underlay, port=BASELINE_PORT, underlay=fam.underlay)
             return r
         daemons = weft if name == "udp" else None
-        r["ping_mean_ms"], r["ping_p99_ms"] = ping_ms(CONTAINERS[1], "100.96.2.2")
+        r["ping_mean_ms"], r["ping_p99_ms"] = ping_ms(CONTAINERS[1], fam.container)
+        device = DEVICES.get(name)
+        sent = tx_bytes(HOSTS[1], device) if device else 0
         r["tcp1_bps"], r["tcp1_underlay_bps"], r["cpu_s_per_gb"], r["daemon_cpu_s_per_gb"] = \
-            tcp(seconds, rounds, weft=daemons)
-        r["tcp4_bps"], r["tcp4_underlay_bps"], _, _ = tcp(seconds, 1, 4, weft=daemons)
+            tcp(seconds, rounds, server=fam.container, weft=daemons, underlay=fam.underlay)
+        if device:  # the stream really took the backend's device, not some other path
+            sent = tx_bytes(HOSTS[1], device) - sent
+            moved = r["tcp1_bps"] * seconds * rounds / 8
+            if sent < 0.5 * moved:
+                raise RuntimeError("%s: only %d bytes left host A by %s while %d were moved"
+                                   % (name, sent, device, moved))
+        r["tcp4_bps"], r["tcp4_underlay_bps"], _, _ = tcp(
+            seconds, 1, 4, server=fam.container, weft=daemons, underlay=fam.underlay)
         r["host_tcp1_bps"], r["host_tcp1_underlay_bps"], r["host_cpu_s_per_gb"], _ = tcp(
-            seconds, rounds, client=HOSTS[1], server="100.96.2.1", weft=daemons, port=5203)
-        r["udp64_pps"] = udp_small_pps(seconds)
+            seconds, rounds, client=HOSTS[1], server=fam.bridge, weft=daemons, port=5203,
+            underlay=fam.underlay)
+        r["udp64_pps"] = udp_small_pps(seconds, fam.container)
         if name == "udp":
             r["daemon_rss_mb"] = round(max(peak_rss_mb(group) for group in weft.daemon_pids()), 1)
             r["daemon_processes"] = max(len(group) for group in weft.daemon_pids())
@@ -302,6 +365,15 @@ def verdicts(results):
                         open_["tcp1_bps"] / open_["tcp1_underlay_bps"],
                         100 * (1 - (closed["host_tcp1_bps"] / closed["host_tcp1_underlay_bps"])
                                / (open_["host_tcp1_bps"] / open_["host_tcp1_underlay_bps"]))))
+    if "vxlan" + IPV6 in by:
+        v6, v4 = by["vxlan" + IPV6], by["vxlan"]
+        lines.append("vxlan over IPv6 (dual-stack network, container MTU 1430): %.3fx the IPv6 "
+                     "underlay host to host (IPv4: %.3fx the IPv4 underlay), %.3fx container to "
+                     "container (IPv4: %.3fx); %.2f Gbit/s against IPv4's %.2f Gbit/s host to host"
+                     % (v6["host_tcp1_bps"] / v6["host_tcp1_underlay_bps"],
+                        v4["host_tcp1_bps"] / v4["host_tcp1_underlay_bps"],
+                        v6["tcp1_bps"] / v6["tcp1_underlay_bps"], v4["tcp1_bps"] / v4["tcp1_underlay_bps"],
+                        v6["host_tcp1_bps"] / 1e9, v4["host_tcp1_bps"] / 1e9))
     udp = by["udp"]
     lines.append("udp TCP single stream, container to container: %.2f Gbit/s (target >= %.1f Gbit/s): %s;"
                  " %.2fx vxlan, %.2fx underlay"
@@ -320,7 +392,7 @@ def main():
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", nargs="+",
-                        default=["host-gw", "vxlan", "vxlan" + OPEN, "udp"])
+                        default=["host-gw", "vxlan", "vxlan" + OPEN, "vxlan" + IPV6, "udp"])
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = parser.parse_args()
     weft = None
@@ -328,6 +400,8 @@ def main():
         setup_hosts()
         weft = Weft()
         results = [measure("underlay", args.seconds, args.rounds, None)]
+        if any(name.endswith(IPV6) for name in args.backends):
+            results.append(measure("underlay" + IPV6, args.seconds, args.rounds, None))
         for backend in args.backends:
             weft.converge(backend)
             results.append(measure(backend, args.seconds, args.rounds, weft))

@@ -319,3 +319,68 @@ def test_dual_stack_uninstall_leaves_nothing_of_either_family():
     for name, st in lab.on_all(lab.state6).items():
         lab.check_clean6(name, st)
     check_all("vxlan")
+
+
+# ---- IPv6-only: EnableIPv4 false (the lab's nodes still have IPv4, which weft leaves be) --
+
+def ipv6_only(backend):
+    return {"EnableIPv4": False, "EnableIPv6": True, "IPv6Network": lab.NETWORK6,
+            "Backend": {"Type": backend}}
+
+
+def site_only6(backend, flags=()):
+    return lab.playbook("site.yml", extra=dict(weft_network=ipv6_only(backend)), flags=flags)[2]
+
+
+def check_ipv6_only(backend):
+    """The IPv6 side of `backend` on every node and nothing on the IPv4 one; every container
+    reaches every other over IPv6, seeing the other's own address."""
+    plan = lab.leases()
+    for name, st in lab.on_all(lab.state6).items():
+        lab.check_dual_stack(name, st, backend, plan)
+    for name, st in lab.on_all(lab.state).items():
+        lab.check_no_ipv4_overlay(name, st)
+    lab.start_containers()
+    lab.check_containers_reach_each_other(lab.on_all(lab.container_ipv6))
+
+
+def test_ipv6_only_vxlan():
+    before = {name: lease["subnet6"] for name, lease in lab.leases().items()}
+    changed = site_only6("vxlan")
+    assert all(changed[name] > 0 for name in NODES), changed
+    assert set(site_only6("vxlan").values()) == {0}
+    plan = lab.leases()
+    # The IPv4 side of every lease is gone; each host keeps the IPv6 subnet it had.
+    assert {name: (lease["subnet"], lease["subnet6"]) for name, lease in plan.items()} == \
+        {name: (None, subnet6) for name, subnet6 in before.items()}
+    check_ipv6_only("vxlan")
+    target = "node3"
+    before = lab.nft_counters(lab.state(target))["not_a_peer"]
+    lab.Outsider().send(plan[target]["public_ipv6"], 8472, [b"\x08" + b"\0" * 60] * 3)
+    time.sleep(1)
+    assert lab.nft_counters(lab.state(target))["not_a_peer"] >= before + 3
+
+
+def test_ipv6_only_survives_a_reboot():
+    lab.reboot("node1")
+    h = lab.host("node1")
+    assert h.check_output("systemctl show -p Result --value weft-restore") == "success"
+    check_ipv6_only("vxlan")
+    assert set(site_only6("vxlan").values()) == {0}
+
+
+def test_ipv6_only_host_gw():
+    changed = site_only6("host-gw")
+    assert all(changed[name] > 0 for name in NODES), changed
+    assert set(site_only6("host-gw").values()) == {0}
+    check_ipv6_only("host-gw")
+
+
+def test_ipv6_only_uninstall_leaves_nothing_and_ipv4_comes_back():
+    lab.playbook("uninstall.yml")
+    for name, st in lab.on_all(lab.state).items():
+        lab.check_clean(name, st)
+    for name, st in lab.on_all(lab.state6).items():
+        lab.check_clean6(name, st)
+    site("vxlan")
+    check_all("vxlan")

@@ -363,6 +363,22 @@ def check_clean6(name, st):
     assert "ipv6" not in st["daemon"] and "fixed-cidr-v6" not in st["daemon"], name
 
 
+def check_no_ipv4_overlay(name, st):
+    """`st` (state) of a node of an IPv6-only network: nothing of weft on the IPv4 side,
+    and Docker's bridge keeps an IPv4 address of Docker's own, outside the overlay."""
+    assert link(st, "flannel.1") is None and link(st, "flannel0") is None, name
+    assert [r for r in weft_routes(st) if ":" not in r["dst"]] == [], name
+    assert "WEFT" not in st["iptables"], name
+    assert nft_set(st, "peers4") in (None, []), name
+    env = st["files"]["/run/flannel/subnet.env"]
+    assert "FLANNEL_NETWORK" not in env and "FLANNEL_SUBNET" not in env, env
+    daemon = json.loads(st["files"]["/etc/docker/daemon.json"])
+    assert "ip-masq" not in daemon, daemon
+    bridge = addresses(st, "docker0")
+    assert bridge and not any(ipaddress.ip_interface(a).ip in ipaddress.ip_network(NETWORK)
+                              for a in bridge), (name, bridge)
+
+
 def check_containers_reach_each_other(ips, retries=10):
     """Every container pings every other and sees the other's own address as the source
     (each node's container tries its peers at the same time as the others do)."""
