@@ -7,7 +7,9 @@ mount namespace lives as long as the sandbox, so every command in it sees the sa
 
 systemd does not run as PID 1 on this machine (it does in the lab nodes, where the
 Molecule scenarios test the real units), so a stub `systemctl` in the sandbox records
-what weft asks of it and answers is-active from what it was asked before.
+what weft asks of it and answers is-active from what it was asked before, and a stub
+`systemd-run` starts a transient unit's command for real, detached, inside the sandbox, as
+the unit's User= with its AmbientCapabilities= alone (stopped by the stub's `stop`).
 """
 
 import json
@@ -38,8 +40,44 @@ case "$1" in
   is-active) grep -qx "$2" "$state" && { echo active; exit 0; } || { echo inactive; exit 3; } ;;
   start|restart) grep -qx "$2" "$state" || echo "$2" >> "$state" ;;
   try-restart) ;;
-  stop) grep -vx "$2" "$state" > "$state.new"; mv "$state.new" "$state" ;;
+  stop) grep -vx "$2" "$state" > "$state.new"; mv "$state.new" "$state"
+        pid=/run/weft-sandbox/units/$2.pid
+        if [ -f "$pid" ]; then  # as systemd's stop: return once the process is gone
+          p=$(cat "$pid"); kill "$p" 2>/dev/null
+          for i in $(seq 50); do [ -d "/proc/$p" ] || break; sleep 0.1; done
+          rm -f "$pid"
+        fi ;;
 esac
+exit 0
+"""
+
+SYSTEMD_RUN = r"""#!/bin/sh
+# Stub systemd-run: the command detached in the sandbox, as User= with AmbientCapabilities=.
+unit= user= caps= envs= rtdir=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --unit=*) unit="${1#--unit=}" ;;
+    --property=User=*) user="${1#--property=User=}" ;;
+    --property=AmbientCapabilities=*) caps="${1#--property=AmbientCapabilities=}" ;;
+    --property=RuntimeDirectory=*) rtdir="${1#--property=RuntimeDirectory=}" ;;
+    --setenv=*) envs="$envs ${1#--setenv=}" ;;
+    --*) ;;
+    *) break ;;
+  esac
+  shift
+done
+echo "systemd-run $unit $*" >> /run/weft-sandbox/systemctl.log
+mkdir -p /run/weft-sandbox/units
+[ -n "$rtdir" ] && mkdir -p "/run/$rtdir" && [ -n "$user" ] && chown "$user:$user" "/run/$rtdir"
+drop=""
+if [ -n "$user" ]; then
+  cap=$(echo "$caps" | tr 'A-Z' 'a-z' | sed 's/cap_//g')
+  drop="setpriv --reuid=$user --regid=$user --clear-groups --inh-caps=-all,+$cap"
+  drop="$drop --ambient-caps=+$cap --bounding-set=-all,+$cap"
+fi
+env $envs setsid $drop "$@" > "/run/weft-sandbox/units/$unit.log" 2>&1 < /dev/null &
+echo $! > "/run/weft-sandbox/units/$unit.pid"
+grep -qx "$unit" /run/weft-sandbox/active 2>/dev/null || echo "$unit" >> /run/weft-sandbox/active
 exit 0
 """
 
@@ -69,9 +107,10 @@ class Sandbox:
                 os.makedirs(os.path.join(self.dir, layer, sub))
         sbin = os.path.join(self.dir, "local", "upper", "sbin")
         os.makedirs(sbin)
-        with open(os.path.join(sbin, "systemctl"), "w") as handle:
-            handle.write(SYSTEMCTL)
-        os.chmod(os.path.join(sbin, "systemctl"), 0o755)
+        for name, text in (("systemctl", SYSTEMCTL), ("systemd-run", SYSTEMD_RUN)):
+            with open(os.path.join(sbin, name), "w") as handle:
+                handle.write(text)
+            os.chmod(os.path.join(sbin, name), 0o755)
         os.makedirs(os.path.join(self.dir, "run", "upper", "weft-sandbox"))
         # One mount namespace for the sandbox's whole life, kept by a bind mount of its
         # nsfs file: every command sees the same overlays (two overlay mounts of one upper
@@ -158,7 +197,22 @@ class Sandbox:
 
 
 def remove_sandbox(directory):
-    """Unmount a sandbox's namespace (its mounts go with it) and delete its files."""
+    """Stop what its stub systemd-run started, unmount its namespace (its mounts go with
+    it) and delete its files."""
+    import glob
+    import signal
+    for pidfile in glob.glob(os.path.join(directory, "run", "upper", "weft-sandbox", "units",
+                                          "*.pid")):
+        with open(pidfile) as handle:
+            pid = handle.read().strip()
+        try:
+            # Only the process the stub started (the PID may have been reused since).
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                started = handle.read().split(b"\0")[0]
+            if os.path.basename(started.decode(errors="replace")) in ("wireguard-go", "setpriv"):
+                os.kill(int(pid), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
     ns = os.path.join(directory, "ns")
     for mount in (os.path.join(ns, "mnt"), ns):
         subprocess.run(["umount", mount], check=False, capture_output=True)

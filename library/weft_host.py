@@ -123,6 +123,12 @@ options:
           many seconds; V(0) turns it off.
         type: int
         default: 60
+      wireguard_implementation:
+        description: The wireguard backend's devices, V(kernel) or V(userspace)
+          (wireguard-go); V(auto), the kernel's where the host has WireGuard loaded.
+        type: str
+        choices: [auto, kernel, userspace]
+        default: auto
   network:
     description: With O(state=absent) on a host without a record, the overlay network
       (CIDR), so that Docker's bridge is moved off it.

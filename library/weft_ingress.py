@@ -37,8 +37,14 @@ options:
     default: weft
   port:
     description: The UDP port of the encapsulation (VXLAN's 8472, the udp backend's 8285).
-      Required with O(state=present).
+      O(state=present) needs it or O(ports).
     type: int
+  ports:
+    description: More UDP ports peers send to, beside O(port) (WireGuard's IPv4 and IPv6
+      listen ports).
+    type: list
+    elements: int
+    default: []
   peers:
     description: The hosts allowed to send to O(port).
     type: list

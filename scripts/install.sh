@@ -13,6 +13,7 @@ PACKAGES=(
   ansible-core                                           # weft-restore on lab nodes (boot)
   iperf3 make                                            # benchmarks, convenience targets
   etcd-server etcd-client                                # the etcd lease store's tests
+  wireguard-tools wireguard-go                           # the wireguard backend (no kernel module here)
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -355,3 +355,26 @@ def test_a_flannel_ipv6_only_lease_is_a_peer_and_its_subnet_is_kept(etcd, ansibl
                                              etcd=dict(endpoints=[etcd])))
     assert taken["nodes"]["node9"]["subnet6"] == "fd00:96:0:1::/64", taken
     assert taken["adopted"] == ["node9"]
+
+
+def test_wireguard_leases_are_flannels_with_the_public_key_the_host_reported(etcd, ansible_module):
+    keys = {"node1": "A" * 43 + "=", "node2": "B" * 43 + "="}
+    network = dict(DUAL_NETWORK, Backend={"Type": "wireguard"})
+    hosts6 = [dict(h, public_ipv6="fd09::%d" % (i + 2), reported={"public_key": keys[h["name"]]})
+              for i, h in enumerate(hosts("node1", "node2"))]
+    args = dict(network=network, hosts=hosts6, store="etcd", etcd=dict(endpoints=[etcd]))
+    result = ansible_module("weft_plan", args)
+    assert result["changed"] and not result["failed"], result
+    keys_in_etcd = stored(etcd)
+    # As flanneld's wireguard backend writes it: one public key, the port of each family.
+    assert keys_in_etcd[PREFIX + "/subnets/100.96.2.0-24&fd00:96:0:2::-64"] == (
+        '{"PublicIP":"10.168.0.3","PublicIPv6":"fd09::3","BackendType":"wireguard",'
+        '"BackendData":{"PublicKey":"%s","Port":51820},'
+        '"BackendV6Data":{"PublicKey":"%s","Port":51821}}' % (keys["node2"], keys["node2"]), 0)
+    config = json.loads(keys_in_etcd[PREFIX + "/config"][0])
+    assert config["Backend"] == {"Type": "wireguard", "ListenPort": 51820, "ListenPortV6": 51821,
+                                 "PersistentKeepaliveInterval": 0, "Mode": "separate"}
+    # A run where the hosts report nothing (not in the play) keeps the leased keys.
+    quiet = ansible_module("weft_plan", dict(args, hosts=[{"name": n} for n in keys]))
+    assert not quiet["changed"] and stored(etcd) == keys_in_etcd, quiet
+    assert quiet["nodes"]["node1"]["backend_data"] == {"public_key": keys["node1"], "port": 51820}

@@ -110,8 +110,10 @@ def test_the_network_mtu_overrides_the_underlay():
 
 def test_known_holds_every_backend_so_a_switch_removes_the_old_one():
     everything = model.known(plan("host-gw"), ME, SETTINGS)
-    assert everything.devices == {("vxlan", "flannel.1"), ("tun", "flannel0")}
+    assert everything.devices == {("vxlan", "flannel.1"), ("tun", "flannel0"),
+                                  ("wireguard", "flannel-wg")}
     assert "/etc/weft/udpd.json" in everything.files and "/etc/weft/state.json" in everything.files
+    assert everything.secrets == {"/etc/weft/wireguard.key"}
     assert {s["name"] for s in everything.services} == {"weft-udpd", "weft-heal"}
 
 
@@ -274,3 +276,67 @@ def test_an_ipv6_only_host_needs_its_ipv6_underlay_not_an_ipv4_one():
         model.derive(only6_plan(), dict(ONLY6, public_ipv6=None), SETTINGS)
     assert model.derive(only6_plan(), dict(ONLY6, public_ip="10.0.0.1"), SETTINGS).steps == \
         model.derive(only6_plan(), ONLY6, SETTINGS).steps
+
+
+# ---- wireguard -----------------------------------------------------------------------
+
+KEYS = {"a": "A" * 43 + "=", "b": "B" * 43 + "=", "c": "C" * 43 + "="}
+
+
+def wireguard_plan(ipv6=False, **backend_fields):
+    hosts = [dict(name=name, public_ip=ip, subnet="100.96.%d.0/24" % i, public_ipv6=ip6,
+                  reported={"public_key": KEYS[name]},
+                  **({"subnet6": "fd00:96:0:%d::/64" % i} if ipv6 else {}))
+             for i, (name, ip, ip6) in enumerate([("a", "10.0.0.1", "fd09::1"),
+                                                   ("b", "10.0.0.2", "fd09::2"),
+                                                   ("c", "10.1.0.3", "fd0a::3")], 1)]
+    return sample_plan("wireguard", hosts, ipv6_network="fd00:96::/48" if ipv6 else None,
+                       **backend_fields)
+
+
+def test_wireguard_is_flannels_device_one_peer_per_host_and_a_route_for_the_network():
+    state = model.derive(wireguard_plan(PersistentKeepaliveInterval=25), ME, SETTINGS)
+    assert state.devices == {("wireguard", "flannel-wg")}
+    device = steps(state, "wireguard")[0]
+    assert (device["name"], device["mtu"], device["address"], device["listen_port"],
+            device["private_key"], device["implementation"]) == \
+        ("flannel-wg", 1420, "100.96.1.0/32", 51820, "/etc/weft/wireguard.key", "auto")
+    assert device["peers"] == [
+        {"public_key": KEYS["b"], "endpoint": "10.0.0.2:51820", "allowed_ips": ["100.96.2.0/24"],
+         "persistent_keepalive": 25},
+        {"public_key": KEYS["c"], "endpoint": "10.1.0.3:51820", "allowed_ips": ["100.96.3.0/24"],
+         "persistent_keepalive": 25}]
+    assert steps(state, "routes")[0]["routes"] == [{"dst": "100.96.0.0/16", "dev": "flannel-wg"}]
+    assert steps(state, "ingress")[0] == {"port": 51820, "inner": "none", "peers": [
+        {"ip": "10.0.0.2", "subnet": "100.96.2.0/24"}, {"ip": "10.1.0.3", "subnet": "100.96.3.0/24"}]}
+    assert state.secrets == {"/etc/weft/wireguard.key"}
+    assert "/etc/weft/wireguard.key" not in state.files   # made on the host, never written from here
+    assert state.users == [{"name": "weft-wireguard", "comment": "weft wireguard-go"}]
+
+
+def test_dual_stack_wireguard_has_flannels_second_device_and_both_ports_open_to_peers():
+    state = model.derive(wireguard_plan(ipv6=True), ME6, SETTINGS)
+    assert state.devices == {("wireguard", "flannel-wg"), ("wireguard", "flannel-wg-v6")}
+    v6 = steps(state, "wireguard")[1]
+    assert (v6["name"], v6["address"], v6["listen_port"], v6["mtu"]) == \
+        ("flannel-wg-v6", "fd00:96:0:1::/128", 51821, 1420)
+    assert v6["peers"][0] == {"public_key": KEYS["b"], "endpoint": "[fd09::2]:51821",
+                              "allowed_ips": ["fd00:96:0:2::/64"], "persistent_keepalive": 0}
+    assert steps(state, "routes")[0]["routes"] == [{"dst": "100.96.0.0/16", "dev": "flannel-wg"},
+                                                   {"dst": "fd00:96::/48", "dev": "flannel-wg-v6"}]
+    ingress = steps(state, "ingress")[0]
+    assert (ingress["port"], ingress["ports"]) == (51820, [51821])
+
+
+def test_wireguard_options_and_secrets_are_named():
+    from ansible.module_utils.weft.plan.subnets import PlanError, parse_network_config
+    for backend, message in (
+            ({"PSK": "c2VjcmV0"}, "weft_network.Backend.PSK: pre-shared keys are not supported yet"),
+            ({"Mode": "auto"}, "weft_network.Backend.Mode: 'auto' is not one of separate"),
+            ({"ListenPort": 0}, "weft_network.Backend.ListenPort: 0 is out of range"),
+            ({"VNI": 1}, "weft_network.Backend: unknown field(s) VNI for backend wireguard")):
+        with pytest.raises(PlanError) as err:
+            parse_network_config({"Network": "100.96.0.0/16",
+                                  "Backend": dict(Type="wireguard", **backend)})
+        assert str(err.value).startswith(message), err.value
+        assert "c2VjcmV0" not in str(err.value)

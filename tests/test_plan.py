@@ -230,26 +230,34 @@ step = st.one_of(
 )
 
 
+def next_inventory(op, inventory, pins, pin):
+    """One step of a random history: (inventory {name: number}, pins, prune) after `op`;
+    `pin(k)` is the k-th subnet of the range."""
+    new_inventory, new_pins, prune = dict(inventory), dict(pins), False
+    if op[0] == "add":
+        new_inventory[op[1]] = NAMES.index(op[1]) + 1
+    elif op[0] == "remove":
+        new_inventory.pop(op[1], None)
+        new_pins.pop(op[1], None)
+    elif op[0] == "pin" and op[1] in new_inventory:
+        new_pins[op[1]] = pin(op[2])
+    elif op[0] == "unpin":
+        new_pins.pop(op[1], None)
+    elif op[0] == "prune":
+        prune = True
+    return new_inventory, new_pins, prune
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(step, max_size=30))
 def test_random_histories_never_overlap_or_move_survivors(steps):
     c = cfg(Network="100.96.0.0/24", SubnetLen=28)  # 15 subnets: exhaustion is reachable
     inventory, pins, leases = {}, {}, {}
     for op in steps:
-        new_inventory, new_pins, prune = dict(inventory), dict(pins), False
-        if op[0] == "add":
-            new_inventory[op[1]] = "10.0.0.%d" % (NAMES.index(op[1]) + 1)
-        elif op[0] == "remove":
-            new_inventory.pop(op[1], None)
-            new_pins.pop(op[1], None)
-        elif op[0] == "pin" and op[1] in new_inventory:
-            new_pins[op[1]] = ipaddress.ip_network("100.96.0.%d/28" % (op[2] * 16))
-        elif op[0] == "unpin":
-            new_pins.pop(op[1], None)
-        elif op[0] == "prune":
-            prune = True
-        specs = [HostSpec(n, ipaddress.ip_address(ip), new_pins.get(n))
-                 for n, ip in new_inventory.items()]
+        new_inventory, new_pins, prune = next_inventory(
+            op, inventory, pins, lambda k: ipaddress.ip_network("100.96.0.%d/28" % (k * 16)))
+        specs = [HostSpec(n, ipaddress.ip_address("10.0.0.%d" % i), new_pins.get(n))
+                 for n, i in new_inventory.items()]
         try:
             specs = parse_hosts([{"name": s.name, "public_ip": str(s.public_ip),
                                   "subnet": str(s.pin) if s.pin else None} for s in specs], c)
@@ -390,18 +398,8 @@ def test_random_dual_stack_histories_never_overlap_or_move_survivors(steps):
     c = cfg(Network="100.96.0.0/24", SubnetLen=28, EnableIPv6=True, IPv6Network="fd00:96::/60")
     inventory, pins, leases = {}, {}, {}
     for op in steps:
-        new_inventory, new_pins, prune = dict(inventory), dict(pins), False
-        if op[0] == "add":
-            new_inventory[op[1]] = NAMES.index(op[1]) + 1
-        elif op[0] == "remove":
-            new_inventory.pop(op[1], None)
-            new_pins.pop(op[1], None)
-        elif op[0] == "pin" and op[1] in new_inventory:
-            new_pins[op[1]] = "fd00:96:0:%x::/64" % op[2]
-        elif op[0] == "unpin":
-            new_pins.pop(op[1], None)
-        elif op[0] == "prune":
-            prune = True
+        new_inventory, new_pins, prune = next_inventory(op, inventory, pins,
+                                                        lambda k: "fd00:96:0:%x::/64" % k)
         try:
             specs = parse_hosts([dict(name=n, public_ip="10.0.0.%d" % i, public_ipv6="fd09::%d" % i,
                                       subnet6=new_pins.get(n)) for n, i in new_inventory.items()], c)
@@ -494,18 +492,8 @@ def test_random_ipv6_only_histories_never_overlap_or_move_survivors(steps):
     c = parse_network_config(dict(ONLY6, IPv6Network="fd00:96::/60"))  # 15 subnets
     inventory, pins, leases = {}, {}, {}
     for op in steps:
-        new_inventory, new_pins, prune = dict(inventory), dict(pins), False
-        if op[0] == "add":
-            new_inventory[op[1]] = NAMES.index(op[1]) + 1
-        elif op[0] == "remove":
-            new_inventory.pop(op[1], None)
-            new_pins.pop(op[1], None)
-        elif op[0] == "pin" and op[1] in new_inventory:
-            new_pins[op[1]] = "fd00:96:0:%x::/64" % op[2]
-        elif op[0] == "unpin":
-            new_pins.pop(op[1], None)
-        elif op[0] == "prune":
-            prune = True
+        new_inventory, new_pins, prune = next_inventory(op, inventory, pins,
+                                                        lambda k: "fd00:96:0:%x::/64" % k)
         try:
             specs = parse_hosts([dict(name=n, public_ipv6="fd09::%d" % i, subnet6=new_pins.get(n))
                                  for n, i in new_inventory.items()], c)

@@ -275,43 +275,55 @@ def check_dual_stack(backend):
     lab.check_containers_reach_each_other(lab.on_all(lab.container_ipv6))
 
 
-def test_dual_stack_vxlan():
-    changed = site6("vxlan")
+def converge_twice(run, backend):
+    """`run(backend)` changes every node, and a second run changes nothing."""
+    changed = run(backend)
     assert all(changed[name] > 0 for name in NODES), changed
-    assert set(site6("vxlan").values()) == {0}
-    plan = lab.leases()
-    assert sorted(plan[n]["subnet6"] for n in NODES) == \
-        ["fd00:96:0:%d::/64" % i for i in (1, 2, 3)]
-    check_dual_stack("vxlan")
-    # A stranger's IPv6 VXLAN datagram is dropped and counted.
-    target = "node2"
+    assert set(run(backend).values()) == {0}
+
+
+def check_ipv6_stranger_dropped(target):
+    """A stranger's IPv6 VXLAN datagram to `target` is dropped and counted."""
     before = lab.nft_counters(lab.state(target))["not_a_peer"]
-    lab.Outsider().send(plan[target]["public_ipv6"], 8472, [b"\x08" + b"\0" * 60] * 3)
+    lab.Outsider().send(lab.leases()[target]["public_ipv6"], 8472, [b"\x08" + b"\0" * 60] * 3)
     time.sleep(1)
     assert lab.nft_counters(lab.state(target))["not_a_peer"] >= before + 3
 
 
-def test_dual_stack_survives_a_reboot():
-    lab.reboot("node2")
-    h = lab.host("node2")
-    assert h.check_output("systemctl show -p Result --value weft-restore") == "success"
-    check_dual_stack("vxlan")
-    assert set(site6("vxlan").values()) == {0}
+def restored_after_a_reboot(name):
+    lab.reboot(name)
+    assert lab.host(name).check_output("systemctl show -p Result --value weft-restore") == "success"
 
 
-def test_dual_stack_host_gw():
-    changed = site6("host-gw")
-    assert all(changed[name] > 0 for name in NODES), changed
-    assert set(site6("host-gw").values()) == {0}
-    check_dual_stack("host-gw")
-
-
-def test_dual_stack_uninstall_leaves_nothing_of_either_family():
+def uninstall_leaves_nothing_of_either_family():
     lab.playbook("uninstall.yml")
     for name, st in lab.on_all(lab.state).items():
         lab.check_clean(name, st)
     for name, st in lab.on_all(lab.state6).items():
         lab.check_clean6(name, st)
+
+
+def test_dual_stack_vxlan():
+    converge_twice(site6, "vxlan")
+    assert sorted(lab.leases()[n]["subnet6"] for n in NODES) == \
+        ["fd00:96:0:%d::/64" % i for i in (1, 2, 3)]
+    check_dual_stack("vxlan")
+    check_ipv6_stranger_dropped("node2")
+
+
+def test_dual_stack_survives_a_reboot():
+    restored_after_a_reboot("node2")
+    check_dual_stack("vxlan")
+    assert set(site6("vxlan").values()) == {0}
+
+
+def test_dual_stack_host_gw():
+    converge_twice(site6, "host-gw")
+    check_dual_stack("host-gw")
+
+
+def test_dual_stack_uninstall_leaves_nothing_of_either_family():
+    uninstall_leaves_nothing_of_either_family()
     site6("vxlan")
     check_dual_stack("vxlan")
     # IPv6 off on a live network: the IPv6 side goes, IPv4 stays as it was.
@@ -345,42 +357,27 @@ def check_ipv6_only(backend):
 
 
 def test_ipv6_only_vxlan():
-    before = {name: lease["subnet6"] for name, lease in lab.leases().items()}
-    changed = site_only6("vxlan")
-    assert all(changed[name] > 0 for name in NODES), changed
-    assert set(site_only6("vxlan").values()) == {0}
-    plan = lab.leases()
-    # The IPv4 side of every lease is gone; each host keeps the IPv6 subnet it had.
-    assert {name: (lease["subnet"], lease["subnet6"]) for name, lease in plan.items()} == \
-        {name: (None, subnet6) for name, subnet6 in before.items()}
+    converge_twice(site_only6, "vxlan")
+    # Leases of the IPv6 side alone (the IPv4 network before had none: fresh IPv6 subnets).
+    assert sorted((lease["subnet"], lease["public_ip"], lease["subnet6"])
+                  for lease in lab.leases().values()) == \
+        [(None, None, "fd00:96:0:%d::/64" % i) for i in (1, 2, 3)]
     check_ipv6_only("vxlan")
-    target = "node3"
-    before = lab.nft_counters(lab.state(target))["not_a_peer"]
-    lab.Outsider().send(plan[target]["public_ipv6"], 8472, [b"\x08" + b"\0" * 60] * 3)
-    time.sleep(1)
-    assert lab.nft_counters(lab.state(target))["not_a_peer"] >= before + 3
+    check_ipv6_stranger_dropped("node3")
 
 
 def test_ipv6_only_survives_a_reboot():
-    lab.reboot("node1")
-    h = lab.host("node1")
-    assert h.check_output("systemctl show -p Result --value weft-restore") == "success"
+    restored_after_a_reboot("node1")
     check_ipv6_only("vxlan")
     assert set(site_only6("vxlan").values()) == {0}
 
 
 def test_ipv6_only_host_gw():
-    changed = site_only6("host-gw")
-    assert all(changed[name] > 0 for name in NODES), changed
-    assert set(site_only6("host-gw").values()) == {0}
+    converge_twice(site_only6, "host-gw")
     check_ipv6_only("host-gw")
 
 
 def test_ipv6_only_uninstall_leaves_nothing_and_ipv4_comes_back():
-    lab.playbook("uninstall.yml")
-    for name, st in lab.on_all(lab.state).items():
-        lab.check_clean(name, st)
-    for name, st in lab.on_all(lab.state6).items():
-        lab.check_clean6(name, st)
+    uninstall_leaves_nothing_of_either_family()
     site("vxlan")
     check_all("vxlan")

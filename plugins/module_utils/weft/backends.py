@@ -58,14 +58,15 @@ def step(core, **params):
 @dataclass(frozen=True)
 class Option:
     """One option of net-conf's Backend: Flannel's field name, weft's key in the plan, its
-    kind (int or bool), default and range. Options are written out in declaration order,
-    which is the order Flannel's config JSON has them."""
+    kind (int, bool or str), default and range (choices, for a str). Options are written
+    out in declaration order, which is the order Flannel's config JSON has them."""
     flannel: str
     key: str
     kind: type = int
     default: object = None
     low: int | None = None
     high: int | None = None
+    choices: tuple = ()
 
     def parse(self, raw: dict, where: str):
         value = raw.get(self.flannel)
@@ -75,6 +76,10 @@ class Option:
         if self.kind is bool:
             if not isinstance(value, bool):
                 raise ValueError("%s: %r is not true or false" % (name, value))
+            return value
+        if self.kind is str:
+            if value not in self.choices:
+                raise ValueError("%s: %r is not one of %s" % (name, value, ", ".join(self.choices)))
             return value
         return whole_number(value, name, self.low, self.high)
 
@@ -102,6 +107,11 @@ class Backend:
     options = ()            # Option, in Flannel's order (Type is not one)
     lease_fields = ()       # (weft key, Flannel key) of the lease's BackendData, in order
     reported = ()           # weft keys of lease data that each host reports (weft_facts)
+
+    def packages(self) -> list:
+        """Debian packages a host of this backend needs besides weft's own (weft_facts
+        reports the missing ones, the role installs them)."""
+        return []
 
     @property
     def lease_type(self) -> str:
@@ -177,6 +187,15 @@ class Backend:
     def ingress_inner(self) -> str:
         """What weft_ingress checks inside a peer's datagrams ('vxlan' or 'none')."""
         return "none"
+
+    def ingress_ports(self, view) -> list:
+        """The UDP ports peers send to (encapsulated backends)."""
+        return [view.network["port"]]
+
+    def secrets(self, view) -> list:
+        """Paths of secret files this backend keeps on the host (made on the host, never
+        written from the plan, never in a diff or the record; removed at uninstall)."""
+        return []
 
     def files(self, view) -> dict:
         return {}
@@ -342,7 +361,105 @@ class Udp(Backend):
                  "reload_on": [units.UDPD_CONFIG]}]
 
 
-BACKENDS = {backend.name: backend for backend in (Vxlan(), HostGw(), Udp())}
+class Wireguard(Backend):
+    """Flannel's wireguard backend: per family a WireGuard device (flannel-wg, flannel-wg-v6;
+    Mode separate), one peer per host (its public key, endpoint and subnet), and a route for
+    the network through the device. Each host's key pair is born on the host: only the
+    public key is reported, leased and sent to the peers."""
+
+    name = "wireguard"
+    overhead = overhead_v6 = 80
+    encapsulated = True     # its ports accept only the peers (the ingress table)
+    dual_stack = True
+    options = (Option("ListenPort", "port", int, 51820, 1, 65535),
+               Option("ListenPortV6", "port6", int, 51821, 1, 65535),
+               Option("PersistentKeepaliveInterval", "keepalive", int, 0, 0, 65535),
+               mtu_option(80), Option("Mode", "mode", str, "separate", choices=("separate",)))
+    lease_fields = (("public_key", "PublicKey"), ("port", "Port"))
+    reported = ("public_key",)
+    DEVICES = {4: "flannel-wg", 6: "flannel-wg-v6"}
+    USER = "weft-wireguard"     # wireguard-go's user, where the kernel has no WireGuard
+
+    def parse_options(self, raw, where):
+        if raw.get("PSK") is not None:
+            # In net-conf the key would reach etcd, the plan and every host's record.
+            raise ValueError("%s.PSK: pre-shared keys are not supported yet; weft keeps secrets "
+                             "out of weft_network, which every host and etcd receive" % where)
+        return super().parse_options({k: v for k, v in raw.items() if k != "PSK"}, where)
+
+    def packages(self):
+        return ["wireguard-tools"] + ([] if kernel_wireguard() else ["wireguard-go"])
+
+    def lease_data(self, options, subnet, reported):
+        return {"public_key": reported.get("public_key"), "port": options["port"]}
+
+    def lease_data_v6(self, options, subnet6, reported):
+        return {"public_key": reported.get("public_key"), "port": options["port6"]}
+
+    def host_facts(self, ctx, underlay):
+        from ansible.module_utils.weft.host.keys import wireguard_public_key
+        public = wireguard_public_key(ctx)
+        return {"public_key": public} if public else {}
+
+    @staticmethod
+    def families(view):
+        return [f for f, on in ((4, view.ipv4), (6, view.ipv6)) if on]
+
+    def devices(self, view):
+        return [("wireguard", self.DEVICES[family]) for family in self.families(view)]
+
+    def steps(self, view):
+        from ansible.module_utils.weft.host import units
+        found = []
+        for family in self.families(view):
+            subnet = view.me.subnet if family == 4 else view.me.subnet6
+            peers = view.peers4 if family == 4 else view.peers6
+            found.append(step(
+                "wireguard", name=self.DEVICES[family], mtu=view.overlay_mtu,
+                address="%s/%d" % (vtep_address(subnet), 32 if family == 4 else 128),
+                private_key=units.WIREGUARD_KEY,
+                listen_port=view.network["port" if family == 4 else "port6"],
+                implementation=view.settings.get("wireguard_implementation") or "auto",
+                user=self.USER, purge=True,
+                peers=[self.peer(view, p, family) for p in peers]))
+        return found
+
+    @staticmethod
+    def peer(view, p, family):
+        data = p.data if family == 4 else (p.data6 or {})
+        address = p.public_ip if family == 4 else "[%s]" % p.public_ipv6
+        return {"public_key": data.get("public_key"),
+                "endpoint": "%s:%s" % (address, data.get("port")),
+                "allowed_ips": [p.subnet if family == 4 else p.subnet6],
+                "persistent_keepalive": view.network.get("keepalive") or 0}
+
+    def routes(self, view):
+        # Flannel's one route for the whole network through the device.
+        return [{"dst": view.network["network" if family == 4 else "ipv6_network"],
+                 "dev": self.DEVICES[family]} for family in self.families(view)]
+
+    def ingress_ports(self, view):
+        return [view.network["port"]] + ([view.network["port6"]] if view.ipv6 else [])
+
+    def users(self, view):
+        return [{"name": self.USER, "comment": "weft wireguard-go"}]
+
+    def modes(self, view):
+        # wireguard-go, unprivileged but for CAP_NET_ADMIN, opens /dev/net/tun.
+        return [{"path": "/dev/net/tun", "mode": "0666"}]
+
+    def secrets(self, view):
+        from ansible.module_utils.weft.host import units
+        return [units.WIREGUARD_KEY]
+
+
+def kernel_wireguard() -> bool:
+    """Whether this host's kernel has WireGuard loaded (else wireguard-go carries it)."""
+    import os
+    return os.path.isdir("/sys/module/wireguard")
+
+
+BACKENDS = {backend.name: backend for backend in (Vxlan(), HostGw(), Udp(), Wireguard())}
 
 
 def register(backend):

@@ -28,7 +28,10 @@ ARGUMENT_SPEC = dict(
 
 
 def run(params, ctx):
-    facts = dict(weft_missing_packages=missing_packages(ctx, params["packages"]))
+    # An unknown backend reports nothing here: the planner names it in its own error.
+    backend = BACKENDS.get(params["backend"] or "")
+    wanted = list(params["packages"]) + (backend.packages() if backend else [])
+    facts = dict(weft_missing_packages=missing_packages(ctx, wanted))
     if IPRoute is None:
         # Reading the underlay needs pyroute2: report what to install instead of failing.
         facts["weft_underlay"] = dict(error="pyroute2 is not installed (python3-pyroute2)")
@@ -39,8 +42,6 @@ def run(params, ctx):
     except ValueError as exc:
         facts["weft_underlay"] = dict(error=str(exc))
         return dict(changed=False, ansible_facts=facts)
-    # An unknown backend reports nothing here: the planner names it in its own error.
-    backend = BACKENDS.get(params["backend"] or "")
     if backend is not None:
         facts["weft_backend_facts"] = {}
         try:

@@ -29,6 +29,8 @@ SETTINGS_SPEC = dict(
     tun_device=dict(type="str", default="flannel0"),
     udpd_user=dict(type="str", default="weft-udpd"),
     heal_interval=dict(type="int", default=60),
+    wireguard_implementation=dict(type="str", choices=["auto", "kernel", "userspace"],
+                                  default="auto"),
 )
 ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["present", "absent"], default="present"),

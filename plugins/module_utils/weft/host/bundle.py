@@ -18,9 +18,9 @@ import sys
 import ansible.module_utils.weft as package
 from ansible.module_utils.weft import backends, errors, files, lease, module, validate
 from ansible.module_utils.weft.daemon import config, offload, packets, udpd
-from ansible.module_utils.weft.host import converge, model, restore, units
+from ansible.module_utils.weft.host import converge, keys, model, restore, units
 from ansible.module_utils.weft.net import (device, fdb, ingress, iptables, neighbours, netlink,
-                                           reconcile, routes, tun, vxlan)
+                                           reconcile, routes, tun, vxlan, wireguard)
 from ansible.module_utils.weft.runtime import docker
 import ansible.module_utils.weft.daemon as daemon_package
 import ansible.module_utils.weft.host as host_package
@@ -31,9 +31,9 @@ PREFIX = "ansible.module_utils."
 # The boot and repair paths (weft-restore, weft-heal) and the udp daemon, with all they import.
 BUNDLE = (package, backends, errors, files, lease, module, validate,
           daemon_package, config, offload, packets, udpd,
-          host_package, converge, model, restore, units, sys.modules[__name__],
+          host_package, converge, keys, model, restore, units, sys.modules[__name__],
           net_package, device, fdb, ingress, iptables, neighbours, netlink, reconcile, routes,
-          tun, vxlan,
+          tun, vxlan, wireguard,
           runtime_package, docker)
 
 

@@ -20,11 +20,12 @@ from ansible.module_utils.weft.files import (ensure_absent, ensure_file, ensure_
                                              exclusive_lock)
 from ansible.module_utils.weft.host import units
 from ansible.module_utils.weft.module import call
-from ansible.module_utils.weft.net import fdb, ingress, iptables, neighbours, routes, tun, vxlan
+from ansible.module_utils.weft.net import (fdb, ingress, iptables, neighbours, routes, tun, vxlan,
+                                           wireguard)
 from ansible.module_utils.weft.runtime import docker
 
 CORES = {"vxlan": vxlan, "tun": tun, "neighbours": neighbours, "fdb": fdb, "routes": routes,
-         "iptables": iptables, "ingress": ingress, "docker": docker}
+         "iptables": iptables, "ingress": ingress, "docker": docker, "wireguard": wireguard}
 RECORD_VERSION = 2
 
 
@@ -163,6 +164,7 @@ def converge(ctx, state, old, record=None, sources=None, services=True):
     gone_devices = sorted(old.devices - state.devices)
     gone_files = owned(sorted(set(old.files) - set(state.files)))
     gone_links = sorted(set(old.links) - set(state.links))
+    gone_secrets = sorted(old.secrets - state.secrets)
     gone_users = [u for u in old.users if u["name"] not in {n["name"] for n in state.users}]
     wanted = {s["name"] for s in state.services}
     gone_services = [s for s in old.services if s["name"] not in wanted]
@@ -187,7 +189,7 @@ def converge(ctx, state, old, record=None, sources=None, services=True):
         for path, target in sorted(state.links.items()):
             if ensure_link(path, target, ctx.check_mode):
                 run.changed_file(path)
-        for path in gone_links + gone_files:
+        for path in gone_links + gone_files + gone_secrets:
             if ensure_absent(path, ctx.check_mode):
                 run.changed_file(path)
         for user in gone_users:

@@ -122,10 +122,12 @@ class HostState:
     files: dict = field(default_factory=dict)       # path -> (content, mode)
     links: dict = field(default_factory=dict)       # path -> target
     services: list = field(default_factory=list)    # [{"name", "unit", "wants", ...}]
+    secrets: set = field(default_factory=set)       # paths of files made on the host (keys)
 
     def merge(self, other):
         """Everything either state holds (for what may have to go)."""
         merged = HostState(devices=self.devices | other.devices,
+                           secrets=self.secrets | other.secrets,
                            users=self.users + [u for u in other.users if u not in self.users],
                            files={**other.files, **self.files},
                            links={**other.links, **self.links})
@@ -189,7 +191,9 @@ def ingress_step(view):
     backend = view.backend
     if not (view.settings["peer_ingress"] and backend.encapsulated):
         return step("ingress", state="absent")
-    return step("ingress", port=view.network["port"], inner=backend.ingress_inner(),
+    port, *more = backend.ingress_ports(view)
+    return step("ingress", port=port, **(dict(ports=more) if more else {}),
+                inner=backend.ingress_inner(),
                 peers=[{"ip": p.public_ip, "subnet": p.subnet} for p in view.peers4] +
                 [{"ip": p.public_ipv6, "subnet": p.subnet6} for p in view.peers6])
 
@@ -199,7 +203,8 @@ def derive(plan, identity, settings, with_steps=True) -> HostState:
     view = HostView(plan, identity, settings)
     backend = view.backend
     state = HostState(devices=set(backend.devices(view)), users=backend.users(view),
-                      modes=backend.modes(view), services=backend.services(view))
+                      modes=backend.modes(view), services=backend.services(view),
+                      secrets=set(backend.secrets(view)))
     if with_steps:
         state.steps = steps(view, settings)
     files(state, view, settings)
@@ -261,7 +266,8 @@ def leftovers(settings, options=None) -> HostState:
         light = SimpleNamespace(network=network, settings=settings, ipv4=True, ipv6=True)
         state = state.merge(HostState(devices=set(backend.devices(light)),
                                       users=backend.users(light),
-                                      services=backend.services(light)))
+                                      services=backend.services(light),
+                                      secrets=set(backend.secrets(light))))
     paths = [SYSCTL_FILE, settings["subnet_env"], units.RESTORE,
              units.UNITS + "/weft-restore.service"] + LEGACY_FILES
     for service in state.services:

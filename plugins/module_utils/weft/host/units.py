@@ -15,6 +15,7 @@ RECORD = "/etc/weft/host.json"                  # the plan, identity and setting
 DOCKER_ORIGINAL = "/etc/weft/docker-original.json"  # daemon.json's keys before weft set them
 UDPD_CONFIG = "/etc/weft/udpd.json"             # the udp daemon's peers and socket
 UDPD_STATUS = DEFAULT_STATUS_FILE               # the udp daemon's counters
+WIREGUARD_KEY = "/etc/weft/wireguard.key"       # this host's WireGuard private key (root, 0400)
 UNITS = "/etc/systemd/system"
 WANTS = UNITS + "/multi-user.target.wants"
 UDPD_UNIT = UNITS + "/weft-udpd.service"

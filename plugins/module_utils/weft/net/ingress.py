@@ -64,11 +64,18 @@ def desired_peers(params):
     return peers
 
 
+def ports_of(params) -> list:
+    """The encapsulation ports: `port` and `ports` together, sorted."""
+    return sorted(set(params.get("ports") or []) |
+                  ({params["port"]} if params["port"] is not None else set()))
+
+
 def layout(params) -> list:
     """The rules by chain, as (chain, comment, rule text); their comments identify them."""
-    port, inner = params["port"], params["inner"]
-    rules = [("ingress", "%s udp %d" % (VERSION, port),
-              "udp dport %d fib daddr type local jump encapsulated" % port),
+    ports, inner = ports_of(params), params["inner"]
+    match = str(ports[0]) if len(ports) == 1 else "{ %s }" % ", ".join(map(str, ports))
+    rules = [("ingress", "%s udp %s" % (VERSION, ",".join(map(str, ports))),
+              "udp dport %s fib daddr type local jump encapsulated" % match),
              ("encapsulated", "%s not_a_peer" % VERSION,
               "ip saddr != @peers4 counter name not_a_peer drop"),
              ("encapsulated", "%s not_a_peer6" % VERSION,
@@ -240,10 +247,11 @@ def converge(ctx, params):
     return result
 
 
-SPEC_RULES = dict(required_if=[("state", "present", ["port"])])
+SPEC_RULES = dict(required_if=[("state", "present", ["port", "ports"], True)])
 ARGUMENT_SPEC = dict(
     table=dict(type="str", default="weft"),
     port=dict(type="int"),
+    ports=dict(type="list", elements="int", default=[]),
     peers=dict(type="list", elements="dict", default=[], options=dict(
         ip=dict(type="str", required=True),
         subnet=dict(type="str"),
@@ -254,8 +262,9 @@ ARGUMENT_SPEC = dict(
 
 
 def run(params, ctx):
-    if params["port"] is not None and not 1 <= params["port"] <= 65535:
-        raise WeftError("port: %d is not a UDP port (1-65535)" % params["port"])
+    for port in ports_of(params):
+        if not 1 <= port <= 65535:
+            raise WeftError("port: %d is not a UDP port (1-65535)" % port)
     if not params["table"].replace("_", "").replace("-", "").isalnum():
         raise WeftError("table: %r is not an nftables table name" % params["table"])
     return converge(ctx, params)

@@ -1,0 +1,126 @@
+"""The wireguard backend on two sandbox hosts joined by a veth, with wireguard-go (this
+kernel has no WireGuard module): keys born on each host, the plan from the reported public
+keys, weft_host building devices and peers, traffic through the tunnel, idempotence, a
+peer that goes, uninstall."""
+
+import json
+import os
+import stat
+
+import pytest
+
+from ansible.module_utils.weft.lease import encode_plan
+from conftest import NETNS_PREFIX, sh
+from plans import sample_plan
+from sandbox import Sandbox
+
+HOSTS = {"node1": "10.9.0.1", "node2": "10.9.0.2"}
+KEY = "/etc/weft/wireguard.key"
+SETTINGS = {"docker": False, "heal_interval": 0, "wireguard_implementation": "userspace"}
+
+
+@pytest.fixture
+def two_boxes():
+    tag = "%s%d-wg" % (NETNS_PREFIX, os.getpid())
+    names = {h: "%s-%s" % (tag, h[-1]) for h in HOSTS}
+    boxes = {}
+    try:
+        for ns in names.values():
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "set", "lo", "up", netns=ns)
+        sh("ip", "link", "add", "eth0", "netns", names["node1"], "type", "veth",
+           "peer", "name", "eth0", "netns", names["node2"])
+        for h, ip in HOSTS.items():
+            sh("ip", "addr", "add", ip + "/24", "dev", "eth0", netns=names[h])
+            sh("ip", "link", "set", "eth0", "up", netns=names[h])
+            boxes[h] = Sandbox(names[h])
+        # The sandboxes share this machine's PIDs: one more system user in the second makes
+        # its weft-wireguard another UID, so that neither host's userdel sees the other's
+        # wireguard-go as a process of its user.
+        boxes["node2"].run("useradd", "--system", "--no-create-home", "weft-test-uid-pad")
+        yield boxes
+    finally:
+        for box in boxes.values():
+            box.remove()
+        for ns in names.values():
+            sh("ip", "netns", "del", ns, check=False)
+
+
+def public_key(box):
+    facts = box.module("weft_facts", {"iface": "eth0", "backend": "wireguard"})
+    assert not facts["failed"], facts
+    return facts["ansible_facts"]["weft_backend_facts"]["public_key"]
+
+
+def host_args(name, plan, **settings):
+    return {"plan": plan, "settings": dict(SETTINGS, **settings),
+            "host": {"name": name, "iface": "eth0", "public_ip": HOSTS[name],
+                     "underlay": "10.9.0.0/24", "mtu": 1500}}
+
+
+def wg_dump(box, dev="flannel-wg"):
+    """wg show dump: ({public key of the device}, {peer: (endpoint, allowed ips)})."""
+    lines = box.run("wg", "show", dev, "dump").stdout.splitlines()
+    peers = {f[0]: (f[2], f[3]) for f in (line.split("\t") for line in lines[1:])}
+    return lines[0].split("\t")[1], peers
+
+
+def daemon_status(box):
+    """The wireguard-go process's user and capabilities, from /proc."""
+    pid = box.run("cat", "/run/weft-sandbox/units/weft-wireguard-flannel-wg.service.pid").stdout
+    status = dict(line.split(":\t", 1) for line in
+                  open("/proc/%s/status" % pid.strip()).read().splitlines() if ":\t" in line)
+    return status["Uid"].split()[0], status["CapEff"].strip(), status["CapBnd"].strip()
+
+
+def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
+    boxes = two_boxes
+    keys = {name: public_key(box) for name, box in boxes.items()}
+    for name, box in boxes.items():
+        mode = box.run("stat", "-c", "%a %U", KEY).stdout.split()
+        assert mode == ["400", "root"], mode           # root-only, made on the host
+        private = box.read(KEY).strip()
+        assert private and private != keys[name]
+        assert public_key(box) == keys[name]           # the same key on every run
+    plan = encode_plan(sample_plan("wireguard", [
+        (name, ip, "100.96.%d.0/24" % i, {"public_key": keys[name]})
+        for i, (name, ip) in enumerate(HOSTS.items(), 1)]))
+    for name, box in boxes.items():
+        result = box.module("weft_host", host_args(name, plan), diff=True)
+        assert result["changed"] and not result["failed"], result
+        # The private key appears nowhere in the result, its diffs or the record.
+        private = box.read(KEY).strip()
+        assert private not in result["stdout_text"] and private not in box.read("/etc/weft/host.json")
+    a, b = boxes["node1"], boxes["node2"]
+    assert wg_dump(a) == (keys["node1"], {keys["node2"]: ("10.9.0.2:51820", "100.96.2.0/24")})
+    link = json.loads(sh("ip", "-j", "-d", "link", "show", "flannel-wg", netns=a.netns))[0]
+    assert (link["mtu"], link["linkinfo"]["info_kind"]) == (1420, "tun")
+    assert "100.96.1.0/32" in sh("ip", "addr", "show", "flannel-wg", netns=a.netns)
+    assert "100.96.0.0/16 dev flannel-wg proto 119" in sh("ip", "route", netns=a.netns)
+    assert "udp dport 51820" in sh("nft", "list", "table", "inet", "weft", netns=a.netns)
+    # wireguard-go runs as its own user with CAP_NET_ADMIN (bit 12) and nothing else.
+    uid, effective, bounding = daemon_status(a)
+    assert uid != "0" and int(effective, 16) == int(bounding, 16) == 1 << 12
+    # Traffic between the hosts' overlay addresses goes through the tunnel, both ways.
+    out = sh("ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", "100.96.1.0", "100.96.2.0",
+             netns=a.netns)
+    assert " 0% packet loss" in out, out
+    assert wg_dump(b)[1] == {keys["node1"]: ("10.9.0.1:51820", "100.96.1.0/24")}
+    for name, box in boxes.items():
+        again = box.module("weft_host", host_args(name, plan))
+        assert not again["changed"], again
+    # (One test, not two: another test's sandboxes would have the same UIDs as these.)
+
+    # A peer that goes is purged; uninstall leaves nothing of the backend.
+    alone = encode_plan(sample_plan("wireguard", [("node1", HOSTS["node1"], "100.96.1.0/24",
+                                                    {"public_key": keys["node1"]})]))
+    result = a.module("weft_host", host_args("node1", alone))
+    assert result["changed"] and not result["failed"], result
+    assert wg_dump(a)[1] == {}
+    gone = a.module("weft_host", {"state": "absent"})
+    assert gone["changed"] and not gone["failed"], gone
+    assert "flannel-wg" not in sh("ip", "link", netns=a.netns)
+    assert not a.exists(KEY) and not a.exists("/run/weft-sandbox/units/"
+                                               "weft-wireguard-flannel-wg.service.pid")
+    assert "weft-wireguard" not in (a.read("/etc/passwd") or "")
+    assert not a.module("weft_host", {"state": "absent"})["changed"]
