@@ -19,8 +19,12 @@ description:
   - C(weft_missing_packages), which of O(packages) dpkg does not list as installed, so that
     a converged host costs no package-manager call.
   - C(weft_backend_facts), with O(backend), the public lease data that backend has each host
-    report (born on the host, such as a public key); the planner puts it into the host's
-    lease. Anything secret it is derived from stays on the host.
+    report (born on the host, such as wireguard's public key, whose private key it makes
+    on first use in a root-only file); the planner puts it into the host's lease. Anything
+    secret it is derived from stays on the host. wireguard also says which implementation
+    (kernel or userspace) this host would use.
+  - The missing packages include what O(backend) needs (for wireguard, wireguard-tools and
+    wireguard-go where the kernel has no WireGuard).
 version_added: "0.3.0"
 author: weft contributors
 requirements:
@@ -94,11 +98,11 @@ ansible_facts:
       returned: always
       sample: []
     weft_backend_facts:
-      description: The public facts O(backend) reports for this host's lease ({} for the
-        built-in backends, which derive their lease data on the controller).
+      description: The public facts O(backend) reports for this host's lease ({} for vxlan,
+        host-gw and udp, which derive their lease data on the controller).
       type: dict
       returned: when O(backend) is a known backend and the underlay was found
-      sample: {}
+      sample: {public_key: xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=, implementation: userspace}
 """
 
 from ansible.module_utils.weft.facts import gather as core

@@ -340,3 +340,12 @@ def test_wireguard_options_and_secrets_are_named():
                                   "Backend": dict(Type="wireguard", **backend)})
         assert str(err.value).startswith(message), err.value
         assert "c2VjcmV0" not in str(err.value)
+
+
+def test_a_wireguard_host_without_a_public_key_in_its_lease_is_no_peer():
+    plan = wireguard_plan()
+    plan["foreign"] = {"100.96.9.0-24": {"subnet": "100.96.9.0/24", "public_ip": "10.0.0.9",
+                                         "backend_type": "wireguard",
+                                         "backend_data": {"public_key": None, "port": 51820}}}
+    peers = steps(model.derive(plan, ME, SETTINGS), "wireguard")[0]["peers"]
+    assert [p["public_key"] for p in peers] == [KEYS["b"], KEYS["c"]]

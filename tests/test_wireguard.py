@@ -5,7 +5,8 @@ peer that goes, uninstall."""
 
 import json
 import os
-import stat
+import subprocess
+import time
 
 import pytest
 
@@ -49,7 +50,9 @@ def two_boxes():
 def public_key(box):
     facts = box.module("weft_facts", {"iface": "eth0", "backend": "wireguard"})
     assert not facts["failed"], facts
-    return facts["ansible_facts"]["weft_backend_facts"]["public_key"]
+    found = facts["ansible_facts"]["weft_backend_facts"]
+    assert found["implementation"] == "userspace"   # this kernel has no WireGuard
+    return found["public_key"]
 
 
 def host_args(name, plan, **settings):
@@ -71,6 +74,33 @@ def daemon_status(box):
     status = dict(line.split(":\t", 1) for line in
                   open("/proc/%s/status" % pid.strip()).read().splitlines() if ":\t" in line)
     return status["Uid"].split()[0], status["CapEff"].strip(), status["CapBnd"].strip()
+
+
+# Everything that crosses a host's eth0 for a while, as hex (an AF_PACKET socket).
+CAPTURE = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind(("eth0", 0))
+s.settimeout(0.1)
+end, out = time.time() + float(sys.argv[1]), bytearray()
+while time.time() < end:
+    try:
+        out += s.recv(65535)
+    except socket.timeout:
+        pass
+sys.stdout.write(out.hex())
+"""
+# A datagram to a port, from a namespace (its source: that host's address).
+SEND = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(3):
+    s.sendto(bytes.fromhex(sys.argv[3]), (sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def rx_packets(ns, dev):
+    return json.loads(sh("ip", "-s", "-j", "link", "show", dev, netns=ns))[0]["stats64"]["rx"]["packets"]
 
 
 def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
@@ -106,6 +136,24 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
              netns=a.netns)
     assert " 0% packet loss" in out, out
     assert wg_dump(b)[1] == {keys["node1"]: ("10.9.0.1:51820", "100.96.1.0/24")}
+    # On the underlay: the hosts' addresses, never the inner ones nor the payload.
+    capture = subprocess.Popen(["ip", "netns", "exec", b.netns, "/usr/bin/python3", "-c",
+                                CAPTURE, "2"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    sh("ping", "-c", "5", "-i", "0.1", "-p", "77656674", "-I", "100.96.1.0", "100.96.2.0",
+       netns=a.netns)
+    seen = capture.communicate(timeout=10)[0]
+    assert "0a0900010a090002" in seen and "ca6c" in seen   # 10.9.0.1 -> .2, port 51820
+    for inner in ("64600100", "64600200", "77656674" * 4):  # 100.96.1.0, 100.96.2.0, "weft"
+        assert inner not in seen, inner
+    # A datagram from a peer's address without its key (forged, or a stranger behind it)
+    # reaches the port and delivers nothing.
+    before = (rx_packets(b.netns, "flannel-wg"), rx_packets(b.netns, "eth0"))
+    handshake = "01000000" + "00" * 144        # a WireGuard initiation of made-up bytes
+    sh("/usr/bin/python3", "-c", SEND, "10.9.0.2", "51820", handshake, netns=a.netns)
+    time.sleep(0.5)
+    after = (rx_packets(b.netns, "flannel-wg"), rx_packets(b.netns, "eth0"))
+    assert after[1] >= before[1] + 3 and after[0] == before[0], (before, after)
     for name, box in boxes.items():
         again = box.module("weft_host", host_args(name, plan))
         assert not again["changed"], again

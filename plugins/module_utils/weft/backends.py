@@ -397,9 +397,11 @@ class Wireguard(Backend):
         return {"public_key": reported.get("public_key"), "port": options["port6"]}
 
     def host_facts(self, ctx, underlay):
+        """The public key (leased), and which implementation `auto` picks here (shown only)."""
         from ansible.module_utils.weft.host.keys import wireguard_public_key
         public = wireguard_public_key(ctx)
-        return {"public_key": public} if public else {}
+        found = {"implementation": "kernel" if kernel_wireguard() else "userspace"}
+        return dict(found, public_key=public) if public else found
 
     @staticmethod
     def families(view):
@@ -421,7 +423,9 @@ class Wireguard(Backend):
                 listen_port=view.network["port" if family == 4 else "port6"],
                 implementation=view.settings.get("wireguard_implementation") or "auto",
                 user=self.USER, purge=True,
-                peers=[self.peer(view, p, family) for p in peers]))
+                # A host whose lease has no public key (a broken Flannel lease) is no peer.
+                peers=[self.peer(view, p, family) for p in peers
+                       if (p.data if family == 4 else p.data6 or {}).get("public_key")]))
         return found
 
     @staticmethod
