@@ -47,8 +47,8 @@ def two_boxes():
             sh("ip", "netns", "del", ns, check=False)
 
 
-def public_key(box):
-    facts = box.module("weft_facts", {"iface": "eth0", "backend": "wireguard"})
+def public_key(box, check=False):
+    facts = box.module("weft_facts", {"iface": "eth0", "backend": "wireguard"}, check=check)
     assert not facts["failed"], facts
     found = facts["ansible_facts"]["weft_backend_facts"]
     assert found["implementation"] == "userspace"   # this kernel has no WireGuard
@@ -105,6 +105,15 @@ def rx_packets(ns, dev):
 
 def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
     boxes = two_boxes
+    # A dry run on hosts that have no key yet: a stand-in key, nothing written anywhere.
+    dry_keys = {name: public_key(box, check=True) for name, box in boxes.items()}
+    dry = encode_plan(sample_plan("wireguard", [
+        (name, ip, "100.96.%d.0/24" % i, {"public_key": dry_keys[name]})
+        for i, (name, ip) in enumerate(HOSTS.items(), 1)]))
+    for name, box in boxes.items():
+        result = box.module("weft_host", host_args(name, dry), check=True, diff=True)
+        assert result["changed"] and not result["failed"], result
+        assert not box.exists(KEY) and "flannel-wg" not in sh("ip", "link", netns=box.netns)
     keys = {name: public_key(box) for name, box in boxes.items()}
     for name, box in boxes.items():
         mode = box.run("stat", "-c", "%a %U", KEY).stdout.split()

@@ -381,3 +381,52 @@ def test_ipv6_only_uninstall_leaves_nothing_and_ipv4_comes_back():
     uninstall_leaves_nothing_of_either_family()
     site("vxlan")
     check_all("vxlan")
+
+
+# ---- wireguard (wireguard-go: the lab's kernel has no WireGuard module) ---------------
+
+def test_switch_vxlan_to_wireguard():
+    switch("vxlan", "wireguard")
+    # Only peers may reach the WireGuard port: a stranger's datagram is dropped and counted.
+    target = "node2"
+    before = lab.nft_counters(lab.state(target))["not_a_peer"]
+    lab.Outsider().send(lab.node_ip(target), 51820, [b"\x01" + b"\0" * 147] * 3)
+    time.sleep(1)
+    assert lab.nft_counters(lab.state(target))["not_a_peer"] >= before + 3
+    # A forged peer source gets past the address check to WireGuard's socket, and no further:
+    # without the peer's key nothing comes out of the device.
+    h = lab.host(target)
+
+    def counters():
+        snmp = [line.split() for line in h.check_output("cat /proc/net/snmp").splitlines()
+                if line.startswith("Udp:")]
+        device = json.loads(h.check_output("ip -s -j link show flannel-wg"))[0]["stats64"]
+        return int(snmp[1][snmp[0].index("InDatagrams")]), device["rx"]["packets"]
+    before = counters()
+    lab.Outsider().send(lab.node_ip(target), 51820, [b"\x01" + b"\0" * 147] * 3,
+                        src=lab.node_ip("node1"))
+    time.sleep(1)
+    after = counters()
+    assert after[0] >= before[0] + 3 and after[1] == before[1], (before, after)
+
+
+def test_wireguard_survives_a_reboot_with_its_key_and_peers():
+    keys = {name: lease["backend_data"]["public_key"] for name, lease in lab.leases().items()}
+    reboot_and_check("wireguard")   # (its final site.yml reports changed=0: nothing re-planned)
+    assert {name: lease["backend_data"]["public_key"]
+            for name, lease in lab.leases().items()} == keys
+
+
+def test_wireguard_uninstall_and_again():
+    subnets = {name: lease["subnet"] for name, lease in lab.leases().items()}
+    lab.playbook("uninstall.yml")
+    for name, st in lab.on_all(lab.state).items():
+        lab.check_clean(name, st)       # no device, daemon, user or key file
+    site("wireguard")
+    # Every host keeps its subnet; its key is a new one (uninstall removed the old).
+    assert {name: lease["subnet"] for name, lease in lab.leases().items()} == subnets
+    check_all("wireguard")
+
+
+def test_switch_wireguard_to_vxlan():
+    switch("wireguard", "vxlan")

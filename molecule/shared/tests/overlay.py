@@ -25,8 +25,10 @@ LAB = os.path.join(PROJECT, "lab", "weftlab.py")
 KEY = "/var/lib/weftlab/id_ed25519"
 NODES = ["node1", "node2", "node3"]
 NETWORK = "100.96.0.0/16"
-MTU = {"vxlan": 1450, "udp": 1472, "host-gw": 1500}
-PORT = {"vxlan": 8472, "udp": 8285}
+MTU = {"vxlan": 1450, "udp": 1472, "host-gw": 1500, "wireguard": 1420}
+PORT = {"vxlan": 8472, "udp": 8285, "wireguard": 51820}
+WG_KEY = "/etc/weft/wireguard.key"
+WG_UNIT = "weft-wireguard-flannel-wg.service"
 DOCKER_DEFAULT = "172.17.0.1/16"
 NETWORK6 = "fd00:96::/48"
 OUTSIDER_IP6 = "fd00:168::f0"
@@ -105,10 +107,22 @@ def read(path):
 def unit(name):
     return {k: (run("systemctl", "show", "-p", k, "--value", name) or "").strip()
             for k in ("ActiveState", "UnitFileState", "Result", "User")}
-try:
-    pwd.getpwnam("weft-udpd"); user = True
-except KeyError:
-    user = False
+def has_user(name):
+    try:
+        return bool(pwd.getpwnam(name))
+    except KeyError:
+        return False
+def wg_dump():
+    # every device's line without its private key (field 2), then the peers' lines
+    lines = [l.split("\t") for l in (run("wg", "show", "all", "dump") or "").splitlines()]
+    return [f[:1] + f[2:] if len(f) == 5 else f for f in lines]
+def key_mode(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return "%o %s" % (st.st_mode & 0o777, pwd.getpwuid(st.st_uid).pw_name)
+user = has_user("weft-udpd")
 paths = ["/etc/docker/daemon.json", "/run/flannel/subnet.env", "/etc/weft/udpd.json",
          "/etc/sysctl.d/60-weft.conf", "/etc/weft/host.json"]
 print(json.dumps({
@@ -124,6 +138,10 @@ print(json.dumps({
     "units": {u: unit(u) for u in ("weft-restore", "weft-heal", "weft-udpd")},
     "unit_files": [f for f in os.listdir("/etc/systemd/system") if f.startswith("weft-")],
     "udpd_user": user,
+    "wg": wg_dump(),
+    "wg_unit": unit("weft-wireguard-flannel-wg.service"),
+    "wg_user": has_user("weft-wireguard"),
+    "wg_key": key_mode("/etc/weft/wireguard.key"),
     "ip_forward": read("/proc/sys/net/ipv4/ip_forward").strip(),
 }))
 '''
@@ -231,6 +249,23 @@ def check_converged(name, st, backend, plan, peers):
         assert {(r["dst"], r["gateway"], r["dev"]) for r in weft_routes(st)} == \
             {(p["subnet"], p["public_ip"], "eth0") for p in others.values()}
 
+    wg = link(st, "flannel-wg")
+    if backend == "wireguard":
+        # wireguard-go's device here (the lab's kernel has no WireGuard), its own key.
+        assert (wg["linkinfo"]["info_kind"], wg["mtu"]) == ("tun", 1420), wg
+        assert addresses(st, "flannel-wg") == [vtep(lease["subnet"]) + "/32"]
+        own = [f for f in st["wg"] if len(f) == 4]
+        assert own == [["flannel-wg", lease["backend_data"]["public_key"], "51820", "off"]], own
+        assert {f[1]: (f[3], f[4]) for f in st["wg"] if len(f) == 9} == \
+            {p["backend_data"]["public_key"]: ("%s:51820" % p["public_ip"], p["subnet"])
+             for p in others.values()}
+        assert [(r["dst"], r["dev"]) for r in weft_routes(st)] == [(NETWORK, "flannel-wg")]
+        assert (st["wg_unit"]["ActiveState"], st["wg_unit"]["User"]) == ("active", "weft-wireguard")
+        assert st["wg_key"] == "400 root" and st["wg_user"]
+    else:
+        assert wg is None, "a WireGuard device is left on %s" % name
+        assert st["wg_key"] is None and not st["wg_user"] and st["wg"] == []
+
     bridge = bridge_address(lease["subnet"])
     daemon = json.loads(st["files"]["/etc/docker/daemon.json"])
     assert (daemon["bip"], daemon["mtu"], daemon["ip-masq"]) == (bridge, MTU[backend], False)
@@ -271,6 +306,8 @@ def check_clean(name, st):
     assert addresses(st, "docker0") == [DOCKER_DEFAULT]
     assert "WEFT" not in st["iptables"] and st["nft"] is None
     assert st["unit_files"] == [] and not st["udpd_user"] and st["weft_dirs"] == []
+    assert link(st, "flannel-wg") is None and st["wg"] == [] and not st["wg_user"]
+    assert st["wg_key"] is None and st["wg_unit"]["ActiveState"] in ("inactive", "")
     for path, content in st["files"].items():
         assert content is None, "%s is left on %s" % (path, name)
 

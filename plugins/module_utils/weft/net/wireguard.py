@@ -189,6 +189,10 @@ def run(params, ctx):
     try:
         with open(key_file) as handle:
             private = handle.read().strip()
+    except FileNotFoundError:
+        if not ctx.check_mode:
+            raise WeftError("private_key: %s does not exist (weft_facts makes it)" % key_file) from None
+        private = None   # a dry run before weft_facts has made it: the key will be set
     except OSError as exc:
         raise WeftError("private_key: %s cannot be read (%s)" % (key_file, exc.strerror)) from None
     implementation = choose_implementation(params, msg)
