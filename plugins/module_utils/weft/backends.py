@@ -388,7 +388,8 @@ class Wireguard(Backend):
         return super().parse_options({k: v for k, v in raw.items() if k != "PSK"}, where)
 
     def packages(self):
-        return ["wireguard-tools"] + ([] if kernel_wireguard() else ["wireguard-go"])
+        from ansible.module_utils.weft.net.wireguard import kernel_has_wireguard
+        return ["wireguard-tools"] + ([] if kernel_has_wireguard() else ["wireguard-go"])
 
     def lease_data(self, options, subnet, reported):
         return {"public_key": reported.get("public_key"), "port": options["port"]}
@@ -399,8 +400,9 @@ class Wireguard(Backend):
     def host_facts(self, ctx, underlay):
         """The public key (leased), and which implementation `auto` picks here (shown only)."""
         from ansible.module_utils.weft.host.keys import wireguard_public_key
+        from ansible.module_utils.weft.net.wireguard import kernel_has_wireguard
         public = wireguard_public_key(ctx)
-        found = {"implementation": "kernel" if kernel_wireguard() else "userspace"}
+        found = {"implementation": "kernel" if kernel_has_wireguard() else "userspace"}
         return dict(found, public_key=public) if public else found
 
     @staticmethod
@@ -455,12 +457,6 @@ class Wireguard(Backend):
     def secrets(self, view):
         from ansible.module_utils.weft.host import units
         return [units.WIREGUARD_KEY]
-
-
-def kernel_wireguard() -> bool:
-    """Whether this host's kernel has WireGuard loaded (else wireguard-go carries it)."""
-    import os
-    return os.path.isdir("/sys/module/wireguard")
 
 
 BACKENDS = {backend.name: backend for backend in (Vxlan(), HostGw(), Udp(), Wireguard())}

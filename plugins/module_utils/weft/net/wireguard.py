@@ -22,6 +22,7 @@ import time
 from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.net.device import (COMMON_ARGUMENT_SPEC, apply_in_place,
                                                   desired_common, differing, read_common)
+from ansible.module_utils.weft.net.netlink import attr
 from ansible.module_utils.weft.net.reconcile import reconcile
 from ansible.module_utils.weft.validate import int_range, ip_network
 
@@ -81,11 +82,15 @@ def choose_implementation(params, msg):
         return params["implementation"]
     if msg is not None:
         return "userspace" if read_kind(msg) == "tun" else "kernel"
-    return "kernel" if os.path.isdir("/sys/module/wireguard") else "userspace"
+    return "kernel" if kernel_has_wireguard() else "userspace"
+
+
+def kernel_has_wireguard() -> bool:
+    """Whether this host's kernel has WireGuard loaded (else wireguard-go carries it)."""
+    return os.path.isdir("/sys/module/wireguard")
 
 
 def read_kind(msg):
-    from ansible.module_utils.weft.net.netlink import attr
     return attr(msg, "IFLA_LINKINFO", "IFLA_INFO_KIND")
 
 
