@@ -10,7 +10,9 @@ DOCUMENTATION = r"""
 module: weft_facts
 short_description: What planning needs to know about a host, as facts
 description:
-  - Reads, never changes, two things about the host, as facts.
+  - Reads three things about the host, as facts. It changes nothing, except that the
+    wireguard backend's key is made on the host the first time, and again on O(rotate_keys)
+    (RV(ansible_facts.weft_backend_facts.key_made); the module then reports changed).
   - C(weft_underlay), the interface and IPv4 address that overlay peers send to. With
     O(public_ip), the interface holding that address; with O(iface), that interface's first
     global IPv4 address; with neither, the interface of the IPv4 default route (where every
@@ -59,6 +61,18 @@ options:
       interface of the IPv6 default route) and reports its IPv4 address only if it has one.
     type: bool
     default: true
+  rotate_keys:
+    description: Make the backend's secrets anew (wireguard, a new key pair). The new public
+      key is reported at once; the new private key waits beside the old one
+      (C(/etc/weft/wireguard.key.next)) until M(weft_host) converges with a plan that has
+      handed the public key to every peer.
+    type: bool
+    default: false
+  wireguard_psk:
+    description: The wireguard backend's pre-shared key, only checked here (the base64 of 32
+      bytes), so that a bad one stops the play before any host changes; never stored or
+      returned.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -103,6 +117,11 @@ ansible_facts:
       type: dict
       returned: when O(backend) is a known backend and the underlay was found
       sample: {public_key: xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=, implementation: userspace}
+      contains:
+        key_made:
+          description: V(new) (the host's first key) or V(rotated), when this run made a key.
+          type: str
+          returned: when a key was made (or would be, in check mode)
 """
 
 from ansible.module_utils.weft.facts import gather as core

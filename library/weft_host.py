@@ -137,6 +137,19 @@ options:
     description: With O(state=absent) on a host without a record, the VXLAN device's VNI.
     type: int
     default: 1
+  wireguard_psk:
+    description:
+      - The wireguard backend's pre-shared key (C(wg genpsk)), the same on every host of
+        the network; every peer's tunnel mixes it in. Written to the root-only file
+        C(/etc/weft/wireguard.psk) and compared in memory; never returned, logged, diffed or
+        recorded (the record says only that there is one). Left out, there is none (and a
+        file from before is removed).
+    type: str
+  keep_keys:
+    description: With O(state=absent), leave this host's keys (C(/etc/weft/wireguard.key),
+      C(/etc/weft/wireguard.psk)) in place, so that a reinstall keeps its identity.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full

@@ -20,6 +20,9 @@ description:
     Changed endpoints, allowed IPs and keepalives are updated in place.
   - The private key is read from O(private_key) by C(wg); it is never returned, logged or
     put in a diff (RV(key_or_port_changed) says only that the key or port was set).
+  - O(preshared_key), the same for every peer, is read from its file too and compared in
+    memory by digest; it is never returned, logged or put in a diff.
+  - All changes to the peers are made in one C(wg set).
   - O(mtu), O(address) and O(up) change in place. An existing device of another kind with
     the same name is never touched; the module fails.
 version_added: "0.5.0"
@@ -31,6 +34,15 @@ options:
   private_key:
     description: Root-only file holding this host's private key (as C(wg genkey) writes
       it). Required with O(state=present).
+    type: path
+  address:
+    description: The device's addresses with their prefix lengths, one per family it
+      carries (Flannel's C(Mode) auto, ipv4 and ipv6 put both on one device).
+    type: list
+    elements: str
+  preshared_key:
+    description: Root-only file holding a pre-shared key (as C(wg genpsk) writes it) for
+      every peer; left out, the peers have none.
     type: path
   listen_port:
     description: The UDP port peers send to. Required with O(state=present).

@@ -47,7 +47,7 @@ class StaticGw(Backend):
             raise ValueError("%s: key_id %r is not 16 hex digits" % (where, found["key_id"]))
         return found
 
-    def host_facts(self, ctx, underlay):
+    def host_facts(self, ctx, underlay, rotate=False):
         if not os.path.exists(SECRET_FILE):
             os.makedirs(os.path.dirname(SECRET_FILE), exist_ok=True)
             fd = os.open(SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

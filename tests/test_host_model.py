@@ -113,8 +113,12 @@ def test_known_holds_every_backend_so_a_switch_removes_the_old_one():
     assert everything.devices == {("vxlan", "flannel.1"), ("tun", "flannel0"),
                                   ("wireguard", "flannel-wg")}
     assert "/etc/weft/udpd.json" in everything.files and "/etc/weft/state.json" in everything.files
-    assert everything.secrets == {"/etc/weft/wireguard.key"}
+    assert everything.secrets == WIREGUARD_SECRETS
     assert {s["name"] for s in everything.services} == {"weft-udpd", "weft-heal"}
+
+
+WIREGUARD_SECRETS = {"/etc/weft/wireguard.key", "/etc/weft/wireguard.key.next",
+                     "/etc/weft/wireguard.psk"}
 
 
 def test_the_plan_travels_as_one_string_and_comes_back_whole():
@@ -300,7 +304,8 @@ def test_wireguard_is_flannels_device_one_peer_per_host_and_a_route_for_the_netw
     device = steps(state, "wireguard")[0]
     assert (device["name"], device["mtu"], device["address"], device["listen_port"],
             device["private_key"], device["implementation"]) == \
-        ("flannel-wg", 1420, "100.96.1.0/32", 51820, "/etc/weft/wireguard.key", "auto")
+        ("flannel-wg", 1420, ["100.96.1.0/32"], 51820, "/etc/weft/wireguard.key", "auto")
+    assert device["preshared_key"] is None
     assert device["peers"] == [
         {"public_key": KEYS["b"], "endpoint": "10.0.0.2:51820", "allowed_ips": ["100.96.2.0/24"],
          "persistent_keepalive": 25},
@@ -309,7 +314,7 @@ def test_wireguard_is_flannels_device_one_peer_per_host_and_a_route_for_the_netw
     assert steps(state, "routes")[0]["routes"] == [{"dst": "100.96.0.0/16", "dev": "flannel-wg"}]
     assert steps(state, "ingress")[0] == {"port": 51820, "inner": "none", "peers": [
         {"ip": "10.0.0.2", "subnet": "100.96.2.0/24"}, {"ip": "10.1.0.3", "subnet": "100.96.3.0/24"}]}
-    assert state.secrets == {"/etc/weft/wireguard.key"}
+    assert state.secrets == WIREGUARD_SECRETS
     assert "/etc/weft/wireguard.key" not in state.files   # made on the host, never written from here
     assert state.users == [{"name": "weft-wireguard", "comment": "weft wireguard-go"}]
 
@@ -319,7 +324,7 @@ def test_dual_stack_wireguard_has_flannels_second_device_and_both_ports_open_to_
     assert state.devices == {("wireguard", "flannel-wg"), ("wireguard", "flannel-wg-v6")}
     v6 = steps(state, "wireguard")[1]
     assert (v6["name"], v6["address"], v6["listen_port"], v6["mtu"]) == \
-        ("flannel-wg-v6", "fd00:96:0:1::/128", 51821, 1420)
+        ("flannel-wg-v6", ["fd00:96:0:1::/128"], 51821, 1420)
     assert v6["peers"][0] == {"public_key": KEYS["b"], "endpoint": "[fd09::2]:51821",
                               "allowed_ips": ["fd00:96:0:2::/64"], "persistent_keepalive": 0}
     assert steps(state, "routes")[0]["routes"] == [{"dst": "100.96.0.0/16", "dev": "flannel-wg"},
@@ -331,8 +336,11 @@ def test_dual_stack_wireguard_has_flannels_second_device_and_both_ports_open_to_
 def test_wireguard_options_and_secrets_are_named():
     from ansible.module_utils.weft.plan.subnets import PlanError, parse_network_config
     for backend, message in (
-            ({"PSK": "c2VjcmV0"}, "weft_network.Backend.PSK: pre-shared keys are not supported yet"),
-            ({"Mode": "auto"}, "weft_network.Backend.Mode: 'auto' is not one of separate"),
+            ({"PSK": "c2VjcmV0"}, "weft_network.Backend.PSK: a pre-shared key does not belong "
+                                  "in weft_network"),
+            ({"Mode": "both"}, "weft_network.Backend.Mode: 'both' is not one of separate, auto"),
+            ({"Mode": "ipv6"}, "weft_network.Backend.Mode: ipv6 tunnels over IPv6, which the "
+                               "network does not have (EnableIPv6 is not true)"),
             ({"ListenPort": 0}, "weft_network.Backend.ListenPort: 0 is out of range"),
             ({"VNI": 1}, "weft_network.Backend: unknown field(s) VNI for backend wireguard")):
         with pytest.raises(PlanError) as err:
@@ -349,3 +357,56 @@ def test_a_wireguard_host_without_a_public_key_in_its_lease_is_no_peer():
                                          "backend_data": {"public_key": None, "port": 51820}}}
     peers = steps(model.derive(plan, ME, SETTINGS), "wireguard")[0]["peers"]
     assert [p["public_key"] for p in peers] == [KEYS["b"], KEYS["c"]]
+
+
+def test_wireguard_one_device_modes_carry_both_families_over_the_chosen_one():
+    for mode, endpoint in (("ipv4", "10.0.0.2:51820"), ("ipv6", "[fd09::2]:51820")):
+        state = model.derive(wireguard_plan(ipv6=True, Mode=mode), ME6, SETTINGS)
+        assert state.devices == {("wireguard", "flannel-wg")}
+        (device,) = steps(state, "wireguard")
+        assert (device["address"], device["listen_port"]) == \
+            (["100.96.1.0/32", "fd00:96:0:1::/128"], 51820)
+        assert device["peers"][0] == {"public_key": KEYS["b"], "endpoint": endpoint,
+                                      "allowed_ips": ["100.96.2.0/24", "fd00:96:0:2::/64"],
+                                      "persistent_keepalive": 0}
+        assert steps(state, "routes")[0]["routes"] == [
+            {"dst": "100.96.0.0/16", "dev": "flannel-wg"}, {"dst": "fd00:96::/48", "dev": "flannel-wg"}]
+        ingress = steps(state, "ingress")[0]
+        assert (ingress["port"], "ports" in ingress) == (51820, False)
+
+
+def test_wireguard_one_device_leases_the_port_it_listens_on_for_both_families():
+    wg = BACKENDS["wireguard"]
+    options = {"port": 51820, "port6": 51821, "mode": "auto"}
+    assert wg.lease_data_v6(options, None, {"public_key": KEYS["a"]})["port"] == 51820
+    assert wg.lease_data_v6(dict(options, mode="separate"), None, {})["port"] == 51821
+
+
+def test_wireguard_auto_tunnels_over_ipv6_only_where_both_ends_are_public_there():
+    # Flannel's rule: IPv4, unless the peer's IPv4 is private and both IPv6 ends are public.
+    hosts = [dict(name=n, public_ip=ip, subnet="100.96.%d.0/24" % i, public_ipv6=ip6,
+                  subnet6="fd00:96:0:%d::/64" % i, reported={"public_key": KEYS[n]})
+             for i, (n, ip, ip6) in enumerate([("a", "10.0.0.1", "2001:db8::1"),
+                                               ("b", "10.0.0.2", "2001:db8::2"),
+                                               ("c", "198.51.100.3", "2001:db8::3")], 1)]
+    auto = sample_plan("wireguard", hosts, ipv6_network="fd00:96::/48", Mode="auto")
+    me = dict(ME, public_ipv6="2001:db8::1", underlay6="2001:db8::/64")
+    peers = steps(model.derive(auto, me, SETTINGS), "wireguard")[0]["peers"]
+    assert [p["endpoint"] for p in peers] == ["[2001:db8::2]:51820", "198.51.100.3:51820"]
+    # This host's own IPv6 private (ULA): IPv4 to every peer.
+    me_ula = dict(ME, public_ipv6="fd09::1", underlay6="fd09::/64")
+    peers = steps(model.derive(auto, me_ula, SETTINGS), "wireguard")[0]["peers"]
+    assert [p["endpoint"] for p in peers] == ["10.0.0.2:51820", "198.51.100.3:51820"]
+
+
+def test_a_pre_shared_key_is_named_by_its_file_never_carried():
+    state = model.derive(wireguard_plan(), ME, dict(SETTINGS, wireguard_psk=True))
+    assert steps(state, "wireguard")[0]["preshared_key"] == "/etc/weft/wireguard.psk"
+    assert "/etc/weft/wireguard.psk" not in state.files
+
+
+def test_a_reported_public_key_that_is_no_wireguard_key_is_refused_by_name():
+    from ansible.module_utils.weft.plan.subnets import PlanError
+    for bad in ("x", "A" * 44, "A" * 42 + "=="):    # not base64 of 32 bytes
+        with pytest.raises(PlanError, match=r"a.*public_key: '%s' is not a WireGuard key" % bad):
+            sample_plan("wireguard", [("a", "10.0.0.1", "100.96.1.0/24", {"public_key": bad})])

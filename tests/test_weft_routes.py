@@ -68,13 +68,16 @@ def test_tables_metrics_scope_and_ipv6(netns, run_in):
     sh("ip", "-6", "addr", "add", "fd00::1/64", "dev", "u0", "nodad", netns=netns)
     spec = [{"dst": "100.96.4.0/24", "via": "10.9.0.4", "table": "100", "metric": 5},
             {"dst": "100.96.5.0/24", "dev": "u0", "table": "100"},
-            {"dst": "fd01::/64", "via": "fd00::2", "dev": "u0"}]
+            {"dst": "fd01::/64", "via": "fd00::2", "dev": "u0"},
+            {"dst": "fd02::/48", "dev": "u0"}]   # IPv6 has no link scope: the kernel's is global
     result = run_in("weft_routes", {"routes": spec})
     assert result["changed"], result
     assert routes(netns, "table", "100") == ("100.96.4.0/24 via 10.9.0.4 dev u0 metric 5 \n"
                                              "100.96.5.0/24 dev u0 scope link \n")
     assert "fd01::/64 via fd00::2 dev u0 metric 1024" in sh("ip", "-6", "route", "show",
                                                              "proto", "119", netns=netns)
+    assert "fd02::/48 dev u0 metric 1024" in sh("ip", "-6", "route", "show", "proto", "119",
+                                                netns=netns)
     assert not run_in("weft_routes", {"routes": spec})["changed"]
 
 

@@ -47,12 +47,31 @@ def two_boxes():
             sh("ip", "netns", "del", ns, check=False)
 
 
-def public_key(box, check=False):
-    facts = box.module("weft_facts", {"iface": "eth0", "backend": "wireguard"}, check=check)
+def public_key(box, check=False, **args):
+    facts = box.module("weft_facts", dict({"iface": "eth0", "backend": "wireguard"}, **args),
+                       check=check)
     assert not facts["failed"], facts
     found = facts["ansible_facts"]["weft_backend_facts"]
     assert found["implementation"] == "userspace"   # this kernel has no WireGuard
+    assert facts["changed"] == bool(found.get("key_made")), facts   # a key made is a change
     return found["public_key"]
+
+
+def wireguard_plan(keys, **options):
+    return encode_plan(sample_plan("wireguard", [
+        (name, ip, "100.96.%d.0/24" % i, {"public_key": keys[name]})
+        for i, (name, ip) in enumerate(HOSTS.items(), 1)], **options))
+
+
+def dual_plan(keys, **options):
+    return encode_plan(sample_plan("wireguard", [
+        dict(name=name, public_ip=ip, public_ipv6=HOSTS6[name], subnet="100.96.%d.0/24" % i,
+             subnet6="fd00:96:0:%d::/64" % i, reported={"public_key": keys[name]})
+        for i, (name, ip) in enumerate(HOSTS.items(), 1)], ipv6_network="fd00:96::/48",
+        **options))
+
+
+HOSTS6 = {"node1": "fd09::1", "node2": "fd09::2"}
 
 
 def host_args(name, plan, **settings):
@@ -121,9 +140,7 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
         private = box.read(KEY).strip()
         assert private and private != keys[name]
         assert public_key(box) == keys[name]           # the same key on every run
-    plan = encode_plan(sample_plan("wireguard", [
-        (name, ip, "100.96.%d.0/24" % i, {"public_key": keys[name]})
-        for i, (name, ip) in enumerate(HOSTS.items(), 1)]))
+    plan = wireguard_plan(keys)
     for name, box in boxes.items():
         result = box.module("weft_host", host_args(name, plan), diff=True)
         assert result["changed"] and not result["failed"], result
@@ -165,15 +182,100 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
     assert after[1] >= before[1] + 3 and after[0] == before[0], (before, after)
     for name, box in boxes.items():
         again = box.module("weft_host", host_args(name, plan))
-        assert not again["changed"], again
+        assert not again["changed"], again["steps"]
     # (One test, not two: another test's sandboxes would have the same UIDs as these.)
+
+    # A pre-shared key: checked before anything changes and never repeated; then written
+    # root-only, in every tunnel, and in no output, diff or record.
+    psk = sh("wg", "genpsk").strip()
+    for bad in ("not-a-key", psk[:-1] + "A"):     # 33 bytes
+        refused = a.module("weft_facts", {"iface": "eth0", "backend": "wireguard",
+                                          "wireguard_psk": bad})
+        # (The ad-hoc CLI itself echoes a failed task's arguments; a play does not.)
+        assert refused["failed"] and "weft_wireguard_psk: the value given is not a WireGuard " \
+            "key" in refused["msg"] and bad not in refused["msg"], refused
+    for name, box in boxes.items():
+        result = box.module("weft_host", dict(host_args(name, plan), wireguard_psk=psk),
+                            diff=True, verbose=True)
+        assert result["changed"] and not result["failed"], result
+        assert psk not in result["stdout_text"] and psk not in box.read("/etc/weft/host.json")
+        assert box.run("stat", "-c", "%a %U", "/etc/weft/wireguard.psk").stdout.split() == \
+            ["400", "root"]
+        record = json.loads(box.read("/etc/weft/host.json"))
+        assert record["settings"]["wireguard_psk"] is True
+    assert [line.split("\t")[1] for line in
+            a.run("wg", "show", "flannel-wg", "dump").stdout.splitlines()[1:]] == [psk]
+    out = sh("ping", "-c", "2", "-i", "0.2", "-W", "2", "-I", "100.96.1.0", "100.96.2.0",
+             netns=a.netns)
+    assert " 0% packet loss" in out, out
+    assert not a.module("weft_host", dict(host_args("node1", plan), wireguard_psk=psk))["changed"]
+    # Only one side with it: a fresh handshake fails (the PSK is enforced).
+    for name, box in boxes.items():
+        peer = keys["node2" if name == "node1" else "node1"]
+        box.run("wg", "set", "flannel-wg", "peer", peer, "remove")  # no session left
+    assert a.module("weft_host", dict(host_args("node1", plan), wireguard_psk=psk))["changed"]
+    assert b.module("weft_host", host_args("node2", plan))["changed"]
+    assert not b.exists("/etc/weft/wireguard.psk")
+    lost = subprocess.run(["ip", "netns", "exec", a.netns, "ping", "-c", "2", "-i", "0.3", "-W",
+                           "1", "-I", "100.96.1.0", "100.96.2.0"], capture_output=True, text=True)
+    assert " 100% packet loss" in lost.stdout, lost.stdout
+    b.module("weft_host", dict(host_args("node2", plan), wireguard_psk=psk))
+
+    # Key rotation: the new key waits beside the old one (weft-restore keeps the old one
+    # in the device) until weft_host converges with a plan that has given it to the peer.
+    old_private = a.read(KEY).strip()
+    rotated = public_key(a, rotate_keys=True)
+    assert rotated != keys["node1"] and a.read(KEY).strip() == old_private
+    assert a.run("stat", "-c", "%a %U", KEY + ".next").stdout.split() == ["400", "root"]
+    a.run("/usr/bin/python3", "/usr/local/lib/weft/weft-restore")
+    assert wg_dump(a)[0] == keys["node1"]
+    assert public_key(a) == rotated            # a run that stopped here reports it again
+    keys["node1"] = rotated
+    plan = wireguard_plan(keys)
+    for name, box in boxes.items():
+        result = box.module("weft_host", dict(host_args(name, plan), wireguard_psk=psk), diff=True)
+        assert result["changed"] and not result["failed"], result
+        assert old_private not in result["stdout_text"]
+    assert wg_dump(a)[0] == rotated and not a.exists(KEY + ".next")
+    assert a.read(KEY).strip() not in (old_private, "")
+    assert list(wg_dump(b)[1]) == [rotated]
+    out = sh("ping", "-c", "2", "-i", "0.2", "-W", "2", "-I", "100.96.1.0", "100.96.2.0",
+             netns=a.netns)
+    assert " 0% packet loss" in out, out
+
+    # Dual-stack on one device (Mode ipv6): both families through tunnels over IPv6.
+    for name, box in boxes.items():
+        sh("ip", "addr", "add", HOSTS6[name] + "/64", "dev", "eth0", "nodad", netns=box.netns)
+    dual = dual_plan(keys, Mode="ipv6")
+    for name, box in boxes.items():
+        args = dict(host_args(name, dual), wireguard_psk=psk)
+        args["host"].update(public_ipv6=HOSTS6[name], underlay6="fd09::/64")
+        result = box.module("weft_host", args)
+        assert result["changed"] and not result["failed"], result
+        again = box.module("weft_host", args)
+        assert not again["changed"], again["steps"]
+    assert wg_dump(a)[1] == {keys["node2"]: ("[fd09::2]:51820", "100.96.2.0/24,fd00:96:0:2::/64")}
+    assert "flannel-wg-v6" not in sh("ip", "link", netns=a.netns)
+    for source, target in (("100.96.1.0", "100.96.2.0"), ("fd00:96:0:1::", "fd00:96:0:2::")):
+        out = sh("ping", "-c", "2", "-i", "0.2", "-W", "2", "-I", source, target, netns=a.netns)
+        assert " 0% packet loss" in out, out
+    for name, box in boxes.items():
+        box.module("weft_host", dict(host_args(name, plan), wireguard_psk=psk))
 
     # A peer that goes is purged; uninstall leaves nothing of the backend.
     alone = encode_plan(sample_plan("wireguard", [("node1", HOSTS["node1"], "100.96.1.0/24",
                                                     {"public_key": keys["node1"]})]))
-    result = a.module("weft_host", host_args("node1", alone))
+    result = a.module("weft_host", dict(host_args("node1", alone), wireguard_psk=psk))
     assert result["changed"] and not result["failed"], result
     assert wg_dump(a)[1] == {}
+    # Uninstall asked to keep the keys keeps them alone; a reinstall has the same public key.
+    kept = a.module("weft_host", {"state": "absent", "keep_keys": True})
+    assert kept["changed"] and not kept["failed"], kept
+    assert sorted(a.listdir("/etc/weft")) == ["wireguard.key", "wireguard.psk"]
+    assert "flannel-wg" not in sh("ip", "link", netns=a.netns)
+    assert public_key(a) == keys["node1"]
+    result = a.module("weft_host", dict(host_args("node1", alone), wireguard_psk=psk))
+    assert result["changed"] and not result["failed"], result
     gone = a.module("weft_host", {"state": "absent"})
     assert gone["changed"] and not gone["failed"], gone
     assert "flannel-wg" not in sh("ip", "link", netns=a.netns)

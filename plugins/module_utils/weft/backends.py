@@ -146,6 +146,9 @@ class Backend:
                              % (where, self.name, ", ".join(missing)))
         return {key: facts[key] for key in self.reported}
 
+    def check_network(self, options: dict, families: list, where: str):
+        """Refuse options that the network's address families (4, 6) cannot have."""
+
     def lease_data(self, options: dict, subnet, reported: dict) -> dict:
         """What a lease of this backend records besides subnets and public IPs (weft's keys);
         `reported` holds the host's validated `reported` facts."""
@@ -168,9 +171,10 @@ class Backend:
 
     # -- the host --
 
-    def host_facts(self, ctx, underlay: dict) -> dict:
+    def host_facts(self, ctx, underlay: dict, rotate=False) -> dict:
         """Public facts this host reports for its lease (weft_facts, on the host). Anything
-        secret they are derived from stays on the host: only the return value travels."""
+        secret they are derived from stays on the host: only the return value travels.
+        rotate: make new secrets (weft_facts' rotate_keys)."""
         return {}
 
     def devices(self, view) -> list:
@@ -251,29 +255,17 @@ class Vxlan(Backend):
 
     lease_data_v6 = lease_data  # the IPv6 VTEP's own MAC, from the IPv6 subnet
 
-    @staticmethod
-    def families(view):
-        """The families the network has: one VTEP each."""
-        return [f for f, on in ((4, view.ipv4), (6, view.ipv6)) if on]
-
     def devices(self, view):
-        return [("vxlan", self.device(view.network, family)) for family in self.families(view)]
+        return [("vxlan", self.device(view.network, family)) for family in view.families]
 
     def steps(self, view):
-        return [s for family in self.families(view) for s in self.family_steps(view, family)]
-
-    @staticmethod
-    def side(peer, family):
-        """(subnet, public address, lease data) of one family of a host's lease."""
-        return (peer.subnet, peer.public_ip, peer.data) if family == 4 else \
-            (peer.subnet6, peer.public_ipv6, peer.data6 or {})
+        return [s for family in view.families for s in self.family_steps(view, family)]
 
     def family_steps(self, view, family):
         """Flannel's VTEP of one family: device, then per peer a neighbour and FDB entry."""
         dev = self.device(view.network, family)
-        subnet, _, data = self.side(view.me, family)
-        tunnelled = [self.side(p, family) for p in (view.peers4 if family == 4 else view.peers6)
-                     if not view.on_link(p, family)]
+        subnet, _, data = view.me.side(family)
+        tunnelled = [p.side(family) for p in view.peers_of(family) if not view.on_link(p, family)]
         local = view.identity["public_ip" if family == 4 else "public_ipv6"]
         return [
             step("vxlan", name=dev, vni=view.network["vni"], port=view.network["port"],
@@ -290,10 +282,10 @@ class Vxlan(Backend):
 
     def routes(self, view):
         found = []
-        for family, peers in ((4, view.peers4), (6, view.peers6)):
+        for family in view.families:
             dev = self.device(view.network, family)
-            for p in peers:
-                subnet = self.side(p, family)[0]
+            for p in view.peers_of(family):
+                subnet = p.side(family)[0]
                 found.append(direct_route(p, view, family) if view.on_link(p, family) else
                              {"dst": subnet, "via": vtep_address(subnet), "dev": dev,
                               "onlink": True})
@@ -361,20 +353,33 @@ class Udp(Backend):
                  "reload_on": [units.UDPD_CONFIG]}]
 
 
+def private_address(address) -> bool:
+    """Flannel's IsPrivate: RFC 1918 for IPv4, RFC 4193 (fc00::/7) for IPv6."""
+    ip = ipaddress.ip_address(address)
+    nets = PRIVATE_V4 if ip.version == 4 else PRIVATE_V6
+    return any(ip in net for net in nets)
+
+
+PRIVATE_V4 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+PRIVATE_V6 = (ipaddress.ip_network("fc00::/7"),)
+
+
 class Wireguard(Backend):
-    """Flannel's wireguard backend: per family a WireGuard device (flannel-wg, flannel-wg-v6;
-    Mode separate), one peer per host (its public key, endpoint and subnet), and a route for
-    the network through the device. Each host's key pair is born on the host: only the
-    public key is reported, leased and sent to the peers."""
+    """Flannel's wireguard backend: WireGuard devices, one peer per host (its public key,
+    endpoint and subnets) and a route for each network through the device. Mode separate
+    has a device per family (flannel-wg, flannel-wg-v6); auto, ipv4 and ipv6 one device,
+    flannel-wg, carrying both families through tunnels over one of them. Each host's key
+    pair is born on the host: only the public key is reported, leased and sent to peers."""
 
     name = "wireguard"
     overhead = overhead_v6 = 80
     encapsulated = True     # its ports accept only the peers (the ingress table)
     dual_stack = True
+    MODES = ("separate", "auto", "ipv4", "ipv6")
     options = (Option("ListenPort", "port", int, 51820, 1, 65535),
                Option("ListenPortV6", "port6", int, 51821, 1, 65535),
                Option("PersistentKeepaliveInterval", "keepalive", int, 0, 0, 65535),
-               mtu_option(80), Option("Mode", "mode", str, "separate", choices=("separate",)))
+               mtu_option(80), Option("Mode", "mode", str, "separate", choices=MODES))
     lease_fields = (("public_key", "PublicKey"), ("port", "Port"))
     reported = ("public_key",)
     DEVICES = {4: "flannel-wg", 6: "flannel-wg-v6"}
@@ -383,9 +388,23 @@ class Wireguard(Backend):
     def parse_options(self, raw, where):
         if raw.get("PSK") is not None:
             # In net-conf the key would reach etcd, the plan and every host's record.
-            raise ValueError("%s.PSK: pre-shared keys are not supported yet; weft keeps secrets "
-                             "out of weft_network, which every host and etcd receive" % where)
+            raise ValueError("%s.PSK: a pre-shared key does not belong in weft_network, which "
+                             "every host and etcd receive; set weft_wireguard_psk (Ansible "
+                             "Vault) instead" % where)
         return super().parse_options({k: v for k, v in raw.items() if k != "PSK"}, where)
+
+    def check_network(self, options, families, where):
+        mode = options["mode"]
+        if mode in ("ipv4", "ipv6") and int(mode[-1]) not in families:
+            raise ValueError("%s.Mode: %s tunnels over IPv%s, which the network does not "
+                             "have (%s)" % (where, mode, mode[-1], "EnableIPv4 is false"
+                                            if mode == "ipv4" else "EnableIPv6 is not true"))
+
+    def check_reported(self, facts, where):
+        from ansible.module_utils.weft.validate import wireguard_key
+        found = super().check_reported(facts, where)
+        wireguard_key(found["public_key"], where + ".public_key")
+        return found
 
     def packages(self):
         from ansible.module_utils.weft.net.wireguard import kernel_has_wireguard
@@ -395,57 +414,90 @@ class Wireguard(Backend):
         return {"public_key": reported.get("public_key"), "port": options["port"]}
 
     def lease_data_v6(self, options, subnet6, reported):
-        return {"public_key": reported.get("public_key"), "port": options["port6"]}
+        # One device listens on ListenPort for both families: that is the port to lease
+        # (Flannel leases ListenPortV6, where nothing listens unless the two are equal).
+        port = options["port6"] if options.get("mode", "separate") == "separate" else options["port"]
+        return {"public_key": reported.get("public_key"), "port": port}
 
-    def host_facts(self, ctx, underlay):
+    def host_facts(self, ctx, underlay, rotate=False):
         """The public key (leased), and which implementation `auto` picks here (shown only)."""
         from ansible.module_utils.weft.host.keys import wireguard_public_key
         from ansible.module_utils.weft.net.wireguard import kernel_has_wireguard
-        public = wireguard_public_key(ctx)
+        public, made = wireguard_public_key(ctx, rotate=rotate)
         found = {"implementation": "kernel" if kernel_has_wireguard() else "userspace"}
+        if made:
+            found["key_made"] = made    # "new" or "rotated": weft_facts reports a change
         return dict(found, public_key=public) if public else found
 
+    # ---- the host's devices ----
+
     @staticmethod
-    def families(view):
-        return [f for f, on in ((4, view.ipv4), (6, view.ipv6)) if on]
+    def mode(view):
+        return view.network.get("mode") or "separate"
+
+    def tunnels(self, view):
+        """(device, listen port, families it carries) of each of this host's devices."""
+        if self.mode(view) == "separate":
+            return [(self.DEVICES[f], view.network["port" if f == 4 else "port6"], [f])
+                    for f in view.families]
+        return [(self.DEVICES[4], view.network["port"], view.families)]
+
+    def endpoint_family(self, view, peer, families):
+        """Which of the peer's public addresses its tunnel runs over: the device's family
+        (separate), the one asked (ipv4, ipv6), or Flannel's auto choice: IPv4 unless the
+        peer has IPv6 and only the IPv6 addresses on both ends are public."""
+        mode = self.mode(view)
+        if mode == "separate":
+            return families[0]
+        if mode != "auto":
+            return int(mode[-1])
+        if not view.ipv4:
+            return 6
+        if not (view.ipv6 and peer.public_ipv6) or not private_address(peer.public_ip):
+            return 4
+        if not private_address(peer.public_ipv6) and \
+                not private_address(view.identity["public_ipv6"]):
+            return 6
+        return 4
 
     def devices(self, view):
-        return [("wireguard", self.DEVICES[family]) for family in self.families(view)]
+        return [("wireguard", device) for device, _, _ in self.tunnels(view)]
 
     def steps(self, view):
         from ansible.module_utils.weft.host import units
         found = []
-        for family in self.families(view):
-            subnet = view.me.subnet if family == 4 else view.me.subnet6
-            peers = view.peers4 if family == 4 else view.peers6
+        for device, port, families in self.tunnels(view):
+            peers = [self.peer(view, p, families) for p in view.peers]
             found.append(step(
-                "wireguard", name=self.DEVICES[family], mtu=view.overlay_mtu,
-                address="%s/%d" % (vtep_address(subnet), 32 if family == 4 else 128),
-                private_key=units.WIREGUARD_KEY,
-                listen_port=view.network["port" if family == 4 else "port6"],
+                "wireguard", name=device, mtu=view.overlay_mtu,
+                address=["%s/%d" % (vtep_address(view.me.side(f)[0]), 32 if f == 4 else 128)
+                         for f in families],
+                private_key=units.WIREGUARD_KEY, listen_port=port,
+                preshared_key=units.WIREGUARD_PSK if view.settings.get("wireguard_psk") else None,
                 implementation=view.settings.get("wireguard_implementation") or "auto",
-                user=self.USER, purge=True,
-                # A host whose lease has no public key (a broken Flannel lease) is no peer.
-                peers=[self.peer(view, p, family) for p in peers
-                       if (p.data if family == 4 else p.data6 or {}).get("public_key")]))
+                user=self.USER, purge=True, peers=[p for p in peers if p]))
         return found
 
-    @staticmethod
-    def peer(view, p, family):
-        data = p.data if family == 4 else (p.data6 or {})
-        address = p.public_ip if family == 4 else "[%s]" % p.public_ipv6
-        return {"public_key": data.get("public_key"),
-                "endpoint": "%s:%s" % (address, data.get("port")),
-                "allowed_ips": [p.subnet if family == 4 else p.subnet6],
+    def peer(self, view, p, families):
+        """The WireGuard peer of host p on a device carrying `families`; None when p has no
+        public address of the tunnel's family or no public key (a broken Flannel lease)."""
+        family = self.endpoint_family(view, p, families)
+        _, address, data = p.side(family)
+        if not address or not data.get("public_key"):
+            return None
+        return {"public_key": data["public_key"],
+                "endpoint": "%s:%s" % (address if family == 4 else "[%s]" % address,
+                                       data.get("port")),
+                "allowed_ips": [p.side(f)[0] for f in families if p.side(f)[0]],
                 "persistent_keepalive": view.network.get("keepalive") or 0}
 
     def routes(self, view):
-        # Flannel's one route for the whole network through the device.
-        return [{"dst": view.network["network" if family == 4 else "ipv6_network"],
-                 "dev": self.DEVICES[family]} for family in self.families(view)]
+        # Flannel's one route for each whole network through the device carrying it.
+        return [{"dst": view.network["network" if f == 4 else "ipv6_network"], "dev": device}
+                for device, _, families in self.tunnels(view) for f in families]
 
     def ingress_ports(self, view):
-        return [view.network["port"]] + ([view.network["port6"]] if view.ipv6 else [])
+        return [port for _, port, _ in self.tunnels(view)]
 
     def users(self, view):
         return [{"name": self.USER, "comment": "weft wireguard-go"}]
@@ -455,8 +507,9 @@ class Wireguard(Backend):
         return [{"path": "/dev/net/tun", "mode": "0666"}]
 
     def secrets(self, view):
+        # Every secret it may keep (the PSK's file is written only when one is given).
         from ansible.module_utils.weft.host import units
-        return [units.WIREGUARD_KEY]
+        return [units.WIREGUARD_KEY, units.WIREGUARD_KEY_NEXT, units.WIREGUARD_PSK]
 
 
 BACKENDS = {backend.name: backend for backend in (Vxlan(), HostGw(), Udp(), Wireguard())}

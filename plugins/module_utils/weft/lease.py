@@ -49,6 +49,9 @@ class Family:
     def public_of(self, item):
         return getattr(item, self.public)
 
+    def pin_of(self, spec):
+        return getattr(spec, self.pin)
+
 
 FAMILIES = {4: Family(4, "subnet", "public_ip", "pin", "weft_public_ip", "weft_subnet", "Network"),
             6: Family(6, "subnet6", "public_ipv6", "pin6", "weft_public_ipv6", "weft_subnet6",

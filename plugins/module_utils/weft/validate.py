@@ -9,6 +9,8 @@ module can fail with it unchanged before it writes anything.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 
@@ -84,3 +86,18 @@ def whole_number(value, option, low=None, high=None):
     if low is not None and value < low or high is not None and value > high:
         raise ValueError("%s: %d is out of range %s..%s" % (option, value, low, high))
     return value
+
+
+def wireguard_key(value, option, secret=False):
+    """A WireGuard key as wg prints it: the base64 of 32 bytes. A secret one (a private or
+    pre-shared key) is never repeated in the message."""
+    text = str(value).strip() if value is not None else ""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32 or len(text) != 44:
+        raise ValueError("%s: %s is not a WireGuard key (the base64 of 32 bytes, 44 "
+                         "characters, as wg genkey, wg pubkey and wg genpsk print them)"
+                         % (option, "the value given" if secret else repr(value)))
+    return text

@@ -16,6 +16,7 @@ from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.facts.packages import missing_packages
 from ansible.module_utils.weft.facts.underlay import find_underlay
 from ansible.module_utils.weft.net.netlink import IPRoute
+from ansible.module_utils.weft.validate import wireguard_key
 
 ARGUMENT_SPEC = dict(
     iface=dict(type="str"),
@@ -24,10 +25,19 @@ ARGUMENT_SPEC = dict(
     packages=dict(type="list", elements="str", default=[]),
     backend=dict(type="str"),
     ipv4=dict(type="bool", default=True),
+    rotate_keys=dict(type="bool", default=False),
+    # Only checked here (a bad one stops the play before any host changes); weft_host
+    # writes it. no_log: Ansible masks it in every output.
+    wireguard_psk=dict(type="str", no_log=True),
 )
 
 
 def run(params, ctx):
+    if params["wireguard_psk"]:
+        try:
+            wireguard_key(params["wireguard_psk"], "weft_wireguard_psk", secret=True)
+        except ValueError as exc:
+            raise WeftError(str(exc)) from None
     # An unknown backend reports nothing here: the planner names it in its own error.
     backend = BACKENDS.get(params["backend"] or "")
     wanted = list(params["packages"]) + (backend.packages() if backend else [])
@@ -42,10 +52,14 @@ def run(params, ctx):
     except ValueError as exc:
         facts["weft_underlay"] = dict(error=str(exc))
         return dict(changed=False, ansible_facts=facts)
+    changed = False
     if backend is not None:
         facts["weft_backend_facts"] = {}
         try:
-            facts["weft_backend_facts"] = backend.host_facts(ctx, facts["weft_underlay"])
+            facts["weft_backend_facts"] = backend.host_facts(ctx, facts["weft_underlay"],
+                                                             rotate=params["rotate_keys"])
         except (OSError, ValueError) as exc:
             raise WeftError("backend %s: %s" % (backend.name, exc)) from None
-    return dict(changed=False, ansible_facts=facts)
+        # Secrets made on the host (a first key, a rotated one) are its only change.
+        changed = bool(facts["weft_backend_facts"].get("key_made"))
+    return dict(changed=changed, ansible_facts=facts)

@@ -16,7 +16,7 @@ from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.host import bundle, model, units
 from ansible.module_utils.weft.host.converge import converge, uninstall
 from ansible.module_utils.weft.net.netlink import RTPROT_WEFT
-from ansible.module_utils.weft.validate import interface_name
+from ansible.module_utils.weft.validate import interface_name, wireguard_key
 
 SETTINGS_SPEC = dict(
     docker=dict(type="bool", default=True),
@@ -47,6 +47,10 @@ ARGUMENT_SPEC = dict(
     settings=dict(type="dict", default={}, options=SETTINGS_SPEC),
     network=dict(type="str"),
     vni=dict(type="int", default=1),
+    # The wireguard backend's pre-shared key: written to a root-only file, never recorded
+    # (the record says only whether there is one).
+    wireguard_psk=dict(type="str", no_log=True),
+    keep_keys=dict(type="bool", default=False),
 )
 SPEC_RULES = dict(required_if=[("state", "present", ["plan", "host"])])
 NOT_ECHOED = ("plan",)
@@ -81,13 +85,22 @@ def run(params, ctx):
     if params["state"] == "absent":
         leftovers = model.leftovers(settings, {"vni": params["vni"]})
         network = params["network"] or (record["plan"]["network"]["network"] if record else None)
-        return uninstall(ctx, leftovers.merge(old) if old else leftovers, settings, network)
+        return uninstall(ctx, leftovers.merge(old) if old else leftovers, settings, network,
+                         keep_secrets=params["keep_keys"])
+    psk = (params["wireguard_psk"] or "").strip() or None
+    if psk:
+        try:
+            wireguard_key(psk, "wireguard_psk", secret=True)
+        except ValueError as exc:
+            raise WeftError(str(exc)) from None
+    settings = dict(settings, wireguard_psk=bool(psk))
     plan = model.decode_plan(params["plan"])
     identity = params["host"]
     state = model.derive(plan, identity, settings)
     everything = model.known(plan, identity, settings)
     result = converge(ctx, state, everything.merge(old) if old else everything,
                       record=dict(plan=plan, identity=identity, settings=settings),
-                      sources=bundle.sources())
+                      sources=bundle.sources(),
+                      given_secrets={units.WIREGUARD_PSK: psk + "\n" if psk else None})
     result["backend"] = plan["network"]["backend_type"]
     return result

@@ -17,8 +17,9 @@ import os
 
 from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.files import (ensure_absent, ensure_file, ensure_link, ensure_mode,
-                                             exclusive_lock)
+                                             exclusive_lock, read_text, write_atomic)
 from ansible.module_utils.weft.host import units
+from ansible.module_utils.weft.host.keys import promote_pending
 from ansible.module_utils.weft.module import call
 from ansible.module_utils.weft.net import (fdb, ingress, iptables, neighbours, routes, tun, vxlan,
                                            wireguard)
@@ -155,11 +156,13 @@ def owned(paths):
     return [path for path in paths if not path.startswith("/proc/")]
 
 
-def converge(ctx, state, old, record=None, sources=None, services=True):
+def converge(ctx, state, old, record=None, sources=None, services=True, given_secrets=None):
     """Bring the host to `state`, removing what `old` (everything weft may have put here)
     holds and `state` does not. With `record` (plan, identity, settings) and `sources`
     (the code), write both for weft-restore; with `services`, start, restart and reload
-    weft's units and dockerd as their files changed."""
+    weft's units and dockerd as their files changed. `given_secrets` ({path: content, or
+    None for none}; weft_host only) are written first, and the secrets' pending
+    replacements put in place, so the devices start from the keys the plan announced."""
     run = Run(ctx)
     gone_devices = sorted(old.devices - state.devices)
     gone_files = owned(sorted(set(old.files) - set(state.files)))
@@ -178,6 +181,8 @@ def converge(ctx, state, old, record=None, sources=None, services=True):
                 run.changed_file("mode %s %s" % (item["mode"], item["path"]))
         for core, name in gone_devices:
             run.step(core, dict(name=name, state="absent"))
+        if given_secrets is not None:
+            ensure_secrets(run, state.secrets, given_secrets)
         restart_docker_wanted = False
         for item in state.steps:
             outcome = run.step(item["core"], item["params"])
@@ -207,6 +212,24 @@ def converge(ctx, state, old, record=None, sources=None, services=True):
             if restart_docker_wanted:
                 restart_docker(run)
     return run.summary()
+
+
+def ensure_secrets(run, kept, given):
+    """Secret files: the given ones this state keeps, written root-only (compared in
+    memory, never diffed), absent when None; then the pending replacements promoted."""
+    for path, content in sorted(given.items()):
+        if path not in kept:
+            continue    # gone with the backend: removed below with the other secrets
+        if content is None:
+            changed = ensure_absent(path, run.ctx.check_mode)
+        else:
+            changed = (read_text(path) or None) != content
+            if changed and not run.ctx.check_mode:
+                write_atomic(path, content, mode=0o400)
+        if changed:
+            run.changed_file(path)      # the path only: the content stays unsaid
+    for path in promote_pending(kept, run.ctx.check_mode):
+        run.changed_file(path)
 
 
 def ensure_user(run, user):
@@ -240,9 +263,10 @@ def remove_user(run, name):
     run.changed_file("user %s (removed)" % name)
 
 
-def uninstall(ctx, old, settings, network=None):
+def uninstall(ctx, old, settings, network=None, keep_secrets=False):
     """Remove everything weft put on this host (`old`: what the record and weft's defaults
-    say that is), and put Docker back as it was before weft's first run."""
+    say that is), and put Docker back as it was before weft's first run. `keep_secrets`:
+    leave the secret files (keys), so that a reinstall keeps the host's identity."""
     run = Run(ctx)
     with exclusive_lock():
         stop_services(run, old.services)    # weft-heal first: it would put everything back
@@ -260,7 +284,8 @@ def uninstall(ctx, old, settings, network=None):
             remove_user(run, user["name"])
         if settings["docker"]:
             put_docker_back(run, settings, network)
-        for path in ("/etc/weft", units.RUNTIME):
+        kept = set(old.secrets) if keep_secrets else set()
+        for path in remove_tree_except(units.CONFIG, kept) + [units.RUNTIME]:
             if ensure_absent(path, ctx.check_mode):
                 run.changed_file(path)
         if any(p.endswith(".service") for p in run.result["files_changed"]):
@@ -268,6 +293,15 @@ def uninstall(ctx, old, settings, network=None):
                 systemctl(ctx, "daemon-reload")
             run.service("daemon-reload")
     return run.summary()
+
+
+def remove_tree_except(top, kept):
+    """What to remove of the directory `top` so that only the paths in `kept` stay: the
+    whole directory when none of them is there, else everything else in it."""
+    if not any(os.path.lexists(path) for path in kept if path.startswith(top + "/")):
+        return [top]
+    return sorted(os.path.join(top, name) for name in os.listdir(top)
+                  if os.path.join(top, name) not in kept)
 
 
 def put_docker_back(run, settings, network):

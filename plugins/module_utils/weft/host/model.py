@@ -53,6 +53,11 @@ class Peer:
     data6: dict | None = None
     weft: bool = True   # False: a Flannel host of the network (from etcd)
 
+    def side(self, family):
+        """(subnet, public address, lease data) of one family of the lease."""
+        return (self.subnet, self.public_ip, self.data) if family == 4 else \
+            (self.subnet6, self.public_ipv6, self.data6 or {})
+
     @classmethod
     def of(cls, name, entry, weft=True):
         return cls(name, entry.get("subnet"), entry.get("public_ip"), entry.get("backend_data") or {},
@@ -95,6 +100,7 @@ class HostView:
                              key=lambda p: p.name) if self.ipv6 else []
         self.peers = sorted({p.name: p for p in self.peers4 + self.peers6}.values(),
                             key=lambda p: p.name)
+        self.families = [f for f, on in ((4, self.ipv4), (6, self.ipv6)) if on]
         underlay_mtu = self.network.get("mtu") or identity["mtu"]
         # One MTU for the containers, right for every path: the larger overhead of the
         # families the network has (an IPv6 outer header is 20 bytes more than an IPv4 one).
@@ -103,6 +109,10 @@ class HostView:
         self.overlay_mtu = int(underlay_mtu) - overhead
         self._underlays = [ipaddress.ip_network(identity[key])
                            for key in ("underlay", "underlay6") if identity.get(key)]
+
+    def peers_of(self, family):
+        """The peers with a subnet and a public address of this family."""
+        return self.peers4 if family == 4 else self.peers6
 
     def on_link(self, peer, family=4) -> bool:
         """DirectRouting: a peer on this host's L2 network is reached without the tunnel."""
@@ -263,7 +273,8 @@ def leftovers(settings, options=None) -> HostState:
     state = HostState(services=[heal_service()])  # stopped first: it would put things back
     for backend in BACKENDS.values():
         network = {**{o.key: o.default for o in backend.options}, **(options or {})}
-        light = SimpleNamespace(network=network, settings=settings, ipv4=True, ipv6=True)
+        light = SimpleNamespace(network=network, settings=settings, ipv4=True, ipv6=True,
+                                families=[4, 6])
         state = state.merge(HostState(devices=set(backend.devices(light)),
                                       users=backend.users(light),
                                       services=backend.services(light),

@@ -29,8 +29,12 @@ def desired_common(params, mac_option=True):
         desired["mtu"] = int_range(params["mtu"], "mtu", 68, 65535)
     if mac_option and params.get("mac"):
         desired["mac"] = mac_address(params["mac"], "mac", unicast=True)
-    if params.get("address"):
-        desired["address"] = str(ip_interface(params["address"], "address"))
+    address = params.get("address")
+    if address:
+        # One address, or (wireguard carrying both families) a list: sorted, as read back.
+        found = sorted(str(ip_interface(a, "address"))
+                       for a in ([address] if isinstance(address, str) else address))
+        desired["address"] = found[0] if len(found) == 1 else found
     return desired
 
 
@@ -42,7 +46,7 @@ def read_common(kernel, msg):
         mtu=msg.get_attr("IFLA_MTU"),
         mac=msg.get_attr("IFLA_ADDRESS"),
         up=bool(msg["flags"] & IFF_UP),
-        address=addresses[0] if len(addresses) == 1 else addresses or None,
+        address=addresses[0] if len(addresses) == 1 else sorted(addresses) or None,
     )
 
 
@@ -60,12 +64,14 @@ def apply_in_place(kernel, index, after):
     if "mac" in after:
         ipr.link("set", index=index, address=after["mac"])
     if "address" in after:
-        # The device is dedicated to the overlay: it holds exactly the one address.
+        # The device is dedicated to the overlay: it holds exactly the addresses given.
         for cidr in kernel.addresses(index):
             addr, prefix = cidr.split("/")
             ipr.addr("del", index=index, address=addr, prefixlen=int(prefix))
-        addr, prefix = after["address"].split("/")
-        ipr.addr("add", index=index, address=addr, prefixlen=int(prefix))
+        wanted = after["address"]
+        for cidr in [wanted] if isinstance(wanted, str) else wanted:
+            addr, prefix = cidr.split("/")
+            ipr.addr("add", index=index, address=addr, prefixlen=int(prefix))
     if "up" in after:
         ipr.link("set", index=index, state="up" if after["up"] else "down")
 

@@ -50,7 +50,8 @@ def desired_routes(params, kernel, check_mode=False, indexes=None):
             int_range(metric, where + ".metric", 0, 2 ** 32 - 1)
         table = parse_table(item["table"], where + ".table") if item.get("table") \
             else default_table
-        scope = item.get("scope") or ("global" if via else "link")
+        # IPv6 routes have no scope: the kernel keeps every one as global.
+        scope = item.get("scope") or ("global" if via or dst.version == 6 else "link")
         route = dict(dst=str(dst), via=str(via) if via else None, onlink=bool(item["onlink"]),
                      metric=metric, table=table, scope=scope)
         if dev is not None:

@@ -10,12 +10,14 @@ an unprivileged user that holds CAP_NET_ADMIN alone. Either way wireguard-tools'
 configures it (netlink for the kernel's, the UAPI socket for wireguard-go's), so all that
 differs is how the device comes to exist and goes away.
 
-The private key is read from a root-only file on the host by `wg` itself; it is compared
-with the device's in this process and never returned, logged or put in a diff.
+The private and pre-shared keys are read from root-only files on the host by `wg` itself;
+they are compared with the device's in this process and never returned, logged or put in
+a diff. All changes to the peers go to the device in one `wg set`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -24,7 +26,7 @@ from ansible.module_utils.weft.net.device import (COMMON_ARGUMENT_SPEC, apply_in
                                                   desired_common, differing, read_common)
 from ansible.module_utils.weft.net.netlink import attr
 from ansible.module_utils.weft.net.reconcile import reconcile
-from ansible.module_utils.weft.validate import int_range, ip_network
+from ansible.module_utils.weft.validate import int_range, ip_network, wireguard_key
 
 KINDS = {"kernel": "wireguard", "userspace": "tun"}
 UAPI_DIR = "/run/wireguard"
@@ -33,7 +35,9 @@ START_TIMEOUT = 10.0
 
 ARGUMENT_SPEC = dict(
     COMMON_ARGUMENT_SPEC,
+    address=dict(type="list", elements="str"),   # one per family the device carries
     private_key=dict(type="path", no_log=False),  # a path: the key itself never passes here
+    preshared_key=dict(type="path", no_log=False),  # a path, the same for every peer
     listen_port=dict(type="int"),
     peers=dict(type="list", elements="dict", default=[], options=dict(
         public_key=dict(type="str", required=True, no_log=False),
@@ -137,34 +141,54 @@ def remove(ctx, params, msg):
         ctx.kernel.ipr.link("del", index=msg["index"])
 
 
+def fingerprint(secret):
+    """What a pre-shared key is compared by: a digest, so that the key itself never sits
+    in the entries that results and diffs are rendered from."""
+    return hashlib.sha256(secret.encode()).hexdigest() if secret else None
+
+
 def read_device(ctx, name):
     """(private key, listen port, {public key: peer}) as `wg show dump` prints them."""
     lines = wg(ctx, "show", name, "dump").splitlines()
     private, _, port = lines[0].split("\t")[:3]
     peers = {}
     for line in lines[1:]:
-        key, _, endpoint, allowed, _, _, _, keepalive = line.split("\t")[:8]
+        key, psk, endpoint, allowed, _, _, _, keepalive = line.split("\t")[:8]
         peers[key] = dict(endpoint=None if endpoint == "(none)" else endpoint,
                           allowed_ips=",".join(sorted(a for a in allowed.split(",")
                                                       if a and a != "(none)")),
-                          persistent_keepalive=0 if keepalive == "off" else int(keepalive))
+                          persistent_keepalive=0 if keepalive == "off" else int(keepalive),
+                          psk=fingerprint(None if psk == "(none)" else psk))
     return private, int(port), peers
 
 
-def desired_peers(params):
+def read_secret(path, option, check_mode):
+    """A key file's content; None when it does not exist yet in a dry run."""
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except FileNotFoundError:
+        if not check_mode:
+            raise WeftError("%s: %s does not exist (%s)" % (option, path, "weft_facts makes it"
+                            if option == "private_key" else "weft_host writes it")) from None
+        return None
+    except OSError as exc:
+        raise WeftError("%s: %s cannot be read (%s)" % (option, path, exc.strerror)) from None
+
+
+def desired_peers(params, psk=None):
     peers = {}
     for i, peer in enumerate(params["peers"]):
         where = "peers[%d]" % i
-        key = peer["public_key"].strip()
-        if len(key) != 44 or not key.endswith("="):
-            raise ValueError("%s.public_key: %r is not a WireGuard public key" % (where, key))
+        key = wireguard_key(peer["public_key"], where + ".public_key")
         if key in peers:
             raise ValueError("%s.public_key: %s is given twice" % (where, key))
         allowed = [str(ip_network(a, "%s.allowed_ips" % where)) for a in peer["allowed_ips"]]
         peers[key] = dict(key=key, endpoint=peer["endpoint"].strip(),
                           allowed_ips=",".join(sorted(allowed)),
                           persistent_keepalive=int_range(peer["persistent_keepalive"],
-                                                         where + ".persistent_keepalive", 0, 65535))
+                                                         where + ".persistent_keepalive", 0, 65535),
+                          psk=fingerprint(psk))
     return peers
 
 
@@ -184,22 +208,18 @@ def run(params, ctx):
         if not ctx.check_mode:
             remove(ctx, params, msg)
         return dict(changed=True)
+    key_file, psk_file = params["private_key"], params["preshared_key"]
+    # None in a dry run before weft_facts has made the key: it will be set.
+    private = read_secret(key_file, "private_key", ctx.check_mode)
+    psk = read_secret(psk_file, "preshared_key", ctx.check_mode) if psk_file else None
     try:
         inplace = desired_common(params, mac_option=False)
-        peers = desired_peers(params)
+        if psk:
+            wireguard_key(psk, "preshared_key (%s)" % psk_file, secret=True)
+        peers = desired_peers(params, psk)
         port = int_range(params["listen_port"], "listen_port", 1, 65535)
     except ValueError as exc:
         raise WeftError(str(exc)) from None
-    key_file = params["private_key"]
-    try:
-        with open(key_file) as handle:
-            private = handle.read().strip()
-    except FileNotFoundError:
-        if not ctx.check_mode:
-            raise WeftError("private_key: %s does not exist (weft_facts makes it)" % key_file) from None
-        private = None   # a dry run before weft_facts has made it: the key will be set
-    except OSError as exc:
-        raise WeftError("private_key: %s cannot be read (%s)" % (key_file, exc.strerror)) from None
     implementation = choose_implementation(params, msg)
     if msg is not None and read_kind(msg) != KINDS[implementation]:
         raise WeftError("name: %s exists as a %s device, not %s's %s; refusing to touch it"
@@ -227,17 +247,22 @@ def run(params, ctx):
         if not ctx.check_mode:
             wg(ctx, "set", name, "private-key", key_file, "listen-port", str(port))
 
+    changes = []
+
     def apply(action, key, value):
         if action == "remove":
-            wg(ctx, "set", name, "peer", key, "remove")
+            changes.extend(["peer", key, "remove"])
             return
-        # `wg set` replaces a peer's allowed IPs with the ones named.
-        wg(ctx, "set", name, "peer", key, "endpoint", value["endpoint"],
-           "allowed-ips", value["allowed_ips"],
-           "persistent-keepalive", str(value["persistent_keepalive"] or "off"))
+        # `wg set` replaces a peer's allowed IPs with the ones named; /dev/null: no PSK.
+        changes.extend(["peer", key, "endpoint", value["endpoint"],
+                        "allowed-ips", value["allowed_ips"],
+                        "persistent-keepalive", str(value["persistent_keepalive"] or "off"),
+                        "preshared-key", psk_file if psk else "/dev/null"])
 
     current = {k: dict(v, key=k) for k, v in current_peers.items()}
     outcome = reconcile(ctx, current, peers, params["purge"], apply, render)
+    if changes:
+        wg(ctx, "set", name, *changes)
     result.update({k: outcome[k] for k in ("added", "updated", "removed")})
     if outcome.get("diff"):
         result["diff"] = outcome["diff"]

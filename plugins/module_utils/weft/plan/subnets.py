@@ -344,6 +344,11 @@ def parse_network_config(raw, name="weft_network") -> NetworkConfig:
     if ipv6 is not None and not BACKENDS[btype].dual_stack:
         raise PlanError("%s.EnableIPv6: backend %s carries IPv4 only (as Flannel's does); "
                         "use vxlan or host-gw" % (name, btype))
+    try:
+        BACKENDS[btype].check_network(options, [f for f, on in ((4, ipv4), (6, ipv6))
+                                                if on is not None], name + ".Backend")
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
     if ipv4 is None:
         return NetworkConfig(None, None, None, None, btype, options, ipv6)
     return NetworkConfig(ipv4.network, ipv4.subnet_len, ipv4.subnet_min, ipv4.subnet_max, btype,
@@ -469,7 +474,7 @@ def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False
     """
     fam = config.family
     subnet_of, public_of = fam.subnet_of, fam.public_of
-    pin_of = lambda h: getattr(h, fam.pin)  # noqa: E731
+    pin_of = fam.pin_of
     # Reservations by their subnet of the primary family.
     reserved = {subnet_of(r): r for r in (reserved or {}).values() if subnet_of(r) is not None}
     names = {h.name for h in hosts}
