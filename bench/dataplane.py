@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Data-plane benchmark: the underlay, host-gw, vxlan and the udp daemon, measured in one run.
+"""Data-plane benchmark: the underlay, host-gw, vxlan, the udp daemon and wireguard, in one run.
 
 Two hosts, A (10.9.0.1, fd09::1) and B (10.9.0.2, fd09::2), are network namespaces joined
 by a veth (MTU 1500). Each has a container behind a veth and a bridge, as Docker has it
@@ -18,11 +18,15 @@ over IPv6 in a dual-stack network ("vxlan6", its paired runs on the IPv6 underla
 its own row, "underlay6"). Then
 64-byte UDP datagrams, ping mean and p99, the machine's CPU seconds per GB moved by the
 single stream (everything: both stacks, iperf3, the daemons), and for udp the daemons' own
-CPU per GB and the peak RSS of all their processes on a host.
+CPU per GB and the peak RSS of all their processes on a host. wireguard (wireguard-go: this
+kernel has no WireGuard module) is measured host to host against a wireguard-go pair
+configured by hand (ip, wg set) on the same hosts at the same time, in interleaved rounds,
+with each pair's wireguard-go CPU seconds per GB.
 
     python3 bench/dataplane.py [--seconds 10] [--rounds 3] [--out bench/results]
+                               [--backends ...] [--name dataplane]
 
-Writes dataplane.json and dataplane.md into --out. Run as root; needs iperf3 and ping.
+Writes <name>.json and <name>.md into --out. Run as root; needs iperf3 and ping.
 Bounded: every iperf3 run stops after --seconds, every ping after 200 packets.
 """
 
@@ -52,6 +56,8 @@ HOSTS = {1: PREFIX + "-A", 2: PREFIX + "-B"}
 CONTAINERS = {1: PREFIX + "-CA", 2: PREFIX + "-CB"}
 TARGETS = {"host-gw": 0.95, "vxlan": 0.9}       # x underlay, TCP single stream host to host
 UDP_TARGET_BPS, UDP_TARGET_RSS_MB = 2.7e9, 40
+WIREGUARD_TARGET = 0.95                         # weft's wireguard x a hand-configured pair
+WG_PID = "/run/weft-sandbox/units/weft-wireguard-flannel-wg.service.pid"
 BASELINE_PORT = 5202                            # iperf3 on the underlay, for the paired runs
 OPEN = "-open"                                  # "vxlan-open": vxlan with weft_peer_ingress off
 IPV6 = "6"                                      # "vxlan6", "underlay6": measured over IPv6
@@ -127,8 +133,12 @@ def sh_quiet(*cmd):
     subprocess.run(cmd, capture_output=True)
 
 
-def plan(name):
-    """The planner's plan of both hosts: dual-stack for a row measured over IPv6."""
+def plan(name, reported=None):
+    """The planner's plan of both hosts: dual-stack for a row measured over IPv6;
+    `reported`: {n: what weft_facts reported on host n} (wireguard's public keys)."""
+    if reported:
+        return encode_plan(sample_plan(backend_of(name), [
+            ("node%d" % n, "10.9.0.%d" % n, "100.96.%d.0/24" % n, reported[n]) for n in (1, 2)]))
     if not name.endswith(IPV6):
         return numbered_plan(backend_of(name), 2, encoded=True)
     hosts = [dict(name="node%d" % n, public_ip="10.9.0.%d" % n, subnet="100.96.%d.0/24" % n,
@@ -148,14 +158,17 @@ class Weft:
         + IPV6: the same in a dual-stack network."""
         backend = backend_of(name)
         self.stop_daemons()
+        reported = {n: self.facts(box, backend) for n, box in self.boxes.items()} \
+            if backend == "wireguard" else None
         for n, box in self.boxes.items():
             result = box.module("weft_host", {
-                "plan": plan(name),
+                "plan": plan(name, reported),
                 "host": {"name": "node%d" % n, "iface": "eth0", "public_ip": "10.9.0.%d" % n,
                          "underlay": "10.9.0.0/24", "public_ipv6": "fd09::%d" % n,
                          "underlay6": "fd09::/64", "mtu": 1500},
                 "settings": {"docker": False, "heal_interval": 0,
-                             "peer_ingress": not name.endswith(OPEN)}})
+                             "peer_ingress": not name.endswith(OPEN),
+                             "wireguard_implementation": "userspace"}})
             if result["failed"]:
                 raise RuntimeError("weft_host on host %d: %s" % (n, result.get("msg")))
         if backend == "udp":
@@ -166,6 +179,18 @@ class Weft:
                     "--inh-caps=-all", "--bounding-set=-all", "/usr/bin/python3", UDPD,
                     "run", UDPD_CONFIG)
             time.sleep(1.5)
+
+    @staticmethod
+    def facts(box, backend):
+        """What weft_facts reports on a host for its lease (a key made there first)."""
+        result = box.module("weft_facts", {"iface": "eth0", "backend": backend})
+        if result["failed"]:
+            raise RuntimeError("weft_facts: %s" % result.get("msg"))
+        return result["ansible_facts"]["weft_backend_facts"]
+
+    def wireguard_pids(self):
+        """wireguard-go of each host, as the sandbox's systemd-run started it."""
+        return [[int(self.boxes[n].read(WG_PID).strip())] for n in (1, 2)]
 
     def daemon_pids(self):
         """Every process of every daemon (a daemon may run workers)."""
@@ -261,7 +286,105 @@ def tcp(seconds, rounds, streams=1, client=CONTAINERS[1], server="100.96.2.2", w
 
 # The device each encapsulating row's traffic must leave host A by (host-gw has none).
 DEVICES = {"vxlan": "flannel.1", "vxlan-open": "flannel.1", "vxlan6": "flannel-v6.1",
-           "udp": "flannel0"}
+           "udp": "flannel0", "wireguard": "flannel-wg"}
+
+
+class HandWireguard:
+    """A wireguard-go pair configured by hand (ip, wg set) beside weft's, as an admin would
+    make one: devices wgh1/wgh2 on 10.200.0.1 and .2, port 51830, MTU 1420, root."""
+
+    PORT, MTU = 51830, 1420
+
+    def __init__(self):
+        self.procs, self.keys = {}, {}
+        try:
+            for n in (1, 2):
+                private = sh("wg", "genkey").strip()
+                public = subprocess.run(["wg", "pubkey"], input=private, capture_output=True,
+                                        text=True, check=True).stdout.strip()
+                self.keys[n] = (private, public)
+                self.procs[n] = subprocess.Popen(
+                    ["ip", "netns", "exec", HOSTS[n], "env", "WG_PROCESS_FOREGROUND=1",
+                     "wireguard-go", self.device(n)], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)
+            for n in (1, 2):
+                self.configure(n)
+        except Exception:
+            self.remove()
+            raise
+
+    @staticmethod
+    def device(n):
+        return "wgh%d" % n      # one name per host: the UAPI sockets share /run/wireguard
+
+    def configure(self, n):
+        other, dev = 3 - n, self.device(n)
+        deadline = time.time() + 10
+        while not os.path.exists("/run/wireguard/%s.sock" % dev):
+            if time.time() > deadline:
+                raise RuntimeError("wireguard-go did not make %s" % dev)
+            time.sleep(0.05)
+        key_file = "/run/weft-bench-%s.key" % dev
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, self.keys[n][0].encode())
+        os.close(fd)
+        try:
+            run_in(HOSTS[n], "wg", "set", dev, "private-key", key_file, "listen-port",
+                   str(self.PORT), "peer", self.keys[other][1], "endpoint",
+                   "10.9.0.%d:%d" % (other, self.PORT), "allowed-ips", "10.200.0.%d/32" % other)
+        finally:
+            os.unlink(key_file)
+        run_in(HOSTS[n], "ip", "addr", "add", "10.200.0.%d/24" % n, "dev", dev)
+        run_in(HOSTS[n], "ip", "link", "set", dev, "mtu", str(self.MTU), "up")
+
+    def pids(self):
+        return [[proc.pid] for proc in self.procs.values()]
+
+    def remove(self):
+        for n, proc in self.procs.items():
+            proc.terminate()
+            proc.wait(10)
+            sh_quiet("rm", "-f", "/run/wireguard/%s.sock" % self.device(n))
+        self.procs = {}
+
+
+def wireguard_against_hand(seconds, rounds, weft):
+    """weft's wireguard and the hand-made pair host to host, in interleaved rounds (each
+    round both, back to back): medians of each and of their per-round ratio; the
+    wireguard-go processes' CPU seconds per GB for each."""
+    hand = HandWireguard()
+    servers = [subprocess.Popen(["ip", "netns", "exec", HOSTS[2], "iperf3", "-s", "-B", address,
+                                 "-p", str(port)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+               for address, port in (("100.96.2.1", 5203), ("10.200.0.2", 5204))]
+    try:
+        time.sleep(0.5)
+        ticks = os.sysconf("SC_CLK_TCK")
+        runs = []
+        for _ in range(rounds):
+            round_ = []
+            for server, port, pids in (("100.96.2.1", 5203, weft.wireguard_pids()),
+                                       ("10.200.0.2", 5204, hand.pids())):
+                flat = [p for group in pids for p in group]
+                before = cpu_ticks(flat)
+                end = iperf(HOSTS[1], server, seconds, port=port)
+                gb = end["sum_received"]["bytes"] / 1e9
+                round_.append((end["sum_received"]["bits_per_second"],
+                               (cpu_ticks(flat) - before) / ticks / gb))
+            runs.append(round_)
+        med = statistics.median
+        return {"weft_host_tcp1_bps": med(r[0][0] for r in runs),
+                "hand_host_tcp1_bps": med(r[1][0] for r in runs),
+                "weft_vs_hand": med(r[0][0] / r[1][0] for r in runs),
+                "weft_wg_cpu_s_per_gb": med(r[0][1] for r in runs),
+                "hand_wg_cpu_s_per_gb": med(r[1][1] for r in runs),
+                "hand_ping_mean_ms": ping_ms(HOSTS[1], "10.200.0.2")[0],
+                "weft_ping_mean_ms": ping_ms(HOSTS[1], "100.96.2.1")[0]}
+    finally:
+        for proc in servers:
+            proc.terminate()
+            proc.wait(5)
+        hand.remove()
 
 
 def tx_bytes(ns, device):
@@ -319,6 +442,8 @@ def measure(name, seconds, rounds, weft):
             seconds, rounds, client=HOSTS[1], server=fam.bridge, weft=daemons, port=5203,
             underlay=fam.underlay)
         r["udp64_pps"] = udp_small_pps(seconds, fam.container)
+        if name == "wireguard":
+            r.update(wireguard_against_hand(seconds, rounds, weft))
         if name == "udp":
             r["daemon_rss_mb"] = round(max(peak_rss_mb(group) for group in weft.daemon_pids()), 1)
             r["daemon_processes"] = max(len(group) for group in weft.daemon_pids())
@@ -374,6 +499,8 @@ def verdicts(results):
                         v4["host_tcp1_bps"] / v4["host_tcp1_underlay_bps"],
                         v6["tcp1_bps"] / v6["tcp1_underlay_bps"], v4["tcp1_bps"] / v4["tcp1_underlay_bps"],
                         v6["host_tcp1_bps"] / 1e9, v4["host_tcp1_bps"] / 1e9))
+    if "wireguard" in by:
+        lines.append(wireguard_verdict(by["wireguard"]))
     udp = by["udp"]
     lines.append("udp TCP single stream, container to container: %.2f Gbit/s (target >= %.1f Gbit/s): %s;"
                  " %.2fx vxlan, %.2fx underlay"
@@ -387,13 +514,26 @@ def verdicts(results):
     return lines
 
 
+def wireguard_verdict(wg):
+    return ("wireguard (wireguard-go both ways) host to host: weft %.2f Gbit/s, a hand-configured "
+            "wireguard-go pair %.2f Gbit/s in the same rounds: %.3fx (target >= %.2fx): %s; "
+            "wireguard-go CPU s per GB %.2f (weft) / %.2f (hand); ping mean %.3f / %.3f ms"
+            % (wg["weft_host_tcp1_bps"] / 1e9, wg["hand_host_tcp1_bps"] / 1e9, wg["weft_vs_hand"],
+               WIREGUARD_TARGET, "met" if wg["weft_vs_hand"] >= WIREGUARD_TARGET else "NOT met",
+               wg["weft_wg_cpu_s_per_gb"], wg["hand_wg_cpu_s_per_gb"],
+               wg["weft_ping_mean_ms"], wg["hand_ping_mean_ms"]))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", nargs="+",
-                        default=["host-gw", "vxlan", "vxlan" + OPEN, "vxlan" + IPV6, "udp"])
+                        default=["host-gw", "vxlan", "vxlan" + OPEN, "vxlan" + IPV6, "udp",
+                                 "wireguard"])
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    parser.add_argument("--name", default="dataplane",
+                        help="file name of the results (a run of some rows: its own name)")
     args = parser.parse_args()
     weft = None
     try:
@@ -416,13 +556,15 @@ def main():
     lines = table(results)
     if {"host-gw", "vxlan", "udp"} <= {r["backend"] for r in results}:  # the verdicts need all
         lines += [""] + verdicts(results)
+    elif "wireguard" in {r["backend"] for r in results}:
+        lines += ["", wireguard_verdict(next(r for r in results if r["backend"] == "wireguard"))]
     report = "Measured %s on %s.\n\n%s\n" % (time.strftime("%Y-%m-%d"), machine, "\n".join(lines))
     print(report)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "dataplane.json"), "w") as handle:
+    with open(os.path.join(args.out, args.name + ".json"), "w") as handle:
         json.dump({"date": time.strftime("%Y-%m-%d"), "machine": machine, "results": results},
                   handle, indent=2)
-    with open(os.path.join(args.out, "dataplane.md"), "w") as handle:
+    with open(os.path.join(args.out, args.name + ".md"), "w") as handle:
         handle.write(report)
 
 

@@ -428,5 +428,60 @@ def test_wireguard_uninstall_and_again():
     check_all("wireguard")
 
 
+def public_keys():
+    return {name: lease["backend_data"]["public_key"] for name, lease in lab.leases().items()}
+
+
+def test_wireguard_keys_rotate_with_every_peer_following():
+    before = public_keys()
+    changed = site("wireguard", weft_wireguard_rotate=True)
+    assert all(changed[name] > 0 for name in NODES), changed
+    after = public_keys()
+    assert all(after[name] != before[name] for name in NODES), (before, after)
+    # Every device has its lease's new key and every peer the others' (check_converged),
+    # in the same run: the containers talk without a second one.
+    check_all("wireguard")
+    for name in NODES:
+        assert lab.host(name).run("test -e /etc/weft/wireguard.key.next").rc != 0
+    assert set(site("wireguard").values()) == {0}
+
+
+def test_wireguard_pre_shared_key_stays_on_the_hosts():
+    psk = lab.host("node1").check_output("wg genpsk")
+    extra = dict(weft_network=network("wireguard"), weft_wireguard_psk=psk)
+    _, out, changed = lab.playbook("site.yml", extra=extra, flags=("--diff",))
+    assert all(changed[name] > 0 for name in NODES), changed
+    _, again, changed = lab.playbook("site.yml", extra=extra, flags=("-vvv", "--diff"))
+    assert set(changed.values()) == {0}
+    assert psk not in out and psk not in again     # neither in output, diffs nor arguments
+    for name in NODES:
+        h = lab.host(name)
+        assert {line.split("\t")[1] for line in
+                h.check_output("wg show flannel-wg preshared-keys").splitlines()} == {psk}
+        assert h.check_output("stat -c '%a %U' /etc/weft/wireguard.psk") == "400 root"
+        assert psk not in h.check_output("cat /etc/weft/host.json")
+    assert psk not in json.dumps(lab.leases())
+    check_all("wireguard")
+    # Left out again: the file goes and the tunnels have none.
+    site("wireguard")
+    for name in NODES:
+        h = lab.host(name)
+        assert h.run("test -e /etc/weft/wireguard.psk").rc != 0
+        assert {line.split("\t")[1] for line in
+                h.check_output("wg show flannel-wg preshared-keys").splitlines()} == {"(none)"}
+
+
+def test_dual_stack_wireguard():
+    converge_twice(site6, "wireguard")
+    check_dual_stack("wireguard")
+    assert public_keys() == {name: lease["backend_v6_data"]["public_key"]
+                             for name, lease in lab.leases().items()}
+    # IPv6 off on a live network: its device goes, IPv4 stays.
+    site("wireguard")
+    for name in NODES:
+        assert lab.host(name).run("ip link show flannel-wg-v6").rc != 0
+    check_all("wireguard")
+
+
 def test_switch_wireguard_to_vxlan():
     switch("wireguard", "vxlan")

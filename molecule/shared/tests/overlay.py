@@ -354,7 +354,11 @@ def state6(name):
                 forwarding=h.check_output("sysctl -n net.ipv6.conf.all.forwarding"),
                 daemon=json.loads(h.run("cat /etc/docker/daemon.json").stdout or "{}"),
                 subnet_env=h.run("cat /run/flannel/subnet.env").stdout,
-                nft_peers6=sorted(nft_set(state(name), "peers6") or []))
+                nft_peers6=sorted(nft_set(state(name), "peers6") or []),
+                # the IPv6 WireGuard device's peers (its own line, with the key, left out)
+                wg6=[line.split("\t") for line in h.run(
+                    "wg show flannel-wg-v6 dump 2>/dev/null | tail -n +2").stdout.splitlines()],
+                wg6_link=js("ip -j -d link show flannel-wg-v6"))
 
 
 def check_dual_stack(name, st, backend, plan):
@@ -377,11 +381,20 @@ def check_dual_stack(name, st, backend, plan):
         assert {(r["dst"], r["gateway"], r["dev"]) for r in st["routes"]} == \
             {(p["subnet6"], vtep(p["subnet6"]), "flannel-v6.1") for p in others.values()}
         assert st["nft_peers6"] == sorted(p["public_ipv6"] for p in others.values())
+    elif backend == "wireguard":
+        # Mode separate: the second device, one peer per host over IPv6 on ListenPortV6.
+        assert st["link"] is None and st["wg6_link"][0]["mtu"] == 1420, st["wg6_link"]
+        assert {f[0]: (f[2], f[3]) for f in st["wg6"]} == \
+            {p["backend_v6_data"]["public_key"]: ("[%s]:51821" % p["public_ipv6"], p["subnet6"])
+             for p in others.values()}
+        assert {(r["dst"], r.get("gateway"), r["dev"]) for r in st["routes"]} == \
+            {(NETWORK6, None, "flannel-wg-v6")}
+        assert st["nft_peers6"] == sorted(p["public_ipv6"] for p in others.values())
     else:
         assert st["link"] is None
         assert {(r["dst"], r["gateway"], r["dev"]) for r in st["routes"]} == \
             {(p["subnet6"], p["public_ipv6"], "eth0") for p in others.values()}
-    mtu = {"vxlan": 1430, "host-gw": 1500}[backend]
+    mtu = {"vxlan": 1430, "host-gw": 1500, "wireguard": 1420}[backend]
     gateway6 = "%s/%d" % (ipaddress.ip_network(lease["subnet6"]).network_address + 1, 64)
     assert (st["daemon"]["ipv6"], st["daemon"]["fixed-cidr-v6"], st["daemon"]["mtu"]) == \
         (True, lease["subnet6"], mtu)
