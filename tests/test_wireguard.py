@@ -239,6 +239,11 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
     assert wg_dump(a)[0] == rotated and not a.exists(KEY + ".next")
     assert a.read(KEY).strip() not in (old_private, "")
     assert list(wg_dump(b)[1]) == [rotated]
+    # A peer removed behind weft's back comes back with the next repair pass (weft-heal).
+    b.run("wg", "set", "flannel-wg", "peer", rotated, "remove")
+    assert wg_dump(b)[1] == {}
+    b.run("/usr/bin/python3", "/usr/local/lib/weft/weft-restore")
+    assert list(wg_dump(b)[1]) == [rotated]
     out = sh("ping", "-c", "2", "-i", "0.2", "-W", "2", "-I", "100.96.1.0", "100.96.2.0",
              netns=a.netns)
     assert " 0% packet loss" in out, out

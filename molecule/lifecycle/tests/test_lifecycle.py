@@ -410,6 +410,33 @@ def test_switch_vxlan_to_wireguard():
     assert after[0] >= before[0] + 3 and after[1] == before[1], (before, after)
 
 
+# Everything crossing a node's eth0 for a while, as hex (an AF_PACKET socket).
+CAPTURE = ("import socket,sys,time\n"
+           "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW,socket.htons(3)); s.bind(('eth0',0))\n"
+           "s.settimeout(0.1); end=time.time()+float(sys.argv[1]); out=bytearray()\n"
+           "while time.time()<end:\n"
+           "    try: out+=s.recv(65535)\n"
+           "    except socket.timeout: pass\n"
+           "sys.stdout.write(out.hex())\n")
+
+
+def test_wireguard_underlay_shows_no_inner_address_or_payload():
+    containers = lab.start_containers(["node1", "node2"])
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        capture = pool.submit(lab.host("node2").check_output,
+                              "python3 -c \"%s\" 3" % CAPTURE.replace('"', '\\"'))
+        time.sleep(0.5)
+        pinged = lab.host("node1").run("docker exec weft-verify ping -c 5 -i 0.2 -s 64 -p 77656674 %s"
+                                       % containers["node2"])
+        seen = capture.result()
+    assert pinged.rc == 0, pinged.stdout + pinged.stderr
+    hexed = {name: "".join("%02x" % int(o) for o in ip.split(".")) for name, ip in containers.items()}
+    ports = "%04x" % 51820
+    assert ports in seen and len(seen) > 2000, "no WireGuard traffic captured"
+    for inner in list(hexed.values()) + ["77656674" * 4]:
+        assert inner not in seen, inner
+
+
 def test_wireguard_survives_a_reboot_with_its_key_and_peers():
     keys = {name: lease["backend_data"]["public_key"] for name, lease in lab.leases().items()}
     reboot_and_check("wireguard")   # (its final site.yml reports changed=0: nothing re-planned)
