@@ -420,20 +420,24 @@ CAPTURE = ("import socket,sys,time\n"
            "sys.stdout.write(out.hex())\n")
 
 
+MARK = "weft-capture-mark"      # a payload only the containers' HTTP request carries
+
+
 def test_wireguard_underlay_shows_no_inner_address_or_payload():
     containers = lab.start_containers(["node1", "node2"])
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         capture = pool.submit(lab.host("node2").check_output,
                               "python3 -c \"%s\" 3" % CAPTURE.replace('"', '\\"'))
         time.sleep(0.5)
-        pinged = lab.host("node1").run("docker exec weft-verify ping -c 5 -i 0.2 -s 64 -p 77656674 %s"
+        pinged = lab.host("node1").run("docker exec weft-verify ping -c 5 -i 0.2 %s"
                                        % containers["node2"])
+        fetched = lab.host("node1").run("docker exec weft-verify wget -qO- http://%s:8080/cgi-bin/"
+                                        "ip?%s" % (containers["node2"], MARK))
         seen = capture.result()
-    assert pinged.rc == 0, pinged.stdout + pinged.stderr
+    assert pinged.rc == 0 and fetched.rc == 0, pinged.stdout + pinged.stderr + fetched.stderr
     hexed = {name: "".join("%02x" % int(o) for o in ip.split(".")) for name, ip in containers.items()}
-    ports = "%04x" % 51820
-    assert ports in seen and len(seen) > 2000, "no WireGuard traffic captured"
-    for inner in list(hexed.values()) + ["77656674" * 4]:
+    assert "%04x" % 51820 in seen and len(seen) > 2000, "no WireGuard traffic captured"
+    for inner in list(hexed.values()) + [MARK.encode().hex()]:
         assert inner not in seen, inner
 
 
