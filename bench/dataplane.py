@@ -286,7 +286,7 @@ def tcp(seconds, rounds, streams=1, client=CONTAINERS[1], server="100.96.2.2", w
 
 # The device each encapsulating row's traffic must leave host A by (host-gw has none).
 DEVICES = {"vxlan": "flannel.1", "vxlan-open": "flannel.1", "vxlan6": "flannel-v6.1",
-           "udp": "flannel0", "wireguard": "flannel-wg"}
+           "udp": "flannel0", "wireguard": "flannel-wg", "wireguard-open": "flannel-wg"}
 
 
 class HandWireguard:
@@ -350,8 +350,9 @@ class HandWireguard:
 
 def wireguard_against_hand(seconds, rounds, weft):
     """weft's wireguard and the hand-made pair host to host, in interleaved rounds (each
-    round both, back to back): medians of each and of their per-round ratio; the
-    wireguard-go processes' CPU seconds per GB for each."""
+    round both, back to back, the order alternating from round to round so that neither
+    always runs first): medians of each and of their per-round ratio; the wireguard-go
+    processes' CPU seconds per GB for each."""
     hand = HandWireguard()
     servers = [subprocess.Popen(["ip", "netns", "exec", HOSTS[2], "iperf3", "-s", "-B", address,
                                  "-p", str(port)], stdout=subprocess.DEVNULL,
@@ -361,16 +362,17 @@ def wireguard_against_hand(seconds, rounds, weft):
         time.sleep(0.5)
         ticks = os.sysconf("SC_CLK_TCK")
         runs = []
-        for _ in range(rounds):
-            round_ = []
-            for server, port, pids in (("100.96.2.1", 5203, weft.wireguard_pids()),
-                                       ("10.200.0.2", 5204, hand.pids())):
+        pairs = (("100.96.2.1", 5203, weft.wireguard_pids()), ("10.200.0.2", 5204, hand.pids()))
+        for number in range(rounds):
+            round_ = {}
+            for which in ((0, 1) if number % 2 == 0 else (1, 0)):
+                server, port, pids = pairs[which]
                 flat = [p for group in pids for p in group]
                 before = cpu_ticks(flat)
                 end = iperf(HOSTS[1], server, seconds, port=port)
                 gb = end["sum_received"]["bytes"] / 1e9
-                round_.append((end["sum_received"]["bits_per_second"],
-                               (cpu_ticks(flat) - before) / ticks / gb))
+                round_[which] = (end["sum_received"]["bits_per_second"],
+                                 (cpu_ticks(flat) - before) / ticks / gb)
             runs.append(round_)
         med = statistics.median
         return {"weft_host_tcp1_bps": med(r[0][0] for r in runs),
@@ -442,7 +444,7 @@ def measure(name, seconds, rounds, weft):
             seconds, rounds, client=HOSTS[1], server=fam.bridge, weft=daemons, port=5203,
             underlay=fam.underlay)
         r["udp64_pps"] = udp_small_pps(seconds, fam.container)
-        if name == "wireguard":
+        if backend_of(name) == "wireguard":
             r.update(wireguard_against_hand(seconds, rounds, weft))
         if name == "udp":
             r["daemon_rss_mb"] = round(max(peak_rss_mb(group) for group in weft.daemon_pids()), 1)
