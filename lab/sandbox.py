@@ -1,7 +1,7 @@
 """weft's tests and benchmarks: a host for weft_host to converge, on this machine,
 touching nothing of it: a network
 namespace (its own links, routes, iptables and nftables) and a mount namespace in which
-/etc, /usr/local and /run are copy-on-write overlays and /dev/net is private, so every file
+/etc, /usr/local, /run and /var/lib are copy-on-write overlays and /dev/net is private, so every file
 weft writes (units, record, installed code, users) lands in a throwaway directory. The
 mount namespace lives as long as the sandbox, so every command in it sees the same files.
 
@@ -102,7 +102,7 @@ class Sandbox:
     def __init__(self, netns):
         self.netns = netns
         self.dir = tempfile.mkdtemp(prefix="%s%d-" % (self.PREFIX, os.getpid()))
-        for layer in ("etc", "local", "run"):
+        for layer in ("etc", "local", "run", "varlib"):
             for sub in ("upper", "work"):
                 os.makedirs(os.path.join(self.dir, layer, sub))
         sbin = os.path.join(self.dir, "local", "upper", "sbin")
@@ -129,6 +129,8 @@ class Sandbox:
             "mount -t overlay overlay -o lowerdir=/etc,upperdir=%s/etc/upper,workdir=%s/etc/work /etc" % (d, d),
             "mount -t overlay overlay -o lowerdir=/usr/local,upperdir=%s/local/upper,workdir=%s/local/work /usr/local" % (d, d),
             "mount -t overlay overlay -o lowerdir=/run,upperdir=%s/run/upper,workdir=%s/run/work /run" % (d, d),
+            # (what CNI plugins keep: host-local's address reservations)
+            "mount -t overlay overlay -o lowerdir=/var/lib,upperdir=%s/varlib/upper,workdir=%s/varlib/work /var/lib" % (d, d),
             "mount -t tmpfs -o mode=0755 weft-sandbox /dev/net",
             "mknod -m 0600 /dev/net/tun c 10 200",
         ])
@@ -244,3 +246,12 @@ def kernel_view(netns, dev="flannel.1"):
                             if "WEFT" in line and not line.startswith(":"))
     return view
 
+
+
+def run_in(box):
+    """A CNI plugin runner (lab/cni.py) that executes plugins inside the sandbox `box`."""
+    def run(argv, env, stdin):
+        cmd = box.argv("env", "-i", *["%s=%s" % item for item in sorted(env.items())], *argv)
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
+        return proc.returncode, proc.stdout, proc.stderr
+    return run

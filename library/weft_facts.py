@@ -10,7 +10,8 @@ DOCUMENTATION = r"""
 module: weft_facts
 short_description: What planning needs to know about a host, as facts
 description:
-  - Reads three things about the host, as facts. It changes nothing, except that the
+  - Reads four things about the host, as facts (the fourth, C(weft_runtime_error), only
+    when the host cannot serve the container runtimes asked of it). It changes nothing, except that the
     wireguard backend's key is made on the host the first time, and again on O(rotate_keys)
     (RV(ansible_facts.weft_backend_facts.key_made); the module then reports changed).
   - C(weft_underlay), the interface and IPv4 address that overlay peers send to. With
@@ -68,6 +69,20 @@ options:
       handed the public key to every peer.
     type: bool
     default: false
+  docker:
+    description: Whether the host is to serve Docker; without dockerd,
+      RV(ansible_facts.weft_runtime_error) says so.
+    type: bool
+    default: false
+  cni_name:
+    description: The CNI network the host is to serve; when another configuration in
+      O(cni_conf_dir) already has this name, RV(ansible_facts.weft_runtime_error) names its
+      file.
+    type: str
+  cni_conf_dir:
+    description: Where the host's CNI configurations are.
+    type: path
+    default: /etc/cni/net.d
   wireguard_psk:
     description: The wireguard backend's pre-shared key, only checked here (the base64 of 32
       bytes), so that a bad one stops the play before any host changes; never stored or
@@ -105,6 +120,11 @@ ansible_facts:
       returned: always
       sample: {iface: eth0, public_ip: 10.168.0.2, network: 10.168.0.0/24, mtu: 1500,
                public_ipv6: "fd00:168::2", network6: "fd00:168::/64"}
+    weft_runtime_error:
+      description: Why the host cannot serve the runtimes asked of it (O(docker),
+        O(cni_name)), naming the variable; absent when it can.
+      type: str
+      returned: when there is a problem
     weft_missing_packages:
       description: The packages of O(packages) that are not installed.
       type: list

@@ -129,6 +129,25 @@ options:
         type: str
         choices: [auto, kernel, userspace]
         default: auto
+      cni:
+        description: Serve CNI runtimes too (podman, containerd, a kubelet) with a CNI
+          network from this host's lease, the conflist C(<cni_conf_dir>/10-<cni_name>.conflist)
+          and its bridge O(settings.cni_bridge) with the gateways. With O(settings.docker)
+          as well, Docker gets the lower half of the host's subnet(s) and CNI the upper.
+        type: bool
+        default: false
+      cni_name:
+        description: The CNI network's name.
+        type: str
+        default: weft
+      cni_bridge:
+        description: The CNI network's bridge.
+        type: str
+        default: cni0
+      cni_conf_dir:
+        description: Where the conflist goes.
+        type: path
+        default: /etc/cni/net.d
   network:
     description: With O(state=absent) on a host without a record, the overlay network
       (CIDR), so that Docker's bridge is moved off it.

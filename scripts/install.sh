@@ -14,6 +14,7 @@ PACKAGES=(
   iperf3 make                                            # benchmarks, convenience targets
   etcd-server etcd-client                                # the etcd lease store's tests
   wireguard-tools wireguard-go                           # the wireguard backend (no kernel module here)
+  containernetworking-plugins                            # the CNI runtime (bridge, host-local, portmap)
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -410,3 +410,36 @@ def test_a_reported_public_key_that_is_no_wireguard_key_is_refused_by_name():
     for bad in ("x", "A" * 44, "A" * 42 + "=="):    # not base64 of 32 bytes
         with pytest.raises(PlanError, match=r"a.*public_key: '%s' is not a WireGuard key" % bad):
             sample_plan("wireguard", [("a", "10.0.0.1", "100.96.1.0/24", {"public_key": bad})])
+
+
+# ---- container runtimes: Docker, CNI, both --------------------------------------------
+
+def test_a_cni_host_gets_a_conflist_and_a_bridge_on_its_whole_subnet():
+    state = model.derive(dual_plan(), ME6, dict(SETTINGS, docker=False, cni=True))
+    assert ("bridge", "cni0") in state.devices and not steps(state, "docker")
+    assert steps(state, "bridge") == [{"name": "cni0", "mtu": 1430,
+                                       "address": ["100.96.1.1/24", "fd00:96:0:1::1/64"]}]
+    conf = json.loads(state.files["/etc/cni/net.d/10-weft.conflist"][0])
+    ipam = conf["plugins"][0]["ipam"]
+    assert ipam["ranges"] == [[{"subnet": "100.96.1.0/24", "gateway": "100.96.1.1"}],
+                              [{"subnet": "fd00:96:0:1::/64", "gateway": "fd00:96:0:1::1"}]]
+    assert ipam["routes"] == [{"dst": "100.96.0.0/16", "gw": "100.96.1.1"},
+                              {"dst": "fd00:96::/48", "gw": "fd00:96:0:1::1"}]
+
+
+def test_docker_and_cni_on_one_host_each_get_their_half_of_each_subnet():
+    state = model.derive(dual_plan(), ME6, dict(SETTINGS, docker=True, cni=True))
+    docker = steps(state, "docker")[0]
+    assert (docker["bip"], docker["fixed_cidr_v6"]) == ("100.96.1.1/25", "fd00:96:0:1::/65")
+    assert steps(state, "bridge")[0]["address"] == ["100.96.1.129/25", "fd00:96:0:1:8000::1/65"]
+    ranges = json.loads(state.files["/etc/cni/net.d/10-weft.conflist"][0])["plugins"][0]["ipam"]["ranges"]
+    assert [r[0]["subnet"] for r in ranges] == ["100.96.1.128/25", "fd00:96:0:1:8000::/65"]
+
+
+def test_docker_alone_is_as_before_and_a_switch_removes_the_cni_network():
+    docker_only = model.derive(plan(), ME, SETTINGS)
+    assert steps(docker_only, "docker")[0]["bip"] == "100.96.1.1/24"
+    assert not [p for p in docker_only.files if "cni" in p] and not steps(docker_only, "bridge")
+    was_cni = model.known(plan(), ME, dict(SETTINGS, cni=True))
+    assert ("bridge", "cni0") in was_cni.devices - docker_only.devices
+    assert "/etc/cni/net.d/10-weft.conflist" in set(was_cni.files) - set(docker_only.files)

@@ -101,3 +101,14 @@ def wireguard_key(value, option, secret=False):
                          "characters, as wg genkey, wg pubkey and wg genpsk print them)"
                          % (option, "the value given" if secret else repr(value)))
     return text
+
+
+_CNI_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+
+
+def cni_network_name(value, option):
+    """A CNI network name as libcni accepts it (letters, digits, '_', '.', '-')."""
+    if not isinstance(value, str) or not _CNI_NAME.match(value):
+        raise ValueError("%s: %r is not a CNI network name (a letter or digit, then letters, "
+                         "digits, '_', '.' or '-')" % (option, value))
+    return value

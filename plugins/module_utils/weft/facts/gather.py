@@ -11,11 +11,14 @@ module call, since a call per host is most of what a run costs.
 
 from __future__ import annotations
 
+import os
+
 from ansible.module_utils.weft.backends import BACKENDS
 from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.facts.packages import missing_packages
 from ansible.module_utils.weft.facts.underlay import find_underlay
 from ansible.module_utils.weft.net.netlink import IPRoute
+from ansible.module_utils.weft.runtime import cni
 from ansible.module_utils.weft.validate import wireguard_key
 
 ARGUMENT_SPEC = dict(
@@ -26,10 +29,32 @@ ARGUMENT_SPEC = dict(
     backend=dict(type="str"),
     ipv4=dict(type="bool", default=True),
     rotate_keys=dict(type="bool", default=False),
+    docker=dict(type="bool", default=False),
+    cni_name=dict(type="str"),
+    cni_conf_dir=dict(type="path", default="/etc/cni/net.d"),
     # Only checked here (a bad one stops the play before any host changes); weft_host
     # writes it. no_log: Ansible masks it in every output.
     wireguard_psk=dict(type="str", no_log=True),
 )
+
+
+DOCKERD = ("/usr/sbin/dockerd", "/usr/bin/dockerd")
+
+
+def runtime_problem(params):
+    """Why this host cannot serve the runtimes asked of it (None: it can)."""
+    if params["docker"] and not any(os.path.exists(path) for path in DOCKERD):
+        return ("weft_runtime: Docker is asked for, but this host has no dockerd (tried %s); "
+                "install docker.io, or set weft_runtime: cni (or weft_manage_docker: false)"
+                % ", ".join(DOCKERD))
+    name = params["cni_name"]
+    if name:
+        own = cni.conflist_path(params["cni_conf_dir"], name)
+        others = cni.networks_in(params["cni_conf_dir"], skip=own)
+        if name in others:
+            return ("weft_cni_name: the CNI network %r is already defined by %s; pick another "
+                    "name (weft writes %s)" % (name, others[name], own))
+    return None
 
 
 def run(params, ctx):
@@ -42,6 +67,9 @@ def run(params, ctx):
     backend = BACKENDS.get(params["backend"] or "")
     wanted = list(params["packages"]) + (backend.packages() if backend else [])
     facts = dict(weft_missing_packages=missing_packages(ctx, wanted))
+    problem = runtime_problem(params)
+    if problem:
+        facts["weft_runtime_error"] = problem
     if IPRoute is None:
         # Reading the underlay needs pyroute2: report what to install instead of failing.
         facts["weft_underlay"] = dict(error="pyroute2 is not installed (python3-pyroute2)")

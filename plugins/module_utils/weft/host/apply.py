@@ -16,7 +16,7 @@ from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.host import bundle, model, units
 from ansible.module_utils.weft.host.converge import converge, uninstall
 from ansible.module_utils.weft.net.netlink import RTPROT_WEFT
-from ansible.module_utils.weft.validate import interface_name, wireguard_key
+from ansible.module_utils.weft.validate import cni_network_name, interface_name, wireguard_key
 
 SETTINGS_SPEC = dict(
     docker=dict(type="bool", default=True),
@@ -31,6 +31,10 @@ SETTINGS_SPEC = dict(
     heal_interval=dict(type="int", default=60),
     wireguard_implementation=dict(type="str", choices=["auto", "kernel", "userspace"],
                                   default="auto"),
+    cni=dict(type="bool", default=False),
+    cni_name=dict(type="str", default="weft"),
+    cni_bridge=dict(type="str", default="cni0"),
+    cni_conf_dir=dict(type="path", default="/etc/cni/net.d"),
 )
 ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -59,6 +63,8 @@ NOT_ECHOED = ("plan",)
 def check_settings(settings):
     try:
         interface_name(settings["tun_device"], "settings.tun_device")
+        interface_name(settings["cni_bridge"], "settings.cni_bridge")
+        cni_network_name(settings["cni_name"], "settings.cni_name")
     except ValueError as exc:
         raise WeftError(str(exc)) from None
     if not 5 <= settings["route_protocol"] <= 255:

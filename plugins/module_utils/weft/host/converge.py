@@ -21,12 +21,13 @@ from ansible.module_utils.weft.files import (ensure_absent, ensure_file, ensure_
 from ansible.module_utils.weft.host import units
 from ansible.module_utils.weft.host.keys import promote_pending
 from ansible.module_utils.weft.module import call
-from ansible.module_utils.weft.net import (fdb, ingress, iptables, neighbours, routes, tun, vxlan,
-                                           wireguard)
+from ansible.module_utils.weft.net import (bridge, fdb, ingress, iptables, neighbours, routes, tun,
+                                           vxlan, wireguard)
 from ansible.module_utils.weft.runtime import docker
 
 CORES = {"vxlan": vxlan, "tun": tun, "neighbours": neighbours, "fdb": fdb, "routes": routes,
-         "iptables": iptables, "ingress": ingress, "docker": docker, "wireguard": wireguard}
+         "iptables": iptables, "ingress": ingress, "docker": docker, "wireguard": wireguard,
+         "bridge": bridge}
 RECORD_VERSION = 2
 
 

@@ -21,6 +21,7 @@ from ansible.module_utils.weft.backends import BACKENDS, bridge_address, step
 from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.host import units
 from ansible.module_utils.weft.net.iptables import FORWARD_CHAIN, MASQUERADE_CHAIN
+from ansible.module_utils.weft.runtime import cni
 
 SYSCTL_FILE = "/etc/sysctl.d/60-weft.conf"
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
@@ -212,7 +213,10 @@ def derive(plan, identity, settings, with_steps=True) -> HostState:
     """The whole desired state of this host (without the core calls: what it keeps)."""
     view = HostView(plan, identity, settings)
     backend = view.backend
-    state = HostState(devices=set(backend.devices(view)), users=backend.users(view),
+    devices = set(backend.devices(view))
+    if settings.get("cni"):
+        devices.add(("bridge", settings["cni_bridge"]))
+    state = HostState(devices=devices, users=backend.users(view),
                       modes=backend.modes(view), services=backend.services(view),
                       secrets=set(backend.secrets(view)))
     if with_steps:
@@ -221,21 +225,60 @@ def derive(plan, identity, settings, with_steps=True) -> HostState:
     return state
 
 
+def runtimes(settings) -> list:
+    """The container runtimes this host serves, in the order they split its subnet."""
+    return [r for r, on in (("docker", settings["docker"]), ("cni", settings.get("cni"))) if on]
+
+
+def runtime_ranges(view) -> dict:
+    """{runtime: {family: subnet}}: the containers' addresses of each runtime. One runtime
+    has the host's whole subnet(s); with Docker and CNI both, Docker the lower half of each
+    and CNI the upper, so the two bridges never share a gateway or a connected route."""
+    wanted = runtimes(view.settings)
+    found = {r: {} for r in wanted}
+    for family in view.families:
+        subnet = ipaddress.ip_network(view.me.side(family)[0])
+        if len(wanted) == 2 and subnet.prefixlen > (28 if family == 4 else 124):
+            raise WeftError("settings: Docker and CNI on one host split its subnet in two; "
+                            "%s is too small for that" % subnet)
+        parts = list(subnet.subnets(prefixlen_diff=1)) if len(wanted) == 2 else [subnet]
+        for runtime, part in zip(wanted, parts):
+            found[runtime][family] = part
+    return found
+
+
+def runtime_steps(view, settings) -> list:
+    """What each runtime's daemon is told (Docker's daemon.json; CNI runtimes read the
+    conflist, a file)."""
+    found, ranges = [], runtime_ranges(view)
+    if settings["docker"]:
+        # IPv4: docker0 on the host's subnet, masquerading left to weft's chain. IPv6-only:
+        # docker0's IPv4 side stays Docker's own (bip and ip-masq as they were), local only.
+        docker = ranges["docker"]
+        ipv4 = dict(bip=bridge_address(docker[4]), ip_masq=False) if 4 in docker else {}
+        ipv6 = dict(ipv6=True, fixed_cidr_v6=str(docker[6])) if 6 in docker else {}
+        found.append(step("docker", path=settings["docker_daemon_json"], mtu=view.overlay_mtu,
+                          original=units.DOCKER_ORIGINAL, **ipv4, **ipv6))
+    return found
+
+
+def cni_bridge_step(view, settings):
+    """The CNI network's bridge with its gateways, made before any container needs it."""
+    ranges = runtime_ranges(view)["cni"]
+    return step("bridge", name=settings["cni_bridge"], mtu=view.overlay_mtu,
+                address=[cni.gateway(ranges[f]) for f in sorted(ranges)])
+
+
 def steps(view, settings) -> list:
     backend = view.backend
     found = backend.steps(view)
+    if settings.get("cni"):
+        found.append(cni_bridge_step(view, settings))
     found.append(step("routes", routes=backend.routes(view), purge=True,
                       protocol=settings["route_protocol"]))
     found += chain_steps(view)
     found.append(ingress_step(view))
-    if settings["docker"]:
-        # IPv4: docker0 on the host's subnet, masquerading left to weft's chain. IPv6-only:
-        # docker0's IPv4 side stays Docker's own (bip and ip-masq as they were), local only.
-        ipv4 = dict(bip=bridge_address(view.me.subnet), ip_masq=False) if view.ipv4 else {}
-        ipv6 = dict(ipv6=True, fixed_cidr_v6=view.me.subnet6) if view.ipv6 else {}
-        found.append(step("docker", path=settings["docker_daemon_json"], mtu=view.overlay_mtu,
-                          original=units.DOCKER_ORIGINAL, **ipv4, **ipv6))
-    return found
+    return found + runtime_steps(view, settings)
 
 
 def heal_service():
@@ -262,6 +305,13 @@ def files(state, view, settings):
         state.files[HEAL_UNIT] = (units.heal(settings["heal_interval"]), "0644")
         state.services.append(heal_service())
     state.files.update(backend.files(view))
+    if settings.get("cni"):
+        ranges = runtime_ranges(view)["cni"]
+        state.files[cni.conflist_path(settings["cni_conf_dir"], settings["cni_name"])] = (
+            cni.conflist(settings["cni_name"], settings["cni_bridge"], view.overlay_mtu,
+                         [ranges[f] for f in sorted(ranges)],
+                         [view.network["network" if f == 4 else "ipv6_network"]
+                          for f in sorted(ranges)]), "0644")
     for service in state.services:
         state.links[service["wants"]] = service["unit"]
 
@@ -281,6 +331,9 @@ def leftovers(settings, options=None) -> HostState:
                                       secrets=set(backend.secrets(light))))
     paths = [SYSCTL_FILE, settings["subnet_env"], units.RESTORE,
              units.UNITS + "/weft-restore.service"] + LEGACY_FILES
+    if settings.get("cni"):
+        state.devices.add(("bridge", settings["cni_bridge"]))
+        paths.append(cni.conflist_path(settings["cni_conf_dir"], settings["cni_name"]))
     for service in state.services:
         paths += [service["unit"]] + service["reload_on"]
         state.links[service["wants"]] = service["unit"]

@@ -1,0 +1,65 @@
+# -*- coding: utf-8 -*-
+# Copyright: weft contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The CNI network a host's lease gives its CNI runtimes (podman, containerd and nerdctl,
+a kubelet): one conflist in the CNI 1.0 format, read by the runtime at every container
+start, so no daemon of weft's is in the path. Its shape is what Flannel's CNI plugin
+delegates to (the standard `bridge` plugin as the gateway, `host-local` addresses from the
+host's subnet(s), a route for each overlay network, the overlay MTU) and what kube-flannel
+ships around it (`hairpinMode`, `isDefaultGateway`, `portmap` chained); masquerading stays
+with weft's chain, so traffic inside the network keeps its source address.
+"""
+
+from __future__ import annotations
+
+import glob
+import ipaddress
+import json
+import os
+
+CNI_VERSION = "1.0.0"
+PLUGINS = "/usr/lib/cni"        # Debian's containernetworking-plugins
+
+
+def conflist_path(conf_dir, name):
+    return os.path.join(conf_dir, "10-%s.conflist" % name)
+
+
+def gateway(subnet) -> str:
+    """The bridge's address in a range: its first host, with the range's length."""
+    net = ipaddress.ip_network(subnet)
+    return "%s/%d" % (net.network_address + 1, net.prefixlen)
+
+
+def conflist(name, bridge, mtu, ranges, networks) -> str:
+    """The conflist text: `ranges` are the containers' subnets (one per family), `networks`
+    the overlay networks (the same families, in the same order) routed through the bridge's
+    gateway. The routes name their gateway: the bridge plugin's CHECK compares a route
+    without one against the kernel's, which always has one."""
+    gateways = [gateway(r).split("/")[0] for r in ranges]
+    ipam = {"type": "host-local",
+            "ranges": [[{"subnet": str(r), "gateway": gw}] for r, gw in zip(ranges, gateways)],
+            "routes": [{"dst": str(n), "gw": gw} for n, gw in zip(networks, gateways)]}
+    doc = {"cniVersion": CNI_VERSION, "name": name, "plugins": [
+        {"type": "bridge", "bridge": bridge, "isGateway": True, "isDefaultGateway": True,
+         "hairpinMode": True, "ipMasq": False, "mtu": mtu, "ipam": ipam},
+        {"type": "portmap", "capabilities": {"portMappings": True}},
+    ]}
+    return json.dumps(doc, indent=2) + "\n"   # JSON has no comments: no header
+
+
+def networks_in(conf_dir, skip=None) -> dict:
+    """{network name: file} of the CNI networks configured in conf_dir (other than the
+    file `skip`); files that are not CNI configurations are left out."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(conf_dir, "*.conf*"))):
+        if path == skip:
+            continue
+        try:
+            with open(path) as handle:
+                doc = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("name"), str):
+            found.setdefault(doc["name"], path)
+    return found
