@@ -12,6 +12,7 @@ what weft asks of it and answers is-active from what it was asked before, and a 
 the unit's User= with its AmbientCapabilities= alone (stopped by the stub's `stop`).
 """
 
+import contextlib
 import json
 import os
 import shlex
@@ -255,3 +256,28 @@ def run_in(box):
         proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
         return proc.returncode, proc.stdout, proc.stderr
     return run
+
+
+@contextlib.contextmanager
+def two_hosts(tag, hosts):
+    """Two sandbox hosts ({name: IPv4 address}, names ending in a digit), each a namespace
+    `<tag>-<digit>` whose eth0 is one end of a veth between them on a /24; {name: Sandbox}."""
+    names = {h: "%s-%s" % (tag, h[-1]) for h in hosts}
+    boxes = {}
+    try:
+        for ns in names.values():
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "set", "lo", "up", netns=ns)
+        first, second = names.values()
+        sh("ip", "link", "add", "eth0", "netns", first, "type", "veth",
+           "peer", "name", "eth0", "netns", second)
+        for h, ip in hosts.items():
+            sh("ip", "addr", "add", ip + "/24", "dev", "eth0", netns=names[h])
+            sh("ip", "link", "set", "eth0", "up", netns=names[h])
+            boxes[h] = Sandbox(names[h])
+        yield boxes
+    finally:
+        for box in boxes.values():
+            box.remove()
+        for ns in names.values():
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)

@@ -7,21 +7,18 @@ subnet; DEL leaves nothing; a switch back to Docker, weft-restore and uninstall.
 
 import json
 import os
-import subprocess
 
 import pytest
 
 from ansible.module_utils.weft.lease import encode_plan
 from cni import Network
-from conftest import NETNS_PREFIX, sh
+from conftest import NETNS_PREFIX
 from plans import sample_plan
-from sandbox import Sandbox, run_in
+from sandbox import run_in, two_hosts
 
 HOSTS = {"node1": "10.9.0.1", "node2": "10.9.0.2"}
 CONFLIST = "/etc/cni/net.d/10-weft.conflist"
 SETTINGS = {"docker": False, "heal_interval": 0, "cni": True}
-pytestmark = pytest.mark.skipif(not os.path.exists("/usr/lib/cni/bridge"),
-                                reason="containernetworking-plugins is not installed")
 
 # One datagram to a port: the receiver prints the sender's address.
 RECEIVE = ("import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
@@ -32,26 +29,10 @@ SEND = ("import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); 
 
 @pytest.fixture
 def two_boxes():
-    tag = "%s%d-cni" % (NETNS_PREFIX, os.getpid())
-    names = {h: "%s-%s" % (tag, h[-1]) for h in HOSTS}
-    boxes = {}
-    try:
-        for ns in names.values():
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "set", "lo", "up", netns=ns)
-        sh("ip", "link", "add", "eth0", "netns", names["node1"], "type", "veth",
-           "peer", "name", "eth0", "netns", names["node2"])
-        for h, ip in HOSTS.items():
-            sh("ip", "addr", "add", ip + "/24", "dev", "eth0", netns=names[h])
-            sh("ip", "link", "set", "eth0", "up", netns=names[h])
-            boxes[h] = Sandbox(names[h])
-            boxes[h].run("sysctl", "-qw", "net.ipv4.ip_forward=1")
-        yield boxes
-    finally:
+    with two_hosts("%s%d-cni" % (NETNS_PREFIX, os.getpid()), HOSTS) as boxes:
         for box in boxes.values():
-            box.remove()
-        for ns in names.values():
-            sh("ip", "netns", "del", ns, check=False)
+            box.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        yield boxes
 
 
 def host_args(name, **settings):

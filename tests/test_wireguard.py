@@ -13,7 +13,7 @@ import pytest
 from ansible.module_utils.weft.lease import encode_plan
 from conftest import NETNS_PREFIX, sh
 from plans import sample_plan
-from sandbox import Sandbox
+from sandbox import two_hosts
 
 HOSTS = {"node1": "10.9.0.1", "node2": "10.9.0.2"}
 KEY = "/etc/weft/wireguard.key"
@@ -22,29 +22,12 @@ SETTINGS = {"docker": False, "heal_interval": 0, "wireguard_implementation": "us
 
 @pytest.fixture
 def two_boxes():
-    tag = "%s%d-wg" % (NETNS_PREFIX, os.getpid())
-    names = {h: "%s-%s" % (tag, h[-1]) for h in HOSTS}
-    boxes = {}
-    try:
-        for ns in names.values():
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "set", "lo", "up", netns=ns)
-        sh("ip", "link", "add", "eth0", "netns", names["node1"], "type", "veth",
-           "peer", "name", "eth0", "netns", names["node2"])
-        for h, ip in HOSTS.items():
-            sh("ip", "addr", "add", ip + "/24", "dev", "eth0", netns=names[h])
-            sh("ip", "link", "set", "eth0", "up", netns=names[h])
-            boxes[h] = Sandbox(names[h])
+    with two_hosts("%s%d-wg" % (NETNS_PREFIX, os.getpid()), HOSTS) as boxes:
         # The sandboxes share this machine's PIDs: one more system user in the second makes
         # its weft-wireguard another UID, so that neither host's userdel sees the other's
         # wireguard-go as a process of its user.
         boxes["node2"].run("useradd", "--system", "--no-create-home", "weft-test-uid-pad")
         yield boxes
-    finally:
-        for box in boxes.values():
-            box.remove()
-        for ns in names.values():
-            sh("ip", "netns", "del", ns, check=False)
 
 
 def public_key(box, check=False, **args):
