@@ -266,7 +266,7 @@ def cni_bridge_step(view, settings):
     """The CNI network's bridge with its gateways, made before any container needs it."""
     ranges = runtime_ranges(view)["cni"]
     return step("bridge", name=settings["cni_bridge"], mtu=view.overlay_mtu,
-                address=[cni.gateway(ranges[f]) for f in sorted(ranges)])
+                address=[bridge_address(ranges[f]) for f in sorted(ranges)])
 
 
 def steps(view, settings) -> list:

@@ -13,22 +13,17 @@ with weft's chain, so traffic inside the network keeps its source address.
 from __future__ import annotations
 
 import glob
-import ipaddress
 import json
 import os
 
+from ansible.module_utils.weft.backends import bridge_address
+
 CNI_VERSION = "1.0.0"
-PLUGINS = "/usr/lib/cni"        # Debian's containernetworking-plugins
+PLUGINS = "/usr/lib/cni"        # Debian's containernetworking-plugins (lab/cni.py runs them)
 
 
 def conflist_path(conf_dir, name):
     return os.path.join(conf_dir, "10-%s.conflist" % name)
-
-
-def gateway(subnet) -> str:
-    """The bridge's address in a range: its first host, with the range's length."""
-    net = ipaddress.ip_network(subnet)
-    return "%s/%d" % (net.network_address + 1, net.prefixlen)
 
 
 def conflist(name, bridge, mtu, ranges, networks) -> str:
@@ -36,7 +31,7 @@ def conflist(name, bridge, mtu, ranges, networks) -> str:
     the overlay networks (the same families, in the same order) routed through the bridge's
     gateway. The routes name their gateway: the bridge plugin's CHECK compares a route
     without one against the kernel's, which always has one."""
-    gateways = [gateway(r).split("/")[0] for r in ranges]
+    gateways = [bridge_address(r).split("/")[0] for r in ranges]
     ipam = {"type": "host-local",
             "ranges": [[{"subnet": str(r), "gateway": gw}] for r, gw in zip(ranges, gateways)],
             "routes": [{"dst": str(n), "gw": gw} for n, gw in zip(networks, gateways)]}
