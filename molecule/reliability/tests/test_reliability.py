@@ -224,26 +224,58 @@ def test_masquerade_chain_follows_weft_ip_masq():
     assert "-A POSTROUTING -j WEFT-POSTRTG" in n1.check_output("iptables -t nat -S POSTROUTING")
 
 
+# Run on node1: wait for the VXLAN device weft_host creates, then stop (SIGSTOP) the process
+# holding weft's apply lock and print its PID. A frozen host makes the kill below land while
+# the run is half-way on every try; polling from here lost the race to a fast converge.
+FREEZE_HALF_WAY = r"""
+import os, signal, sys, time
+deadline = time.time() + 240  # gone by itself if the test never gets there
+while not os.path.exists("/proc/sys/net/ipv4/conf/flannel.1"):  # the node's /sys is not its own
+    if time.time() > deadline:
+        sys.exit("no flannel.1 within 240 s")
+    time.sleep(0.002)
+inode = os.stat("/run/weft/apply.lock").st_ino
+for line in open("/proc/locks"):
+    fields = line.split()
+    if fields[1] == "FLOCK" and fields[5].endswith(":%d" % inode):
+        os.kill(int(fields[4]), signal.SIGSTOP)
+        print(fields[4], flush=True)
+"""
+FROZEN = "/run/weft-test-frozen"
+
+
 def test_a_run_killed_half_way_converges_on_the_next_run():
     before = {node: peer_view(node) for node in NODES}
     playbook("uninstall.yml")
+    n1 = host("node1")
+    n1.check_output("rm -f %s; setsid python3 -c %s > %s 2>&1 < /dev/null &",
+                    FROZEN, FREEZE_HALF_WAY, FROZEN)
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(EPHEMERAL, "ansible.cfg"))
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
                              os.path.join(PROJECT, "site.yml"), "-i", os.path.dirname(INVENTORY)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                             start_new_session=True)
-    # Kill it, workers and all, once the nodes are being changed (a VXLAN device exists,
-    # and weft_apply is still adding its peers, rules and files).
-    n1 = host("node1")
-    for line in proc.stdout:
-        if "Converge this host from the plan" in line:
-            deadline = time.time() + 60
-            while not n1.interface("flannel.1").exists and time.time() < deadline:
-                time.sleep(0.05)
+    frozen = ""
+    try:
+        # Kill the run, workers and all, while node1's weft_host is stopped between making
+        # its VXLAN device and adding its peers, rules and files; then kill that process.
+        deadline = time.time() + 180
+        while not frozen.strip() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+            frozen = n1.run("cat %s", FROZEN).stdout
+        assert frozen.strip().isdigit(), "node1 never reached the half-way point: %r" % frozen
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        assert proc.returncode == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-            break
-    proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL
+            proc.wait(30)
+        if frozen.strip().isdigit():
+            n1.run("kill -KILL %s", frozen.strip())
+        n1.run("rm -f %s", FROZEN)
+    assert n1.interface("flannel.1").exists
+    assert not n1.file("/run/flannel/subnet.env").exists  # the run stopped before its files
     playbook("site.yml")
     assert {node: peer_view(node) for node in NODES} == before
     _, _, changed = playbook("site.yml")
