@@ -291,7 +291,12 @@ DEVICES = {"vxlan": "flannel.1", "vxlan-open": "flannel.1", "vxlan6": "flannel-v
 
 class HandWireguard:
     """A wireguard-go pair configured by hand (ip, wg set) beside weft's, as an admin would
-    make one: devices wgh1/wgh2 on 10.200.0.1 and .2, port 51830, MTU 1420, root."""
+    make one: devices wgh1/wgh2 on 10.200.0.1 and .2, port 51830, MTU 1420, root. Each runs
+    in a session of its own, as systemd starts any service (wg-quick@, or weft's unit; the
+    sandbox's stub does the same for weft's): with the scheduler's autogroups, a wireguard-go
+    left in the benchmark's session shares the CPUs with iperf3 differently, and that alone
+    moved the ratio by 10-15% (2026-12-01: the same root pair 0.69 Gbit/s in this session,
+    0.60 under setsid, weft's 0.63 in the same rounds)."""
 
     PORT, MTU = 51830, 1420
 
@@ -305,7 +310,7 @@ class HandWireguard:
                 self.keys[n] = (private, public)
                 self.procs[n] = subprocess.Popen(
                     ["ip", "netns", "exec", HOSTS[n], "env", "WG_PROCESS_FOREGROUND=1",
-                     "wireguard-go", self.device(n)], stdout=subprocess.DEVNULL,
+                     "setsid", "wireguard-go", self.device(n)], stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL)
             for n in (1, 2):
                 self.configure(n)
