@@ -59,6 +59,9 @@ MASKED_UNITS = [
     "getty@tty1.service", "apparmor.service", "e2scrub_reap.service", "systemd-pstore.service",
     "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer", "dpkg-db-backup.timer",
     "e2scrub_all.timer", "fstrim.timer",
+    # podman's API socket and its registry polling: the lab's podman runs containers only
+    "podman.socket", "podman.service", "podman-auto-update.timer", "podman-auto-update.service",
+    "podman-restart.service",
 ]
 ENABLED_UNITS = {"multi-user.target.wants": ["ssh.service", "containerd.service",
                                              "docker.service"]}
@@ -67,6 +70,14 @@ DOCKER_DROPIN = """[Service]
 ExecStartPre=/bin/sh -c 'for c in cpu cpuacct cpuset memory devices freezer blkio pids; do \
 [ -d /sys/fs/cgroup/$c ] && mount -o remount,bind,rw /sys/fs/cgroup/$c || true; done'
 """
+# Podman as a node runs it (its CNI backend; cgroupfs and file events without a systemd
+# user session; vfs storage, since overlay storage is refused on the node's overlay root).
+PODMAN_CONFIG = {
+    "etc/containers/containers.conf": '[network]\nnetwork_backend = "cni"\n\n'
+                                      '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n',
+    "etc/containers/storage.conf": '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage"\n'
+                                   'graphroot = "/var/lib/containers/storage"\n',
+}
 BUSYBOX_APPLETS = ["sh", "ping", "ip", "nc", "sleep", "httpd", "wget", "cat", "ls", "ifconfig",
                    "hostname", "echo", "true", "printf", "grep"]
 
@@ -185,6 +196,10 @@ def prepare_root(name):
     with open(KEY + ".pub") as pub, open(os.path.join(ssh_dir, "authorized_keys"), "w") as keys:
         keys.write(pub.read())
     os.chmod(os.path.join(ssh_dir, "authorized_keys"), 0o600)
+    for relative, text in PODMAN_CONFIG.items():
+        os.makedirs(os.path.dirname(path(relative)), exist_ok=True)
+        with open(path(relative), "w") as handle:
+            handle.write(text)
     os.makedirs(path("var/tmp"), exist_ok=True)
     shutil.copy2(IMAGE_TAR, path("var/tmp/weft-busybox.tar"))
     return root

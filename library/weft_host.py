@@ -98,6 +98,10 @@ options:
         description: Chain C(WEFT-POSTRTG) masquerades traffic leaving the network.
         type: bool
         default: true
+      ip_masq_random_fully:
+        description: The masquerading picks source ports at random (C(--random-fully)).
+        type: bool
+        default: true
       peer_ingress:
         description: Accept the encapsulation port only from peers (M(weft_ingress)).
         type: bool

@@ -14,7 +14,7 @@ PACKAGES=(
   iperf3 make                                            # benchmarks, convenience targets
   etcd-server etcd-client                                # the etcd lease store's tests
   wireguard-tools wireguard-go                           # the wireguard backend (no kernel module here)
-  containernetworking-plugins                            # the CNI runtime (bridge, host-local, portmap)
+  containernetworking-plugins podman                     # the CNI runtime (bridge, host-local, portmap); podman on it
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -30,8 +30,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The host's own services stay off: lab nodes run their own sshd, dockerd and etcd.
-for unit in docker.service docker.socket containerd.service ssh.service etcd.service; do
+# The host's own services stay off: lab nodes run their own sshd, dockerd and etcd (and
+# podman without its API socket or registry polling).
+for unit in docker.service docker.socket containerd.service ssh.service etcd.service \
+            podman.socket podman.service podman-auto-update.timer podman-auto-update.service \
+            podman-restart.service; do
   systemctl disable --now "$unit" >/dev/null 2>&1 || true
 done
 

@@ -18,6 +18,7 @@ from sandbox import run_in, two_hosts
 
 HOSTS = {"node1": "10.9.0.1", "node2": "10.9.0.2"}
 CONFLIST = "/etc/cni/net.d/10-weft.conflist"
+IPAM = "/var/lib/cni/networks/weft"     # host-local's reservations
 SETTINGS = {"docker": False, "heal_interval": 0, "cni": True}
 
 # One datagram to a port: the receiver prints the sender's address.
@@ -115,18 +116,29 @@ def test_cni_runtimes_share_the_network_with_docker_and_leave_nothing(two_boxes)
         networks[ctr].delete(ctr, "/run/netns/" + ctr)
         assert veths(box) == [], veths(box)
         assert "inet " not in box.run("ip", "netns", "exec", ctr, "ip", "-4", "addr").stdout
-        reserved = box.listdir("/var/lib/cni/networks/weft")
+        reserved = box.listdir(IPAM)
         assert not [f for f in reserved if f[0].isdigit()], reserved
 
     # node2 back to Docker alone: the CNI network goes, Docker gets the whole subnet again.
     result = b.module("weft_host", host_args("node2", docker=True, cni=False))
     assert result["changed"] and not result["failed"], result
     assert not b.exists(CONFLIST) and "cni0" not in b.run("ip", "link").stdout
+    assert not b.exists(IPAM)   # no container held an address: host-local's bookkeeping goes
     assert json.loads(b.read("/etc/docker/daemon.json"))["bip"] == "100.96.2.1/24"
-    # Uninstall: nothing of the CNI network is left.
-    gone = a.module("weft_host", {"state": "absent", "settings": SETTINGS})
+    # Uninstall (settings as the record has them, whatever the play says): nothing of the
+    # CNI network is left but host-local's bookkeeping of an address a container still holds,
+    # which that container's DEL needs; once it is released, the next uninstall takes it.
+    a.run("ip", "netns", "add", "ctr-c")
+    networks["ctr-c"] = Network(a.read(CONFLIST), run_in(a))
+    networks["ctr-c"].add("ctr-c", "/run/netns/ctr-c")
+    gone = a.module("weft_host", {"state": "absent", "settings": {"docker": False}})
     assert gone["changed"] and not gone["failed"], gone
     assert not a.exists(CONFLIST) and "cni0" not in a.run("ip", "link").stdout
+    assert [f for f in a.listdir(IPAM) if f[0].isdigit()], "the held address's record went"
+    networks["ctr-c"].delete("ctr-c", "/run/netns/ctr-c")
+    gone = a.module("weft_host", {"state": "absent", "settings": SETTINGS})
+    assert gone["changed"] and not a.exists(IPAM), gone
+    assert not a.module("weft_host", {"state": "absent", "settings": SETTINGS})["changed"]
 
 
 def sh_in(box, *cmd):

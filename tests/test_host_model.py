@@ -104,6 +104,22 @@ def test_settings_turn_parts_on_and_off():
     assert "FLANNEL_IPMASQ=false" in state.files[SETTINGS["subnet_env"]][0]
 
 
+def test_masquerading_leaves_kube_proxys_marks_alone_and_random_ports_can_be_turned_off():
+    def masq(**settings):
+        return [s for s in steps(derive("vxlan", settings=settings), "iptables")
+                if s["table"] == "nat" and s["family"] == "ipv4"][0]["rules"]
+    default = masq()
+    assert default[0] == '-m mark --mark 0x4000/0x4000 -m comment --comment "weft masq" -j RETURN'
+    assert [r.endswith("-j MASQUERADE --random-fully") for r in default] == [False] * 4 + [True] * 2
+    sequential = masq(ip_masq_random_fully=False)
+    assert sequential[:4] == default[:4] and [r.endswith("-j MASQUERADE") for r in sequential] \
+        == [False] * 4 + [True] * 2
+    # A record written before the switch existed derives Flannel's default.
+    settings = {k: v for k, v in SETTINGS.items() if k != "ip_masq_random_fully"}
+    old = model.derive(plan("vxlan"), ME, settings)
+    assert [s for s in steps(old, "iptables") if s["table"] == "nat"][0]["rules"] == default
+
+
 def test_the_network_mtu_overrides_the_underlay():
     assert steps(derive("vxlan", MTU=1400), "vxlan")[0]["mtu"] == 1350
 

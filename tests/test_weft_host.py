@@ -46,7 +46,7 @@ def test_vxlan_host_converges_records_itself_and_is_idempotent(box):
     assert view["fdb"][0].startswith("0e:77:64:60:02:00 dst 10.9.0.2 self permanent")
     assert view["neigh"] == ["100.96.2.0 lladdr 0e:77:64:60:02:00 PERMANENT",
                              "100.96.3.0 lladdr 0e:77:64:60:03:00 PERMANENT"]
-    assert view["nft"] and len(view["chains"]) == 9
+    assert view["nft"] and len(view["chains"]) == 10
     assert box.read("/run/flannel/subnet.env") == ("FLANNEL_NETWORK=100.96.0.0/16\n"
                                                    "FLANNEL_SUBNET=100.96.1.1/24\nFLANNEL_MTU=1450\n"
                                                    "FLANNEL_IPMASQ=true\n")

@@ -2,6 +2,7 @@
 
 import pytest
 
+from ansible.module_utils.weft.host.model import masquerade_rules
 from conftest import run_ansible_module, sh
 
 FWD = {"chain": "WEFT-FWD", "jump_from": "FORWARD",
@@ -46,6 +47,18 @@ def test_nat_chain_with_random_fully_and_check_mode(netns, run):
     assert run(masq)["changed"] and not run(masq)["changed"]
     assert "-A WEFT-POSTRTG -s 100.96.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE --random-fully" \
         in rules(netns, "nat")
+
+
+@pytest.mark.parametrize("random_fully", [True, False])
+def test_flannels_masquerade_chain_as_the_model_writes_it(netns, run, random_fully):
+    masq = {"table": "nat", "chain": "WEFT-POSTRTG", "jump_from": "POSTROUTING",
+            "rules": masquerade_rules("100.96.0.0/16", "100.96.1.0/24", random_fully)}
+    assert run(masq)["changed"] and not run(masq)["changed"]   # iptables prints them as written
+    chain = [r for r in rules(netns, "nat") if r.startswith("-A WEFT-POSTRTG")]
+    assert chain[0] == \
+        '-A WEFT-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "weft masq" -j RETURN'
+    assert sum(r.endswith("--random-fully") for r in chain) == (2 if random_fully else 0)
+    assert sum("-j MASQUERADE" in r for r in chain) == 2
 
 
 @pytest.mark.parametrize("args, message", [

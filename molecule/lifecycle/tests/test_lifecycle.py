@@ -7,12 +7,20 @@ cover every ordered pair of backends. Every step is checked on every node.
 """
 
 import concurrent.futures
+import ipaddress
 import json
+import os
+import sys
 import time
 
 import pytest
 
 import overlay as lab
+
+sys.path.insert(0, os.path.join(lab.PROJECT, "lab"))
+import ansible.module_utils  # noqa: E402  (lab/cni.py reads weft's CNI facts)
+ansible.module_utils.__path__.append(os.path.join(lab.PROJECT, "plugins", "module_utils"))
+from cni import Network  # noqa: E402
 
 NODES = lab.NODES
 
@@ -27,13 +35,30 @@ def site(backend, flags=(), **extra):
                         flags=flags)[2]
 
 
-def check_all(backend):
+def check_all(backend, runtime="docker"):
     """Every node holds the backend's state and nothing of another's; containers talk."""
     plan = lab.leases()
     states = lab.on_all(lab.state)
     for name in NODES:
-        lab.check_converged(name, states[name], backend, plan, plan)
-    lab.check_containers_reach_each_other(lab.start_containers())
+        lab.check_converged(name, states[name], backend, plan, plan, runtime)
+    check_containers(runtime, plan)
+
+
+def check_containers(runtime, plan):
+    """Docker's containers reach each other; with Docker and CNI on every node (podman on
+    the CNI network), every container of either reaches every other, on its own node and
+    across, each from its runtime's half of the node's subnet."""
+    if runtime == "docker":
+        lab.check_containers_reach_each_other(lab.start_containers())
+        return
+    endpoints = {}
+    for kind, execute, ips in (("docker", lab.DOCKER, lab.start_containers()),
+                               ("cni", lab.PODMAN, lab.start_pods())):
+        for name, ip in ips.items():
+            assert ipaddress.ip_address(ip) in ipaddress.ip_network(
+                lab.runtime_subnets(plan[name]["subnet"], runtime)[kind]), (name, kind, ip)
+            endpoints["%s %s" % (name, kind)] = (name, execute, ip)
+    lab.check_reach(endpoints)
 
 
 def fingerprint(st):
@@ -63,8 +88,9 @@ def switch(old, new):
     check_all(new)
 
 
-def reboot_and_check(backend, name="node2"):
-    """A power cycle: weft-restore rebuilds the overlay before dockerd starts, unattended."""
+def reboot_and_check(backend, name="node2", runtime="docker"):
+    """A power cycle: weft-restore rebuilds the overlay (and the CNI bridge) before dockerd
+    starts, unattended."""
     lab.reboot(name)
     h = lab.host(name)
     assert h.check_output("systemctl show -p Result --value weft-restore") == "success"
@@ -78,21 +104,21 @@ def reboot_and_check(backend, name="node2"):
                ["weft-heal"] + (["weft-udpd"] if backend == "udp" else [])):
             break
         time.sleep(1)
-    lab.check_converged(name, st, backend, lab.leases(), lab.leases())
-    lab.check_containers_reach_each_other(lab.start_containers())
-    assert set(site(backend).values()) == {0}  # nothing left for Ansible to do
+    lab.check_converged(name, st, backend, lab.leases(), lab.leases(), runtime)
+    check_containers(runtime, lab.leases())
+    assert set(site(backend, weft_runtime=runtime).values()) == {0}  # nothing left to do
 
 
-def uninstall_and_again(backend):
+def uninstall_and_again(backend, runtime="docker"):
     """Uninstall leaves nothing of weft; site.yml then gives every host its old subnet."""
     plan = lab.leases()
     lab.playbook("uninstall.yml")
     for name, st in lab.on_all(lab.state).items():
         lab.check_clean(name, st)
     assert set(lab.playbook("uninstall.yml")[2].values()) == {0}
-    site(backend)
+    site(backend, weft_runtime=runtime)
     assert lab.leases() == plan
-    check_all(backend)
+    check_all(backend, runtime)
 
 
 # ---- vxlan --------------------------------------------------------------------------
@@ -516,3 +542,68 @@ def test_dual_stack_wireguard():
 
 def test_switch_wireguard_to_vxlan():
     switch("wireguard", "vxlan")
+
+
+# ---- CNI runtimes: podman, and the plugins as containerd and the kubelet drive them ------
+
+def test_docker_and_cni_on_every_node():
+    changed = site("vxlan", weft_runtime="both")
+    assert all(changed[name] > 0 for name in NODES), changed
+    assert set(site("vxlan", weft_runtime="both").values()) == {0}
+    check_all("vxlan", "both")
+    # The CNI bridge is weft's: weft-heal puts it back when it goes behind weft's back.
+    gateway = lab.bridge_address(lab.runtime_subnets(lab.leases()["node3"]["subnet"], "both")["cni"])
+    lab.host("node3").check_output("ip link del cni0")
+    deadline = time.time() + 30
+    while lab.addresses(lab.state("node3"), "cni0") != [gateway] and time.time() < deadline:
+        time.sleep(0.5)
+    assert lab.addresses(lab.state("node3"), "cni0") == [gateway]
+    check_containers("both", lab.leases())   # (containers started anew: the old veths went with it)
+
+
+def on_node(h):
+    """lab/cni.py's way to run a plugin, on node `h` (testinfra)."""
+    def run(argv, env, stdin):
+        words = ["%s=%s" % item for item in sorted(env.items())] + list(argv)
+        out = h.run("printf %s %s | env -i" + " %s" * len(words), "%s", stdin, *words)
+        return out.rc, out.stdout, out.stderr
+    return run
+
+
+def test_cni_plugins_driven_as_the_kubelet_drives_them():
+    pod = lab.start_pods(["node2"])["node2"]
+    h, netns = lab.host("node1"), "weft-kubelet"
+    h.run("ip netns del %s" % netns)   # a run killed half-way
+    links = h.check_output("ip -o link show type veth | wc -l")
+    h.check_output("ip netns add %s" % netns)
+    try:
+        network = Network(h.check_output("cat /etc/cni/net.d/10-weft.conflist"), on_node(h))
+        result = network.add(netns, "/run/netns/" + netns)
+        ip = result["ips"][0]["address"].split("/")[0]
+        cni = lab.runtime_subnets(lab.leases()["node1"]["subnet"], "both")["cni"]
+        assert ipaddress.ip_address(ip) in ipaddress.ip_network(cni), ip
+        assert ip in lab.state("node1")["ipam"]
+        h.check_output("ip netns exec %s ping -c 2 -W 2 %s" % (netns, pod))
+        network.check(netns, "/run/netns/" + netns)
+        network.delete(netns, "/run/netns/" + netns)
+        assert h.check_output("ip -o link show type veth | wc -l") == links
+        assert "inet " not in h.check_output("ip netns exec %s ip -4 addr" % netns)
+        assert ip not in lab.state("node1")["ipam"]
+    finally:
+        h.run("ip netns del %s" % netns)
+
+
+def test_docker_and_cni_survive_a_reboot():
+    reboot_and_check("vxlan", runtime="both")
+
+
+def test_docker_and_cni_uninstall_and_again():
+    lab.remove_pods()   # (a container holding an address keeps host-local's bookkeeping)
+    uninstall_and_again("vxlan", runtime="both")
+
+
+def test_cni_off_again_leaves_nothing_of_it():
+    lab.remove_pods()
+    changed = site("vxlan")
+    assert all(changed[name] > 0 for name in NODES), changed
+    check_all("vxlan")

@@ -215,13 +215,17 @@ def test_bad_input_stops_before_any_host_changes(untouched, extra, message):
     assert open(os.path.join(EPHEMERAL, "weft_leases.yml")).read() == lease_text
 
 
-def test_masquerade_chain_follows_weft_ip_masq():
+def test_masquerade_chain_follows_weft_ip_masq_and_its_random_ports():
     n1 = host("node1")
     playbook("site.yml", extra={"weft_ip_masq": False})
     assert "WEFT-POSTRTG" not in n1.check_output("iptables-save -t nat")
     assert "FLANNEL_IPMASQ=false" in n1.file("/run/flannel/subnet.env").content_string
+    playbook("site.yml", extra={"weft_ip_masq_random_fully": False})
+    chain = n1.check_output("iptables -t nat -S WEFT-POSTRTG")
+    assert "-j MASQUERADE" in chain and "--random-fully" not in chain
     playbook("site.yml")
     assert "-A POSTROUTING -j WEFT-POSTRTG" in n1.check_output("iptables -t nat -S POSTROUTING")
+    assert n1.check_output("iptables -t nat -S WEFT-POSTRTG").count("--random-fully") == 2
 
 
 # Run on node1: wait for the VXLAN device weft_host creates, then stop (SIGSTOP) the process

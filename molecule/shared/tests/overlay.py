@@ -124,7 +124,8 @@ def key_mode(path):
     return "%o %s" % (st.st_mode & 0o777, pwd.getpwuid(st.st_uid).pw_name)
 user = has_user("weft-udpd")
 paths = ["/etc/docker/daemon.json", "/run/flannel/subnet.env", "/etc/weft/udpd.json",
-         "/etc/sysctl.d/60-weft.conf", "/etc/weft/host.json"]
+         "/etc/sysctl.d/60-weft.conf", "/etc/weft/host.json", "/etc/cni/net.d/10-weft.conflist"]
+ipam = "/var/lib/cni/networks/weft"
 print(json.dumps({
     "links": js("ip", "-d", "-j", "link", "show") or [],
     "addrs": js("ip", "-4", "-j", "addr", "show") or [],
@@ -143,6 +144,7 @@ print(json.dumps({
     "wg_user": has_user("weft-wireguard"),
     "wg_key": key_mode("/etc/weft/wireguard.key"),
     "ip_forward": read("/proc/sys/net/ipv4/ip_forward").strip(),
+    "ipam": sorted(os.listdir(ipam)) if os.path.isdir(ipam) else None,
 }))
 '''
 
@@ -198,9 +200,19 @@ def bridge_address(subnet):
 
 # ---- what a converged node holds ----------------------------------------------------
 
-def check_converged(name, st, backend, plan, peers):
+def runtime_subnets(subnet, runtime):
+    """{runtime: its containers' subnet}: one runtime has the host's subnet, Docker and CNI
+    together its lower and upper half."""
+    net = ipaddress.ip_network(subnet)
+    if runtime == "both":
+        return dict(zip(("docker", "cni"), (str(half) for half in net.subnets(1))))
+    return {runtime: subnet}
+
+
+def check_converged(name, st, backend, plan, peers, runtime="docker"):
     """`st` is the state of node `name` converged on `backend`; `plan` holds weft's leases,
-    `peers` every lease the node routes to but its own (Flannel hosts too)."""
+    `peers` every lease the node routes to but its own (Flannel hosts too); `runtime`: what
+    the node serves (weft_runtime)."""
     lease = plan[name]
     others = {n: p for n, p in peers.items() if n != name}
     assert st["ip_forward"] == "1"
@@ -266,13 +278,10 @@ def check_converged(name, st, backend, plan, peers):
         assert wg is None, "a WireGuard device is left on %s" % name
         assert st["wg_key"] is None and not st["wg_user"] and st["wg"] == []
 
-    bridge = bridge_address(lease["subnet"])
-    daemon = json.loads(st["files"]["/etc/docker/daemon.json"])
-    assert (daemon["bip"], daemon["mtu"], daemon["ip-masq"]) == (bridge, MTU[backend], False)
     assert st["files"]["/run/flannel/subnet.env"] == (
         "FLANNEL_NETWORK=%s\nFLANNEL_SUBNET=%s\nFLANNEL_MTU=%d\nFLANNEL_IPMASQ=true\n"
-        % (NETWORK, bridge, MTU[backend]))
-    assert addresses(st, "docker0") == [bridge]
+        % (NETWORK, bridge_address(lease["subnet"]), MTU[backend]))
+    check_runtimes(st, runtime_subnets(lease["subnet"], runtime), MTU[backend])
 
     rules = st["iptables"].splitlines()
     assert "-A FORWARD -j WEFT-FWD" in rules and "-A POSTROUTING -j WEFT-POSTRTG" in rules
@@ -280,8 +289,10 @@ def check_converged(name, st, backend, plan, peers):
         '-A WEFT-FWD -s %s -m comment --comment "weft forward" -j ACCEPT' % NETWORK,
         '-A WEFT-FWD -d %s -m comment --comment "weft forward" -j ACCEPT' % NETWORK]
     masq = [r for r in rules if r.startswith("-A WEFT-POSTRTG")]
-    assert masq[0] == '-A WEFT-POSTRTG -s %s -d %s -m comment --comment "weft masq" -j RETURN' \
-        % (lease["subnet"], NETWORK)
+    assert masq[:2] == [  # what kube-proxy marked first, then the network's own traffic
+        '-A WEFT-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "weft masq" -j RETURN',
+        '-A WEFT-POSTRTG -s %s -d %s -m comment --comment "weft masq" -j RETURN'
+        % (lease["subnet"], NETWORK)]
     assert '-A WEFT-POSTRTG -s %s ! -d 224.0.0.0/4 -m comment --comment "weft masq" ' \
         '-j MASQUERADE --random-fully' % NETWORK in masq
 
@@ -293,6 +304,27 @@ def check_converged(name, st, backend, plan, peers):
 
     assert st["units"]["weft-restore"]["UnitFileState"] == "enabled"
     assert st["units"]["weft-heal"]["ActiveState"] == "active"
+
+
+def check_runtimes(st, subnets, mtu):
+    """Docker's bridge and the CNI network each on its own subnet (`subnets`), and nothing
+    of the runtime the node does not serve."""
+    if "docker" in subnets:
+        bridge = bridge_address(subnets["docker"])
+        daemon = json.loads(st["files"]["/etc/docker/daemon.json"])
+        assert (daemon["bip"], daemon["mtu"], daemon["ip-masq"]) == (bridge, mtu, False)
+        assert addresses(st, "docker0") == [bridge]
+    else:
+        assert st["files"]["/etc/docker/daemon.json"] is None
+    conflist = st["files"]["/etc/cni/net.d/10-weft.conflist"]
+    if "cni" in subnets:
+        gateway = bridge_address(subnets["cni"])
+        bridge = json.loads(conflist)["plugins"][0]
+        assert (bridge["bridge"], bridge["mtu"], bridge["ipam"]["ranges"]) == \
+            ("cni0", mtu, [[{"subnet": subnets["cni"], "gateway": gateway.split("/")[0]}]])
+        assert addresses(st, "cni0") == [gateway]
+    else:   # (and host-local's bookkeeping gone with the network: no container holds an address)
+        assert conflist is None and link(st, "cni0") is None and st["ipam"] is None
 
 
 def check_clean(name, st):
@@ -308,11 +340,20 @@ def check_clean(name, st):
     assert st["unit_files"] == [] and not st["udpd_user"] and st["weft_dirs"] == []
     assert link(st, "flannel-wg") is None and st["wg"] == [] and not st["wg_user"]
     assert st["wg_key"] is None and st["wg_unit"]["ActiveState"] in ("inactive", "")
+    assert link(st, "cni0") is None and st["ipam"] is None
     for path, content in st["files"].items():
         assert content is None, "%s is left on %s" % (path, name)
 
 
 # ---- containers ---------------------------------------------------------------------
+
+# In a container: an HTTP server answering with its client's address (the receiver's view).
+SERVE_CLIENT_ADDRESS = ("sh -c \"mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho\\n"
+                        "echo \\$REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && "
+                        "httpd -p 8080 -h /www\"")
+DOCKER = "docker exec weft-verify"      # how a check runs a command in each kind of container
+PODMAN = "podman exec weft-pod"
+
 
 def start_container(name, container="weft-verify"):
     """A busybox container on the node, serving its client's address over HTTP; its IP."""
@@ -321,14 +362,34 @@ def start_container(name, container="weft-verify"):
                    "docker import /var/tmp/weft-busybox.tar weft/busybox >/dev/null")
     h.run("docker rm -f %s" % container)
     h.check_output("docker run -d --name %s weft/busybox sleep 3600" % container)
-    h.check_output("docker exec %s sh -c \"mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho\\n"
-                   "echo \\$REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && "
-                   "httpd -p 8080 -h /www\"" % container)
+    h.check_output("docker exec %s %s" % (container, SERVE_CLIENT_ADDRESS))
     return h.check_output("docker inspect -f '{{.NetworkSettings.IPAddress}}' %s" % container)
 
 
 def start_containers(names=NODES):
     return on_all(start_container, names)
+
+
+def start_pod(name, pod="weft-pod", network="weft"):
+    """The same with podman (the lab sets it to its CNI backend) on the CNI network."""
+    h = host(name)
+    h.check_output("podman image exists weft/busybox || "
+                   "podman import -q /var/tmp/weft-busybox.tar weft/busybox >/dev/null")
+    h.run("podman rm -f -t 0 %s" % pod)
+    # (podman leaves NET_RAW out of a container's capabilities, Docker does not: ping needs it)
+    h.check_output("podman run -d --name %s --network %s --cap-add NET_RAW weft/busybox sleep 3600"
+                   % (pod, network))
+    h.check_output("podman exec %s %s" % (pod, SERVE_CLIENT_ADDRESS))
+    return h.check_output("podman inspect -f '{{(index .NetworkSettings.Networks \"%s\").IPAddress}}' "
+                          "%s" % (network, pod))
+
+
+def start_pods(names=NODES):
+    return on_all(start_pod, names)
+
+
+def remove_pods(names=NODES):
+    on_all(lambda name: host(name).check_output("podman rm -f -t 0 weft-pod"), names)
 
 
 def container_ipv6(name, container="weft-verify"):
@@ -430,22 +491,29 @@ def check_no_ipv4_overlay(name, st):
 
 
 def check_containers_reach_each_other(ips, retries=10):
-    """Every container pings every other and sees the other's own address as the source
-    (each node's container tries its peers at the same time as the others do)."""
-    def from_node(a):
-        for b in ips:
+    """Every node's Docker container reaches every other's (see check_reach)."""
+    check_reach({name: (name, DOCKER, ip) for name, ip in ips.items()}, retries)
+
+
+def check_reach(endpoints, retries=10):
+    """`endpoints`: {label: (node, how to exec in the container, its IP)}. Every container
+    pings every other and sees the other's own address as the source (each tries its peers
+    at the same time as the others do)."""
+    def from_endpoint(a):
+        node, execute, own = endpoints[a]
+        for b, (_, _, ip) in sorted(endpoints.items()):
             if a == b:
                 continue
             for attempt in range(retries):  # a node restarting dockerd or the daemon
-                out = host(a).run("docker exec weft-verify ping -c 1 -W 2 %s" % ips[b])
+                out = host(node).run("%s ping -c 1 -W 2 %s" % (execute, ip))
                 if out.rc == 0:
                     break
                 time.sleep(1)
-            assert out.rc == 0, "%s -> %s (%s): %s" % (a, b, ips[b], out.stdout + out.stderr)
-            url = "http://%s:8080/cgi-bin/ip" % ("[%s]" % ips[b] if ":" in ips[b] else ips[b])
-            seen = host(a).check_output("docker exec weft-verify wget -qO- %s" % url)
-            assert seen.strip().replace("::ffff:", "").strip("[]") == ips[a], (a, b, seen)
-    on_all(from_node, sorted(ips))
+            assert out.rc == 0, "%s -> %s (%s): %s" % (a, b, ip, out.stdout + out.stderr)
+            url = "http://%s:8080/cgi-bin/ip" % ("[%s]" % ip if ":" in ip else ip)
+            seen = host(node).check_output("%s wget -qO- %s" % (execute, url))
+            assert seen.strip().replace("::ffff:", "").strip("[]") == own, (a, b, seen)
+    on_all(from_endpoint, sorted(endpoints))
 
 
 def container_icmp_echoes(name, container="weft-verify"):

@@ -416,7 +416,7 @@ class Wireguard(Backend):
     def lease_data_v6(self, options, subnet6, reported):
         # One device listens on ListenPort for both families: that is the port to lease
         # (Flannel leases ListenPortV6, where nothing listens unless the two are equal).
-        port = options["port6"] if options.get("mode", "separate") == "separate" else options["port"]
+        port = options["port6"] if options["mode"] == "separate" else options["port"]
         return {"public_key": reported.get("public_key"), "port": port}
 
     def host_facts(self, ctx, underlay, rotate=False):

@@ -103,6 +103,12 @@ def wireguard_key(value, option, secret=False):
     return text
 
 
+def preshared_key(value, option):
+    """The network's pre-shared key as given (stripped), or None when there is none."""
+    text = (value or "").strip()
+    return wireguard_key(text, option, secret=True) if text else None
+
+
 _CNI_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 
 

@@ -19,7 +19,7 @@ from ansible.module_utils.weft.facts.packages import missing_packages
 from ansible.module_utils.weft.facts.underlay import find_underlay
 from ansible.module_utils.weft.net.netlink import IPRoute
 from ansible.module_utils.weft.runtime import cni
-from ansible.module_utils.weft.validate import wireguard_key
+from ansible.module_utils.weft.validate import preshared_key
 
 ARGUMENT_SPEC = dict(
     iface=dict(type="str"),
@@ -58,11 +58,10 @@ def runtime_problem(params):
 
 
 def run(params, ctx):
-    if params["wireguard_psk"]:
-        try:
-            wireguard_key(params["wireguard_psk"], "weft_wireguard_psk", secret=True)
-        except ValueError as exc:
-            raise WeftError(str(exc)) from None
+    try:
+        preshared_key(params["wireguard_psk"], "weft_wireguard_psk")
+    except ValueError as exc:
+        raise WeftError(str(exc)) from None
     # An unknown backend reports nothing here: the planner names it in its own error.
     backend = BACKENDS.get(params["backend"] or "")
     wanted = list(params["packages"]) + (backend.packages() if backend else [])

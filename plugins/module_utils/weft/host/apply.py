@@ -16,13 +16,14 @@ from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.host import bundle, model, units
 from ansible.module_utils.weft.host.converge import converge, uninstall
 from ansible.module_utils.weft.net.netlink import RTPROT_WEFT
-from ansible.module_utils.weft.validate import cni_network_name, interface_name, wireguard_key
+from ansible.module_utils.weft.validate import cni_network_name, interface_name, preshared_key
 
 SETTINGS_SPEC = dict(
     docker=dict(type="bool", default=True),
     docker_daemon_json=dict(type="path", default="/etc/docker/daemon.json"),
     forward_accept=dict(type="bool", default=True),
     ip_masq=dict(type="bool", default=True),
+    ip_masq_random_fully=dict(type="bool", default=True),
     peer_ingress=dict(type="bool", default=True),
     route_protocol=dict(type="int", default=RTPROT_WEFT),
     subnet_env=dict(type="path", default="/run/flannel/subnet.env"),
@@ -84,6 +85,17 @@ def previous(settings):
         return None, None
 
 
+def released_cni(record, settings, serving):
+    """The CNI network this host served (by its record, else as `settings` say) that it
+    does not serve under the settings `serving` (None: uninstalled), or None."""
+    then = record["settings"] if record else settings
+    if not then.get("cni"):
+        return None
+    if serving and serving.get("cni") and serving["cni_name"] == then["cni_name"]:
+        return None
+    return then["cni_name"]
+
+
 def run(params, ctx):
     settings = params["settings"]
     check_settings(settings)
@@ -92,13 +104,12 @@ def run(params, ctx):
         leftovers = model.leftovers(settings, {"vni": params["vni"]})
         network = params["network"] or (record["plan"]["network"]["network"] if record else None)
         return uninstall(ctx, leftovers.merge(old) if old else leftovers, settings, network,
-                         keep_secrets=params["keep_keys"])
-    psk = (params["wireguard_psk"] or "").strip() or None
-    if psk:
-        try:
-            wireguard_key(psk, "wireguard_psk", secret=True)
-        except ValueError as exc:
-            raise WeftError(str(exc)) from None
+                         keep_secrets=params["keep_keys"],
+                         cni_name=released_cni(record, settings, None))
+    try:
+        psk = preshared_key(params["wireguard_psk"], "wireguard_psk")
+    except ValueError as exc:
+        raise WeftError(str(exc)) from None
     settings = dict(settings, wireguard_psk=bool(psk))
     plan = model.decode_plan(params["plan"])
     identity = params["host"]
@@ -107,6 +118,7 @@ def run(params, ctx):
     result = converge(ctx, state, everything.merge(old) if old else everything,
                       record=dict(plan=plan, identity=identity, settings=settings),
                       sources=bundle.sources(),
-                      given_secrets={units.WIREGUARD_PSK: psk + "\n" if psk else None})
+                      given_secrets={units.WIREGUARD_PSK: psk + "\n" if psk else None},
+                      released_cni=released_cni(record, settings, settings))
     result["backend"] = plan["network"]["backend_type"]
     return result

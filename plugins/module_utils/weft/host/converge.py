@@ -23,7 +23,7 @@ from ansible.module_utils.weft.host.keys import promote_pending
 from ansible.module_utils.weft.module import call
 from ansible.module_utils.weft.net import (bridge, fdb, ingress, iptables, neighbours, routes, tun,
                                            vxlan, wireguard)
-from ansible.module_utils.weft.runtime import docker
+from ansible.module_utils.weft.runtime import cni, docker
 
 CORES = {"vxlan": vxlan, "tun": tun, "neighbours": neighbours, "fdb": fdb, "routes": routes,
          "iptables": iptables, "ingress": ingress, "docker": docker, "wireguard": wireguard,
@@ -157,13 +157,15 @@ def owned(paths):
     return [path for path in paths if not path.startswith("/proc/")]
 
 
-def converge(ctx, state, old, record=None, sources=None, services=True, given_secrets=None):
+def converge(ctx, state, old, record=None, sources=None, services=True, given_secrets=None,
+             released_cni=None):
     """Bring the host to `state`, removing what `old` (everything weft may have put here)
     holds and `state` does not. With `record` (plan, identity, settings) and `sources`
     (the code), write both for weft-restore; with `services`, start, restart and reload
     weft's units and dockerd as their files changed. `given_secrets` ({path: content, or
     None for none}; weft_host only) are written first, and the secrets' pending
-    replacements put in place, so the devices start from the keys the plan announced."""
+    replacements put in place, so the devices start from the keys the plan announced.
+    `released_cni`: the CNI network the host served before and no longer does."""
     run = Run(ctx)
     gone_devices = sorted(old.devices - state.devices)
     gone_files = owned(sorted(set(old.files) - set(state.files)))
@@ -200,6 +202,7 @@ def converge(ctx, state, old, record=None, sources=None, services=True, given_se
                 run.changed_file(path)
         for user in gone_users:
             remove_user(run, user["name"])
+        release_ipam(run, released_cni)
         if record is not None:
             text = json.dumps(dict(record, version=RECORD_VERSION), indent=1, sort_keys=True) + "\n"
             changed, before = ensure_file(units.RECORD, text, 0o644, ctx.check_mode)
@@ -264,10 +267,11 @@ def remove_user(run, name):
     run.changed_file("user %s (removed)" % name)
 
 
-def uninstall(ctx, old, settings, network=None, keep_secrets=False):
+def uninstall(ctx, old, settings, network=None, keep_secrets=False, cni_name=None):
     """Remove everything weft put on this host (`old`: what the record and weft's defaults
     say that is), and put Docker back as it was before weft's first run. `keep_secrets`:
-    leave the secret files (keys), so that a reinstall keeps the host's identity."""
+    leave the secret files (keys), so that a reinstall keeps the host's identity.
+    `cni_name`: the CNI network weft served (see release_ipam)."""
     run = Run(ctx)
     with exclusive_lock():
         stop_services(run, old.services)    # weft-heal first: it would put everything back
@@ -283,6 +287,7 @@ def uninstall(ctx, old, settings, network=None, keep_secrets=False):
                 run.changed_file(path)
         for user in old.users:
             remove_user(run, user["name"])
+        release_ipam(run, cni_name)
         if settings["docker"]:
             put_docker_back(run, settings, network)
         kept = set(old.secrets) if keep_secrets else set()
@@ -294,6 +299,14 @@ def uninstall(ctx, old, settings, network=None, keep_secrets=False):
                 systemctl(ctx, "daemon-reload")
             run.service("daemon-reload")
     return run.summary()
+
+
+def release_ipam(run, cni_name):
+    """host-local's bookkeeping of the CNI network `cni_name` (one weft no longer serves)
+    goes once no container holds an address in it."""
+    path = cni.unused_ipam_state(cni_name) if cni_name else None
+    if path and ensure_absent(path, run.ctx.check_mode):
+        run.changed_file(path)
 
 
 def remove_tree_except(top, kept):

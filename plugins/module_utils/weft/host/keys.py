@@ -30,8 +30,12 @@ def wireguard_public_key(ctx, path=WIREGUARD_KEY, pending=WIREGUARD_KEY_NEXT, ro
     if wg is None:
         return None, None
     current = (read_text(path) or "").strip()
-    made = "rotated" if rotate and current else None if current else "new"
-    private = None if made else (read_text(pending) or "").strip() or current
+    if not current:
+        made = "new"
+    elif rotate:
+        made = "rotated"
+    else:   # a rotation started by an earlier run is still pending: its key is the lease's
+        made, private = None, (read_text(pending) or "").strip() or current
     if made:
         rc, out, err = ctx.run([wg, "genkey"])
         if rc:

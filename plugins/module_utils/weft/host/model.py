@@ -110,6 +110,7 @@ class HostView:
         self.overlay_mtu = int(underlay_mtu) - overhead
         self._underlays = [ipaddress.ip_network(identity[key])
                            for key in ("underlay", "underlay6") if identity.get(key)]
+        self.runtime_ranges = runtime_ranges(self)   # {runtime: {family: its containers' subnet}}
 
     def peers_of(self, family):
         """The peers with a subnet and a public address of this family."""
@@ -156,16 +157,23 @@ def forward_rules(network):
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 
 
-def masquerade_rules(network, subnet):
-    """Flannel's FLANNEL-POSTRTG rules: traffic inside the network keeps its source (the
-    IPv6 ones mirror them, with IPv6's multicast range)."""
+KUBE_PROXY_MARK = "0x4000/0x4000"   # what kube-proxy marks for its own masquerading
+
+
+def masquerade_rules(network, subnet, random_fully=True):
+    """Flannel's FLANNEL-POSTRTG rules: what kube-proxy masquerades itself is left to it
+    (a second NAT of it breaks on some kernels), traffic inside the network keeps its
+    source (the IPv6 ones mirror them, with IPv6's multicast range); `random_fully`: source
+    ports picked at random (Flannel's default, off with --ip-masq-fully-random-disable)."""
     comment = '-m comment --comment "weft masq"'
     multicast = MULTICAST[ipaddress.ip_network(network).version]
-    return ["-s %s -d %s %s -j RETURN" % (subnet, network, comment),
+    masquerade = "-j MASQUERADE --random-fully" if random_fully else "-j MASQUERADE"
+    return ["-m mark --mark %s %s -j RETURN" % (KUBE_PROXY_MARK, comment),
+            "-s %s -d %s %s -j RETURN" % (subnet, network, comment),
             "-s %s -d %s %s -j RETURN" % (network, subnet, comment),
             "! -s %s -d %s %s -j RETURN" % (network, subnet, comment),
-            "-s %s ! -d %s %s -j MASQUERADE --random-fully" % (network, multicast, comment),
-            "! -s %s -d %s %s -j MASQUERADE --random-fully" % (network, network, comment)]
+            "-s %s ! -d %s %s %s" % (network, multicast, comment, masquerade),
+            "! -s %s -d %s %s %s" % (network, network, comment, masquerade)]
 
 
 def subnet_env(view):
@@ -193,7 +201,9 @@ def chain_steps(view):
                        rules=forward_rules(network) if on else [],
                        state="present" if on and settings["forward_accept"] else "absent"),
                   step("iptables", **MASQUERADE_CHAIN, family=family,
-                       rules=masquerade_rules(network, subnet) if on else [],
+                       rules=masquerade_rules(network, subnet,
+                                              settings.get("ip_masq_random_fully", True))
+                       if on else [],
                        state="present" if on and settings["ip_masq"] else "absent")]
     return found
 
@@ -250,7 +260,7 @@ def runtime_ranges(view) -> dict:
 def runtime_steps(view, settings) -> list:
     """What each runtime's daemon is told (Docker's daemon.json; CNI runtimes read the
     conflist, a file)."""
-    found, ranges = [], runtime_ranges(view)
+    found, ranges = [], view.runtime_ranges
     if settings["docker"]:
         # IPv4: docker0 on the host's subnet, masquerading left to weft's chain. IPv6-only:
         # docker0's IPv4 side stays Docker's own (bip and ip-masq as they were), local only.
@@ -264,7 +274,7 @@ def runtime_steps(view, settings) -> list:
 
 def cni_bridge_step(view, settings):
     """The CNI network's bridge with its gateways, made before any container needs it."""
-    ranges = runtime_ranges(view)["cni"]
+    ranges = view.runtime_ranges["cni"]
     return step("bridge", name=settings["cni_bridge"], mtu=view.overlay_mtu,
                 address=[bridge_address(ranges[f]) for f in sorted(ranges)])
 
@@ -306,7 +316,7 @@ def files(state, view, settings):
         state.services.append(heal_service())
     state.files.update(backend.files(view))
     if settings.get("cni"):
-        ranges = runtime_ranges(view)["cni"]
+        ranges = view.runtime_ranges["cni"]
         state.files[cni.conflist_path(settings["cni_conf_dir"], settings["cni_name"])] = (
             cni.conflist(settings["cni_name"], settings["cni_bridge"], view.overlay_mtu,
                          [ranges[f] for f in sorted(ranges)],

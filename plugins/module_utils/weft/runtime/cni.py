@@ -15,11 +15,14 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 
 from ansible.module_utils.weft.backends import bridge_address
 
 CNI_VERSION = "1.0.0"
 PLUGINS = "/usr/lib/cni"        # Debian's containernetworking-plugins (lab/cni.py runs them)
+IPAM_STATE = "/var/lib/cni/networks"  # host-local's reservations, a directory per network
+BOOKKEEPING = re.compile(r"^(lock|last_reserved_ip\.\d+)$")  # host-local's, not reservations
 
 
 def conflist_path(conf_dir, name):
@@ -41,6 +44,18 @@ def conflist(name, bridge, mtu, ranges, networks) -> str:
         {"type": "portmap", "capabilities": {"portMappings": True}},
     ]}
     return json.dumps(doc, indent=2) + "\n"   # JSON has no comments: no header
+
+
+def unused_ipam_state(name):
+    """host-local's directory for network `name` when it holds no reservation (its lock
+    and last-reserved marks only), else None: a container that still holds an address
+    needs the directory for its DEL, so it stays."""
+    path = os.path.join(IPAM_STATE, name)
+    try:
+        entries = os.listdir(path)
+    except OSError:
+        return None
+    return path if all(BOOKKEEPING.match(entry) for entry in entries) else None
 
 
 def networks_in(conf_dir, skip=None) -> dict:
