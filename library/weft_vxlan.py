@@ -12,8 +12,9 @@ short_description: Manage a VXLAN device (a Flannel-style VTEP) over netlink
 description:
   - Creates, updates or removes a VXLAN device through pyroute2, the way Flannel's vxlan
     backend sets up C(flannel.<VNI>).
-  - O(vni), O(local), O(dev), O(port) and O(learning) are fixed when the kernel creates the
-    device; when one of them differs the device is deleted and re-created (RV(recreated)).
+  - O(vni), O(local), O(dev), O(port), O(learning) and O(gbp) are fixed when the kernel
+    creates the device; when one of them differs the device is deleted and re-created
+    (RV(recreated)).
     O(mtu), O(mac), O(address) and O(up) change in place.
   - An existing device of another kind with the same name is never touched; the module fails.
 version_added: "0.1.0"
@@ -39,6 +40,11 @@ options:
   learning:
     description: Learn remote MACs from received packets. Off for a Flannel-style overlay,
       whose FDB is programmed (see M(weft_fdb)).
+    type: bool
+    default: false
+  gbp:
+    description: The VXLAN Group Policy extension (C(gbp)), which carries the sender's
+      policy group in the header (Flannel's GBP option).
     type: bool
     default: false
   mac:
@@ -91,6 +97,7 @@ device:
     dev: eth0
     port: 8472
     learning: false
+    gbp: false
     mac: "0e:77:64:60:01:00"
     mtu: 1450
     address: 100.96.1.0/32

@@ -37,7 +37,7 @@ def test_vxlan_is_flannels_device_and_entries_per_peer():
         [("ipv4", "present")] * 2 + [("ipv6", "absent")] * 2  # no IPv6: none left behind
     assert steps(state, "vxlan") == [dict(name="flannel.1", vni=1, port=8472, local="10.0.0.1",
                                           dev="eth0", mac="0e:77:64:60:01:00", mtu=1450,
-                                          address="100.96.1.0/32", learning=False)]
+                                          address="100.96.1.0/32", learning=False, gbp=False)]
     assert steps(state, "neighbours")[0]["neighbours"] == [
         {"ip": "100.96.2.0", "mac": "0e:77:64:60:02:00"}, {"ip": "100.96.3.0", "mac": "0e:77:64:60:03:00"}]
     assert steps(state, "fdb")[0]["entries"] == [
@@ -52,6 +52,13 @@ def test_vxlan_is_flannels_device_and_entries_per_peer():
     assert state.files[SETTINGS["subnet_env"]][0] == ("FLANNEL_NETWORK=100.96.0.0/16\n"
                                                       "FLANNEL_SUBNET=100.96.1.1/24\n"
                                                       "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n")
+
+
+def test_vxlan_group_policy_and_learning_are_flannels_device_options():
+    device = steps(derive("vxlan", GBP=True, Learning=True), "vxlan")[0]
+    assert (device["gbp"], device["learning"]) == (True, True)
+    # The entries stay programmed with learning on (Flannel's too): learning only adds.
+    assert len(steps(derive("vxlan", Learning=True), "fdb")[0]["entries"]) == 2
 
 
 def test_direct_routing_only_for_peers_on_the_same_l2_network():

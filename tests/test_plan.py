@@ -55,6 +55,8 @@ def test_defaults_follow_flannel():
     ({"Backend": {"VNI": 2 ** 24}}, "weft_network.Backend.VNI: 16777216 is out of range"),
     ({"Backend": {"Port": 70000}}, "weft_network.Backend.Port: 70000 is out of range"),
     ({"Backend": {"DirectRouting": "yes"}}, "weft_network.Backend.DirectRouting: 'yes' is not true or false"),
+    ({"Backend": {"GBP": 1}}, "weft_network.Backend.GBP: 1 is not true or false"),
+    ({"Backend": {"Learning": "on"}}, "weft_network.Backend.Learning: 'on' is not true or false"),
     ({"Backend": {"MTU": 100}}, "weft_network.Backend.MTU: 100 is out of range"),
     ({"Bogus": 1}, "weft_network: unknown field(s) Bogus"),
     ({"EnableIPv6": True}, "weft_network.IPv6Network: is required with EnableIPv6"),
@@ -336,6 +338,17 @@ def test_ipv6_defaults_follow_flannel():
         (True, 64, "fd00:96:0:1::")
     assert parse_network_config(flannel) == cfg(**DUAL)
     assert "EnableIPv6" not in cfg().as_flannel()  # an IPv4 network's config as before
+
+
+def test_vxlan_gbp_and_learning_reach_etcd_only_when_set():
+    on = cfg(Backend={"Type": "vxlan", "GBP": True, "Learning": True}).as_flannel()["Backend"]
+    assert on == {"Type": "vxlan", "VNI": 1, "Port": 8472, "GBP": True, "Learning": True,
+                  "DirectRouting": False}
+    assert parse_network_config(dict(Network="100.96.0.0/16", Backend=on)).as_flannel()[
+        "Backend"] == on
+    # Off, the config stays what networks stored before the options existed.
+    assert cfg().as_flannel()["Backend"] == {"Type": "vxlan", "VNI": 1, "Port": 8472,
+                                             "DirectRouting": False}
 
 
 @pytest.mark.parametrize("raw, message", [

@@ -56,6 +56,19 @@ def test_vxlan_create_idempotent_inplace_recreate_absent(netns, run_in):
     assert not run_in("weft_vxlan", {"name": "flannel.1", "state": "absent"})["changed"]
 
 
+def test_vxlan_group_policy_and_learning_are_set_at_creation(netns, run_in):
+    result = run_in("weft_vxlan", dict(VTEP, gbp=True, learning=True))
+    assert result["changed"], result
+    data = link(netns, "flannel.1")["linkinfo"]["info_data"]
+    assert (data.get("gbp"), data["learning"]) == (True, True), data
+    assert not run_in("weft_vxlan", dict(VTEP, gbp=True, learning=True))["changed"]
+    back = run_in("weft_vxlan", VTEP)   # both off again: the kernel fixes them at creation
+    assert back["changed"] and back["recreated"], back
+    data = link(netns, "flannel.1")["linkinfo"]["info_data"]
+    assert (data.get("gbp", False), data["learning"]) == (False, False), data
+    assert not run_in("weft_vxlan", VTEP)["changed"]
+
+
 def test_vxlan_check_mode_changes_nothing(netns, run_in):
     result = run_in("weft_vxlan", VTEP, check=True, diff=True)
     assert result["changed"] and link(netns, "flannel.1") is None

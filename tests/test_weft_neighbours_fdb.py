@@ -93,6 +93,15 @@ def test_fdb_create_idempotent_move_purge_and_flood(netns, vxlan, run_in):
     assert fdb(netns) == []
 
 
+def test_fdb_leaves_what_the_kernel_learned_alone(netns, vxlan, run_in):
+    wanted = {"dev": vxlan, "entries": [{"mac": MAC2, "dst": "10.9.0.2"}], "purge": True}
+    assert run_in("weft_fdb", wanted)["changed"]
+    sh("bridge", "fdb", "add", MAC3, "dev", vxlan, "dst", "10.9.0.9", "dynamic", netns=netns)
+    again = run_in("weft_fdb", wanted)   # (as with Backend.Learning: learned, not weft's)
+    assert not again["changed"], again
+    assert any(line.startswith("%s dst 10.9.0.9" % MAC3) for line in fdb(netns))
+
+
 def test_fdb_check_mode_changes_nothing(netns, vxlan, run_in):
     result = run_in("weft_fdb", {"dev": vxlan, "entries": [{"mac": MAC2, "dst": "10.9.0.2"}]},
                     check=True, diff=True)

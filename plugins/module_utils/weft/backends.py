@@ -59,7 +59,9 @@ def step(core, **params):
 class Option:
     """One option of net-conf's Backend: Flannel's field name, weft's key in the plan, its
     kind (int, bool or str), default and range (choices, for a str). Options are written
-    out in declaration order, which is the order Flannel's config JSON has them."""
+    out in declaration order, which is the order Flannel's config JSON has them; a
+    `quiet` one only when it is not its default (added after networks were stored in etcd
+    without it, whose config stays byte for byte what it was)."""
     flannel: str
     key: str
     kind: type = int
@@ -67,6 +69,7 @@ class Option:
     low: int | None = None
     high: int | None = None
     choices: tuple = ()
+    quiet: bool = False
 
     def parse(self, raw: dict, where: str):
         value = raw.get(self.flannel)
@@ -133,7 +136,8 @@ class Backend:
     def options_as_flannel(self, options: dict) -> dict:
         """The options in Flannel's JSON (None left out), after Type."""
         return {option.flannel: options[option.key] for option in self.options
-                if options.get(option.key) is not None}
+                if options.get(option.key) is not None
+                and not (option.quiet and options[option.key] == option.default)}
 
     # -- leases (controller) --
 
@@ -243,6 +247,8 @@ class Vxlan(Backend):
     encapsulated = True
     dual_stack = True
     options = (Option("VNI", "vni", int, 1, 1, MAX_VNI), port_option(8472),
+               Option("GBP", "gbp", bool, False, quiet=True),
+               Option("Learning", "learning", bool, False, quiet=True),
                Option("DirectRouting", "direct_routing", bool, False), mtu_option(50))
     lease_fields = (("vni", "VNI"), ("vtep_mac", "VtepMAC"))
 
@@ -270,7 +276,8 @@ class Vxlan(Backend):
         return [
             step("vxlan", name=dev, vni=view.network["vni"], port=view.network["port"],
                  local=local, dev=view.identity["iface"], mac=data["vtep_mac"],
-                 mtu=view.overlay_mtu, learning=False,
+                 mtu=view.overlay_mtu, learning=bool(view.network.get("learning")),
+                 gbp=bool(view.network.get("gbp")),
                  address="%s/%d" % (vtep_address(subnet), 32 if family == 4 else 128)),
             step("neighbours", dev=dev, purge=True,
                  neighbours=[{"ip": vtep_address(peer_subnet), "mac": peer_data["vtep_mac"]}

@@ -43,6 +43,8 @@ def current_entries(kernel, index, dev):
         dst = msg.get_attr("NDA_DST")
         if dst is None:  # the kernel's multicast and local entries are not ours
             continue
+        if not msg["state"] & NUD_PERMANENT:  # nor what it learned (Backend.Learning)
+            continue
         mac = msg.get_attr("NDA_LLADDR")
         current[entry_key(mac, dst)] = dict(mac=mac, dst=dst, dev=dev)
     return current

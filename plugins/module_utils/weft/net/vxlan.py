@@ -20,7 +20,7 @@ def desired_identity(params, kernel):
     local = ip_address(params["local"], "local")
     identity = dict(vni=int_range(params["vni"], "vni", 1, MAX_VNI), local=str(local),
                     dev=params["dev"], port=int_range(params["port"], "port", 1, 65535),
-                    learning=params["learning"])
+                    learning=params["learning"], gbp=params["gbp"])
     if params["dev"] is not None:
         index = kernel.index(params["dev"])
         if index is None:
@@ -45,7 +45,8 @@ def identity_of(kernel):
                     local=attr(data, "IFLA_VXLAN_LOCAL") or attr(data, "IFLA_VXLAN_LOCAL6"),
                     dev=kernel.names().get(link) if link else None,
                     port=attr(data, "IFLA_VXLAN_PORT"),
-                    learning=bool(attr(data, "IFLA_VXLAN_LEARNING")))
+                    learning=bool(attr(data, "IFLA_VXLAN_LEARNING")),
+                    gbp=bool(attr(data, "IFLA_VXLAN_GBP")))   # a flag: there or not
     return read
 
 
@@ -56,6 +57,7 @@ ARGUMENT_SPEC = dict(
     dev=dict(type="str"),
     port=dict(type="int", default=8472),
     learning=dict(type="bool", default=False),
+    gbp=dict(type="bool", default=False),
     mac=dict(type="str"),
 )
 
@@ -74,6 +76,8 @@ def run(params, ctx):
         spec = dict(ifname=params["name"], kind="vxlan", vxlan_id=identity["vni"],
                     vxlan_port=identity["port"], vxlan_learning=int(identity["learning"]))
         spec["vxlan_local6" if ":" in identity["local"] else "vxlan_local"] = identity["local"]
+        if identity["gbp"]:
+            spec["vxlan_gbp"] = True
         if identity.get("dev"):
             spec["vxlan_link"] = kernel.index(identity["dev"])
         kernel.ipr.link("add", **spec)
