@@ -100,6 +100,10 @@ def test_fdb_leaves_what_the_kernel_learned_alone(netns, vxlan, run_in):
     again = run_in("weft_fdb", wanted)   # (as with Backend.Learning: learned, not weft's)
     assert not again["changed"], again
     assert any(line.startswith("%s dst 10.9.0.9" % MAC3) for line in fdb(netns))
+    # An entry someone added (bridge fdb add: permanent) is drift, purged as before.
+    sh("bridge", "fdb", "replace", MAC3, "dev", vxlan, "dst", "10.9.0.9", netns=netns)
+    purged = run_in("weft_fdb", wanted)
+    assert purged["changed"] and not any(line.startswith(MAC3) for line in fdb(netns)), purged
 
 
 def test_fdb_check_mode_changes_nothing(netns, vxlan, run_in):
