@@ -14,11 +14,16 @@ description:
     when the host cannot serve the container runtimes asked of it). It changes nothing, except that the
     wireguard backend's key is made on the host the first time, and again on O(rotate_keys)
     (RV(ansible_facts.weft_backend_facts.key_made); the module then reports changed).
-  - C(weft_underlay), the interface and IPv4 address that overlay peers send to. With
-    O(public_ip), the interface holding that address; with O(iface), that interface's first
-    global IPv4 address; with neither, the interface of the IPv4 default route (where every
-    NAT'ed virtual machine would claim the same address, hence the plan's duplicate check).
-    When it cannot be found, C(weft_underlay.error) says why, naming the option.
+  - C(weft_underlay), the interface and addresses that overlay peers send to. With any of
+    O(iface), O(iface_regex), O(iface_can_reach), Flannel's interface rules in Flannel's
+    order (every O(iface) item, then every O(iface_regex), then O(iface_can_reach)); the
+    first that finds an interface with an address of the network's family wins. With none
+    of them, the interface holding O(public_ip) (O(public_ipv6) in an IPv6-only network),
+    else the interface of the default route (where every NAT'ed virtual machine would claim
+    the same address, hence the plan's duplicate check). Of several addresses on the
+    interface, the first static one in the kernel's order (the oldest primary address); an
+    address inside O(overlay) is never used. When nothing is found, C(weft_underlay.error)
+    says why, naming the option and listing what each rule found.
   - C(weft_missing_packages), which of O(packages) dpkg does not list as installed, so that
     a converged host costs no package-manager call.
   - C(weft_backend_facts), with O(backend), the public lease data that backend has each host
@@ -36,11 +41,39 @@ requirements:
     packages are still reported.
 options:
   iface:
-    description: The underlay interface, e.g. V(eth1).
+    description:
+      - Flannel's C(--iface), repeatable. Interface names (V(eth1)) or addresses of the
+        host (V(10.0.0.5), meaning the interface holding it and that address), tried in order.
+      - A single string is a one-item list; a comma separates items.
+    type: list
+    elements: str
+    default: []
+  iface_regex:
+    description:
+      - Flannel's C(--iface-regex), repeatable, tried in order after O(iface). Each is
+        matched (unanchored, Python's C(re.search); Go's RE2 patterns in common use mean
+        the same) against the global addresses of every interface in index order, then
+        against interface names; a name match needs an address of the network's family.
+    type: list
+    elements: str
+    default: []
+  iface_can_reach:
+    description:
+      - Flannel's C(--iface-can-reach), tried last. The interface the kernel routes this
+        address by (as C(ip route get) says), with the route's source address when it is
+        that interface's.
     type: str
+  overlay:
+    description:
+      - The overlay's own networks (C(Network), C(IPv6Network)). No address inside them is
+        ever taken for the underlay, since weft's devices, Docker's bridge and the CNI bridge hold
+        such addresses once a host is converged.
+    type: list
+    elements: str
+    default: []
   public_ip:
-    description: The address peers send to; must be an address of this host (of O(iface)
-      when both are given).
+    description: The address peers send to; must be an address of this host (of the
+      interface the rules pick, when rules are given).
     type: str
   public_ipv6:
     description: The IPv6 address peers send to in a dual-stack network; must be an address
@@ -58,8 +91,9 @@ options:
     type: str
   ipv4:
     description: Whether the network has IPv4 (its C(EnableIPv4)). V(false), an IPv6-only
-      network, finds the underlay by IPv6 instead (O(public_ipv6), else O(iface), else the
-      interface of the IPv6 default route) and reports its IPv4 address only if it has one.
+      network, finds the underlay by IPv6 instead (the rules match IPv6 addresses; without
+      rules O(public_ipv6), else the interface of the IPv6 default route) and reports its
+      IPv4 address only if it has one.
     type: bool
     default: true
   rotate_keys:
@@ -104,6 +138,12 @@ EXAMPLES = r"""
   weft_facts:
     iface: eth1
     packages: [python3-pyroute2, nftables]
+
+- name: Find it by rules for a whole group, as flanneld's flags would
+  weft_facts:
+    iface_regex: ['^10\.20\.', '^ens']
+    iface_can_reach: 10.20.0.1
+    overlay: [10.244.0.0/16]
 """
 
 RETURN = r"""
@@ -114,12 +154,13 @@ ansible_facts:
   contains:
     weft_underlay:
       description: The underlay (C(iface), C(public_ip), C(network), C(mtu), and
-        C(public_ipv6), C(network6), null when the host has no global IPv6 address), or
-        C(error).
+        C(public_ipv6), C(network6), null when the host has no global IPv6 address; C(rule),
+        what found the interface), or C(error).
       type: dict
       returned: always
       sample: {iface: eth0, public_ip: 10.168.0.2, network: 10.168.0.0/24, mtu: 1500,
-               public_ipv6: "fd00:168::2", network6: "fd00:168::/64"}
+               public_ipv6: "fd00:168::2", network6: "fd00:168::/64",
+               rule: "iface_regex ^eth"}
     weft_runtime_error:
       description: Why the host cannot serve the runtimes asked of it (O(docker),
         O(cni_name)), naming the variable; absent when it can.

@@ -24,9 +24,23 @@ def test_found_by_interface_address_or_default_route(netns, run_in):
 
 @pytest.mark.parametrize("args, message", [
     ({}, "iface: this host has no IPv4 default route"),
-    ({"iface": "nosuch0"}, "iface: no device named nosuch0"),
+    ({"iface": "nosuch0"}, "no interface matches the underlay rules; tried iface nosuch0: no "
+     "device named nosuch0; interfaces with their global IPv4 addresses: lo [none], "
+     "u1 [none], u0 [10.9.0.1/24]"),
     ({"public_ip": "10.9.0.99"}, "public_ip: 10.9.0.99 is not an address of this host"),
-    ({"public_ip": "10.9.0.1", "iface": "u1"}, "public_ip: 10.9.0.1 is on u0, not on iface u1"),
+    ({"public_ip": "10.9.0.1", "iface": "u1"}, "no interface matches the underlay rules; tried "
+     "iface u1: u1 has no global IPv4 address"),
+    ({"iface_regex": ["^u", "("]}, "iface_regex: '(' is not a regular expression"),
+    ({"iface_can_reach": "u0"}, "iface_can_reach: 'u0' is not an IP address"),
+    ({"iface": ["u0", ""]}, "iface: an empty name in ['u0', '']"),
+    ({"iface": ["eth9"], "iface_regex": ["^wlan", "^u1$"], "iface_can_reach": "192.0.2.1"},
+     "no interface matches the underlay rules; tried iface eth9: no device named eth9; "
+     "iface_regex ^wlan: no interface's name or global IPv4 address matches; iface_regex ^u1$: "
+     "no interface's name or global IPv4 address matches; iface_can_reach 192.0.2.1: no route "
+     "to it (Network is unreachable); interfaces with their global IPv4 addresses: lo [none], "
+     "u1 [none], u0 [10.9.0.1/24]"),
+    ({"iface_regex": ["^10\\.9\\."], "overlay": ["10.9.0.0/16"]},
+     "no interface matches the underlay rules; tried iface_regex ^10\\.9\\.: no interface's"),
 ])
 def test_wrong_settings_are_named(netns, run_in, args, message):
     result = run_in("weft_facts", dict(args, packages=["python3-pyroute2"]))
@@ -61,10 +75,10 @@ def test_the_ipv6_underlay_is_found_beside_the_ipv4_one(netns, run_in):
 def test_an_ipv6_only_underlay_is_found_by_ipv6_and_needs_no_ipv4(netns, run_in):
     only6 = {"ipv4": False, "packages": []}
     refused = underlay(run_in("weft_facts", only6))
-    assert refused["error"].startswith("iface: this host has no IPv6 default route to find the "
-                                       "underlay by; set weft_iface or weft_public_ipv6"), refused
-    assert underlay(run_in("weft_facts", dict(only6, iface="u0")))["error"] == \
-        "iface: u0 has no global IPv6 address"
+    assert refused["error"] == "iface: this host has no IPv6 default route to find the underlay " \
+        "by; set weft_iface (or weft_iface_regex, weft_iface_can_reach) or weft_public_ipv6", refused
+    assert underlay(run_in("weft_facts", dict(only6, iface="u0")))["error"].startswith(
+        "no interface matches the underlay rules; tried iface u0: u0 has no global IPv6 address")
     sh("ip", "addr", "add", "fd09::1/64", "dev", "u0", "nodad", netns=netns)
     sh("ip", "addr", "add", "fd0a::7/64", "dev", "u1", "nodad", netns=netns)
     sh("ip", "-6", "route", "add", "default", "via", "fd0a::1", "dev", "u1", netns=netns)
@@ -77,4 +91,97 @@ def test_an_ipv6_only_underlay_is_found_by_ipv6_and_needs_no_ipv4(netns, run_in)
     bare = underlay(run_in("weft_facts", dict(only6, iface="u0")))
     assert (bare["public_ipv6"], bare["public_ip"], bare["network"]) == ("fd09::1", None, None), bare
     assert underlay(run_in("weft_facts", dict(only6, iface="u1", public_ipv6="fd09::1")))["error"] \
-        == "public_ipv6: fd09::1 is on u0, not on iface u1"
+        == "public_ipv6: fd09::1 is on u0, not on u1 (picked by iface u1)"
+    # The rules match IPv6 addresses in an IPv6-only network.
+    found = underlay(run_in("weft_facts", dict(only6, iface_regex=["^fd0a:"])))
+    assert (found["iface"], found["public_ipv6"], found["rule"]) == ("u1", "fd0a::7",
+                                                                    "iface_regex ^fd0a:"), found
+
+
+def two_nics_and_a_vlan(netns):
+    """Beside u0 (10.9.0.1/24): ens5 (10.20.0.5/24) and "ens5.100" on it (10.30.0.5/24),
+    with a network reached through a gateway on ens5. This kernel has no 802.1Q
+    (CONFIG_VLAN_8021Q), so a macvlan stacked on the NIC and named as a VLAN stands in: the
+    rules see names, addresses and routes, which are the same."""
+    sh("ip", "link", "add", "ens5", "type", "veth", "peer", "name", "x5", netns=netns)
+    sh("ip", "link", "add", "link", "ens5", "name", "ens5.100", "type", "macvlan", "mode",
+       "bridge", netns=netns)
+    for device, cidr in (("ens5", "10.20.0.5/24"), ("ens5.100", "10.30.0.5/24")):
+        sh("ip", "addr", "add", cidr, "dev", device, netns=netns)
+    for device in ("ens5", "x5", "ens5.100"):
+        sh("ip", "link", "set", device, "up", netns=netns)
+    sh("ip", "route", "add", "192.168.50.0/24", "via", "10.20.0.1", "dev", "ens5", netns=netns)
+
+
+def picked(run_in, **rules):
+    found = underlay(run_in("weft_facts", dict(rules, packages=[])))
+    assert "error" not in found, found
+    return found["iface"], found["public_ip"], found["rule"]
+
+
+def test_interface_rules_are_tried_in_flannels_order_first_match_wins(netns, run_in):
+    two_nics_and_a_vlan(netns)
+    # --iface: names or addresses, in order; one that finds nothing is passed over.
+    assert picked(run_in, iface=["nosuch0", "ens5"]) == ("ens5", "10.20.0.5", "iface ens5")
+    assert picked(run_in, iface=["10.30.0.5", "ens5"]) == ("ens5.100", "10.30.0.5",
+                                                           "iface 10.30.0.5")
+    assert picked(run_in, iface=["x5", "ens5.100"])[0] == "ens5.100"  # x5 has no address
+    # --iface-regex: over every interface's addresses first, then names, in order.
+    assert picked(run_in, iface_regex=["^ens5\\.100$"])[:2] == ("ens5.100", "10.30.0.5")
+    assert picked(run_in, iface_regex=["^10\\.20\\."])[:2] == ("ens5", "10.20.0.5")
+    assert picked(run_in, iface_regex=["^(u0|10\\.30\\.)"])[0] == "ens5.100"  # address first
+    assert picked(run_in, iface_regex=["^wlan", "^ens"]) == ("ens5", "10.20.0.5",
+                                                               "iface_regex ^ens")
+    assert picked(run_in, iface_regex=["^x5$|^ens5$"])[0] == "ens5"  # a name match needs an address
+    # --iface-can-reach: the route's device, with the route's source address.
+    assert picked(run_in, iface_can_reach="10.30.0.77") == ("ens5.100", "10.30.0.5",
+                                                            "iface_can_reach 10.30.0.77")
+    assert picked(run_in, iface_can_reach="192.168.50.9")[:2] == ("ens5", "10.20.0.5")
+    # Order across kinds: --iface, then --iface-regex, then --iface-can-reach.
+    assert picked(run_in, iface=["ens5"], iface_regex=["^u0$"], iface_can_reach="10.30.0.77")[0] \
+        == "ens5"
+    assert picked(run_in, iface=["eth9"], iface_regex=["^u0$"], iface_can_reach="10.30.0.77")[0] \
+        == "u0"
+    assert picked(run_in, iface=["eth9"], iface_regex=["^wlan"], iface_can_reach="10.30.0.77")[0] \
+        == "ens5.100"
+    # A public address must be on the interface the rules pick.
+    wrong = underlay(run_in("weft_facts", {"iface_regex": ["^ens5$"], "public_ip": "10.9.0.1"}))
+    assert wrong["error"] == "public_ip: 10.9.0.1 is on u0, not on ens5 (picked by iface_regex " \
+        "^ens5$)", wrong
+    assert picked(run_in, iface_regex=["^ens5$"], public_ip="10.20.0.5")[:2] == ("ens5", "10.20.0.5")
+
+
+def test_of_several_addresses_the_first_static_one_is_taken(netns, run_in):
+    sh("ip", "link", "add", "p0", "type", "veth", "peer", "name", "q0", netns=netns)
+    # In the order of a host that got a DHCP lease first, then static addresses, one of
+    # them a secondary of the lease's subnet, then a keepalived-style /32 and a deprecated one.
+    for cidr, lifetime in (("10.50.0.9/24", ["valid_lft", "600", "preferred_lft", "600"]),
+                           ("10.50.0.2/24", []), ("10.60.0.1/24", []),
+                           ("10.70.0.7/32", []),
+                           ("10.80.0.1/24", ["valid_lft", "600", "preferred_lft", "0"])):
+        sh("ip", "addr", "add", cidr, "dev", "p0", *lifetime, netns=netns)
+    sh("ip", "link", "set", "p0", "up", netns=netns)
+    # Static before dynamic, then the kernel's order: primaries (oldest first) before
+    # secondaries.
+    assert picked(run_in, iface=["p0"])[1] == "10.60.0.1"
+    found = underlay(run_in("weft_facts", {"iface": ["p0"], "overlay": ["10.60.0.0/16"]}))
+    assert (found["public_ip"], found["network"]) == ("10.70.0.7", "10.70.0.7/32"), found
+    sh("ip", "addr", "del", "10.60.0.1/24", "dev", "p0", netns=netns)
+    sh("ip", "addr", "del", "10.70.0.7/32", "dev", "p0", netns=netns)
+    assert picked(run_in, iface=["p0"])[1] == "10.50.0.2"  # a static secondary, before DHCP's
+    sh("ip", "addr", "del", "10.50.0.2/24", "dev", "p0", netns=netns)
+    assert picked(run_in, iface=["p0"])[1] == "10.50.0.9"  # the deprecated one never
+    # The same order for every rule: a regex over addresses sees them most preferred first.
+    sh("ip", "addr", "add", "10.50.0.3/24", "dev", "p0", netns=netns)
+    assert picked(run_in, iface_regex=["^10\\.50\\."])[1] == "10.50.0.3"
+
+
+def test_addresses_inside_the_overlay_are_never_the_underlay(netns, run_in):
+    # A converged host's own devices hold overlay addresses (flannel.1, docker0, cni0).
+    sh("ip", "link", "add", "w0", "type", "veth", "peer", "name", "w1", netns=netns)
+    sh("ip", "addr", "add", "10.244.3.0/32", "dev", "w0", netns=netns)
+    assert picked(run_in, iface_regex=["^10\\.244\\."])[0] == "w0"  # not told: taken
+    told = underlay(run_in("weft_facts", {"iface_regex": ["^10\\.244\\.", "^w0$"],
+                                          "overlay": ["10.244.0.0/16"]}))
+    assert told["error"].startswith("no interface matches the underlay rules"), told
+    assert "w0 [none]" in told["error"], told

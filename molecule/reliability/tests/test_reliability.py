@@ -178,6 +178,75 @@ def test_public_ip_change_keeps_the_subnet_and_leaves_no_stale_entry(tmp_path):
     assert leases()["node3"]["public_ip"] == "10.168.0.4"
 
 
+SECOND_NIC = "ens5"      # each node's second NIC, on a lab bridge of its own ...
+VLAN = "ens5.100"        # ... and an interface stacked on it, as a VLAN would be
+SECOND_BRIDGE = "weftlab-nic2"
+
+
+def add_second_nic_and_vlan():
+    """Give every node a second NIC (10.169.0.N/24) on a bridge of its own and, stacked on
+    it, "ens5.100" (10.170.0.N/24). This kernel has no 802.1Q (CONFIG_VLAN_8021Q), so a
+    macvlan named as the VLAN stands in: the rules see names, addresses and routes."""
+    remove_second_nic_and_vlan()
+    subprocess.run(["ip", "link", "add", SECOND_BRIDGE, "type", "bridge"], check=True)
+    subprocess.run(["ip", "link", "set", SECOND_BRIDGE, "up"], check=True)
+    for number, node in enumerate(NODES, start=2):
+        ns, outer = NETNS % node, "wl2-%s" % node
+        for cmd in (["ip", "link", "add", outer, "type", "veth", "peer", "name", SECOND_NIC,
+                     "netns", ns],
+                    ["ip", "link", "set", outer, "master", SECOND_BRIDGE, "up"],
+                    ["ip", "-n", ns, "link", "add", "link", SECOND_NIC, "name", VLAN, "type",
+                     "macvlan", "mode", "bridge"],
+                    ["ip", "-n", ns, "addr", "add", "10.169.0.%d/24" % number, "dev", SECOND_NIC],
+                    ["ip", "-n", ns, "addr", "add", "10.170.0.%d/24" % number, "dev", VLAN],
+                    ["ip", "-n", ns, "link", "set", SECOND_NIC, "up"],
+                    ["ip", "-n", ns, "link", "set", VLAN, "up"]):
+            subprocess.run(cmd, check=True)
+
+
+def remove_second_nic_and_vlan():
+    for node in NODES:  # the node's end goes with its peer, the VLAN with its NIC
+        subprocess.run(["ip", "link", "del", "wl2-%s" % node], capture_output=True)
+    subprocess.run(["ip", "link", "del", SECOND_BRIDGE], capture_output=True)
+
+
+def vxlan_underlay(node):
+    """(device, local address) of node's flannel.1, as ip -d shows them."""
+    words = host(node).check_output("ip -d link show flannel.1").split()
+    return words[words.index("dev") + 1], words[words.index("local") + 1]
+
+
+@pytest.mark.parametrize("rules, device, network", [
+    ({"weft_iface_regex": ["^wlan", "^ens5\\.100$"]}, VLAN, "10.170.0"),
+    ({"weft_iface_can_reach": "10.169.0.254"}, SECOND_NIC, "10.169.0"),
+    ({"weft_iface_regex": ["^10\\.169\\."], "weft_iface_can_reach": "10.170.0.254"},
+     SECOND_NIC, "10.169.0"),
+], ids=["regex picks the VLAN", "can-reach picks the second NIC", "regex before can-reach"])
+def test_interface_rules_for_the_group_pick_the_underlay_on_every_node(rules, device, network):
+    """Rules for the whole group (no per-host weft_iface): every node's underlay, lease and
+    VXLAN device follow them, containers reach each other over that network, a second run
+    changes nothing; then the inventory's weft_iface again."""
+    add_second_nic_and_vlan()
+    try:
+        extra = dict(rules, weft_iface=[])
+        playbook("site.yml", extra=extra)
+        for number, node in enumerate(NODES, start=2):
+            address = "%s.%d" % (network, number)
+            assert leases()[node]["public_ip"] == address, leases()[node]
+            assert vxlan_underlay(node) == (device, address)
+            fdb = "\n".join(peer_view(node)[1])
+            assert all(" dst %s." % network in line for line in fdb.splitlines()), fdb
+        lab.check_containers_reach_each_other(lab.start_containers())
+        _, _, changed = playbook("site.yml", extra=extra)
+        assert set(changed.values()) == {0}
+    finally:
+        lab.on_all(lambda node: host(node).run("docker rm -f weft-verify"))
+        playbook("site.yml")  # back to eth0 before the NICs go
+        remove_second_nic_and_vlan()
+    for node in NODES:
+        assert vxlan_underlay(node) == ("eth0", lab.node_ip(node))
+
+
 BAD_INPUT = [
     ({"weft_network": {"Network": "100.96.0.0/33"}}, "weft_network.Network: '100.96.0.0/33'"),
     ({"weft_network": {"Network": "100.96.0.0/16", "SubnetLen": 31}}, "weft_network.SubnetLen: 31"),
@@ -185,7 +254,13 @@ BAD_INPUT = [
     ({"weft_network": {"Network": "100.96.0.0/16", "Backend": {"Type": "ipip"}}},
      "weft_network.Backend.Type: 'ipip'"),
     ({"weft_network": {"Network": "100.96.0.0/16", "Backend": {"VNI": 0}}}, "weft_network.Backend.VNI: 0"),
-    ({"weft_iface": "eth9"}, "weft_iface/weft_public_ip/weft_public_ipv6 of node1: iface: no device named eth9"),
+    ({"weft_iface": "eth9"}, "weft_public_ipv6 of node1: no interface matches the underlay rules; "
+     "tried iface eth9: no device named eth9"),
+    ({"weft_iface": [], "weft_iface_regex": ["^eth9", "("]}, "iface_regex: '(' is not a regular expression"),
+    ({"weft_iface": [], "weft_iface_regex": ["^wlan"], "weft_iface_can_reach": "100.64.0.1"},
+     "tried iface_regex ^wlan: no interface's name or global IPv4 address matches; "
+     "iface_can_reach 100.64.0.1: no route to it (Network is unreachable)"),
+    ({"weft_iface_can_reach": "node2"}, "iface_can_reach: 'node2' is not an IP address"),
     ({"weft_public_ip": "10.168.0.99"}, "public_ip: 10.168.0.99 is not an address of this host"),
     ({"weft_subnet": "100.97.0.0/24"}, "weft_subnet of node1: 100.97.0.0/24 is outside"),
     ({"weft_prune": "perhaps"}, "weft_prune"),

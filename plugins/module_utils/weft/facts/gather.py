@@ -16,13 +16,16 @@ import os
 from ansible.module_utils.weft.backends import BACKENDS
 from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.facts.packages import missing_packages
-from ansible.module_utils.weft.facts.underlay import find_underlay
+from ansible.module_utils.weft.facts.underlay import Rules, find_underlay
 from ansible.module_utils.weft.net.netlink import IPRoute
 from ansible.module_utils.weft.runtime import cni
 from ansible.module_utils.weft.validate import preshared_key
 
 ARGUMENT_SPEC = dict(
-    iface=dict(type="str"),
+    iface=dict(type="list", elements="str", default=[]),
+    iface_regex=dict(type="list", elements="str", default=[]),
+    iface_can_reach=dict(type="str"),
+    overlay=dict(type="list", elements="str", default=[]),
     public_ip=dict(type="str"),
     public_ipv6=dict(type="str"),
     packages=dict(type="list", elements="str", default=[]),
@@ -74,8 +77,10 @@ def run(params, ctx):
         facts["weft_underlay"] = dict(error="pyroute2 is not installed (python3-pyroute2)")
         return dict(changed=False, ansible_facts=facts)
     try:
-        facts["weft_underlay"] = find_underlay(ctx.kernel, params["iface"], params["public_ip"],
-                                                params["public_ipv6"], params["ipv4"])
+        rules = Rules.parse(params["iface"], params["iface_regex"], params["iface_can_reach"])
+        facts["weft_underlay"] = find_underlay(ctx.kernel, rules, params["public_ip"],
+                                                params["public_ipv6"], params["ipv4"],
+                                                params["overlay"])
     except ValueError as exc:
         facts["weft_underlay"] = dict(error=str(exc))
         return dict(changed=False, ansible_facts=facts)

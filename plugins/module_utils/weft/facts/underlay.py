@@ -1,29 +1,23 @@
 # -*- coding: utf-8 -*-
 # Copyright: weft contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Which interface and addresses of a host carry the overlay, read from the kernel: the
-IPv4 address (required) and, for dual-stack networks, the IPv6 one (when there is one);
-in an IPv6-only network the IPv6 address is required and the IPv4 one optional."""
+"""Which interface and addresses of a host carry the overlay, read from the kernel.
+
+The interface is found by Flannel's rules (`interface.py`) when any is given, else by the
+public address, else by the default route of the network's primary family (IPv4, or IPv6
+in an IPv6-only network). On it, the primary family's address is required and the other
+family's is reported when there is one (dual-stack networks need it, the planner says so).
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
 
+from ansible.module_utils.weft.facts.interface import (
+    Addresses, Rules, family_number, family_version, pick)
 from ansible.module_utils.weft.net.netlink import ROUTE_TABLES, route_table
 from ansible.module_utils.weft.validate import ip_address
-
-SCOPE_GLOBAL = 0
-
-
-def global_addresses(kernel, family=socket.AF_INET):
-    """[(index, 'address/len')] of every global address of the family, in kernel order."""
-    return [(a["index"], "%s/%d" % (a["local"], a["prefixlen"])) for a in kernel.all_addresses()
-            if a["family"] == family and a["scope"] == SCOPE_GLOBAL]
-
-
-def ipv4_addresses(kernel):
-    return global_addresses(kernel, socket.AF_INET)
 
 
 def default_route_index(kernel, family=socket.AF_INET):
@@ -34,94 +28,68 @@ def default_route_index(kernel, family=socket.AF_INET):
     return None
 
 
-def find_underlay(kernel, iface=None, public_ip=None, public_ipv6=None, ipv4=True) -> dict:
-    """{iface, public_ip, network, mtu, public_ipv6, network6}: by public IP, else by
-    interface, else by the interface of the IPv4 default route. With ipv4=False (an
-    IPv6-only network) the same by IPv6, and the IPv4 address is reported when there is
-    one. Raises ValueError naming what was tried."""
-    if not ipv4:
-        return find_ipv6_underlay(kernel, iface, public_ipv6)
+def find_underlay(kernel, rules=Rules(), public_ip=None, public_ipv6=None, ipv4=True,
+                  overlay=()) -> dict:
+    """{iface, public_ip, network, mtu, public_ipv6, network6, rule}. Raises ValueError
+    naming the option and what was tried."""
+    family = socket.AF_INET if ipv4 else socket.AF_INET6
+    public = {socket.AF_INET: public_ip, socket.AF_INET6: public_ipv6}
+    option = {socket.AF_INET: "public_ip", socket.AF_INET6: "public_ipv6"}
+    for number, address in public.items():
+        if address is not None:
+            public[number] = str(ip_address(address, option[number]))
+    addresses = Addresses(kernel, overlay)
     names = kernel.names()
-    addresses = ipv4_addresses(kernel)
-    if public_ip is not None:
-        ip = str(ip_address(public_ip, "public_ip"))
-        held = [(index, cidr) for index, cidr in addresses if cidr.split("/")[0] == ip]
-        if not held:
-            raise ValueError("public_ip: %s is not an address of this host" % ip)
-        index, cidr = held[0]
-        if iface is not None and names.get(index) != iface:
-            raise ValueError("public_ip: %s is on %s, not on iface %s" % (ip, names[index], iface))
+    if rules.given():
+        index, chosen, rule = pick(kernel, addresses, rules, family)
+        chosen = public[family] or chosen
+    elif public[family] is not None:
+        index, rule = holder(addresses, public[family], option[family]), option[family]
+        chosen = public[family]
     else:
-        index = _interface_index(kernel, iface, socket.AF_INET, "weft_public_ip")
-        held = [cidr for i, cidr in addresses if i == index]
-        if not held:
-            raise ValueError("iface: %s has no global IPv4 address" % names.get(index))
-        cidr = held[0]
-    found = dict(iface=names[index], public_ip=cidr.split("/")[0],
-                 network=str(ipaddress.ip_interface(cidr).network),
-                 mtu=kernel.link(names[index]).get_attr("IFLA_MTU"))
-    found.update(find_ipv6(kernel, index, names, public_ipv6))
+        index, chosen, rule = default_route_index(kernel, family), None, "default route"
+        if index is None:
+            raise ValueError("iface: this host has no IPv%d default route to find the underlay "
+                             "by; set weft_iface (or weft_iface_regex, weft_iface_can_reach) "
+                             "or weft_%s" % (family_version(family), option[family]))
+    found = dict(iface=names[index], mtu=kernel.link(names[index]).get_attr("IFLA_MTU"),
+                 rule=rule)
+    if chosen is not None and holder(addresses, chosen, option[family]) != index:
+        raise ValueError("%s: %s is on %s, not on %s (picked by %s)" % (
+            option[family], chosen, names[holder(addresses, chosen, option[family])],
+            names[index], rule))
+    cidr = addresses.on(index, family, chosen)
+    if cidr is None:
+        raise ValueError("iface: %s has no global IPv%d address" % (names[index],
+                                                                     family_version(family)))
+    found.update(side(family, cidr))
+    other = socket.AF_INET6 if ipv4 else socket.AF_INET
+    if public[other] is not None:  # the other family's address may be on any interface
+        cidr = addresses.on(holder(addresses, public[other], option[other]), other, public[other])
+    else:
+        cidr = addresses.on(index, other)
+        if cidr is None and ipv4:
+            # A dual-stack network's IPv6 side may be elsewhere: the IPv6 default route's.
+            cidr = addresses.on(default_route_index(kernel, other), other)
+    found.update(side(other, cidr))
     return found
 
 
-def _interface_index(kernel, iface, family, address_variable):
-    """The index of `iface`, else of the default route's interface of `family`."""
-    if iface is not None:
-        index = kernel.index(iface)
-        if index is None:
-            raise ValueError("iface: no device named %s" % iface)
-        return index
-    index = default_route_index(kernel, family)
+def side(family, cidr):
+    """The lease's fields of one family: its address and the underlay network it is in."""
+    address, network = ("public_ip", "network") if family == socket.AF_INET \
+        else ("public_ipv6", "network6")
+    if cidr is None:
+        return {address: None, network: None}
+    return {address: cidr.split("/")[0], network: str(ipaddress.ip_interface(cidr).network)}
+
+
+def holder(addresses, address, option):
+    """The index of the interface holding `address`; ValueError naming `option` if none."""
+    index = addresses.holder(address)
     if index is None:
-        raise ValueError("iface: this host has no IPv%d default route to find the underlay by; "
-                         "set weft_iface or %s" % (4 if family == socket.AF_INET else 6,
-                                                   address_variable))
+        raise ValueError("%s: %s is not an address of this host" % (option, address))
     return index
 
 
-def find_ipv6_underlay(kernel, iface=None, public_ipv6=None) -> dict:
-    """find_underlay() of an IPv6-only network: the interface of the public IPv6 address,
-    else `iface`, else the IPv6 default route's; its IPv4 address only if it has one."""
-    names = kernel.names()
-    if public_ipv6 is not None:
-        ip = str(ip_address(public_ipv6, "public_ipv6"))
-        held = [(i, cidr) for i, cidr in global_addresses(kernel, socket.AF_INET6)
-                if cidr.split("/")[0] == ip]
-        if not held:
-            raise ValueError("public_ipv6: %s is not an address of this host" % ip)
-        index = held[0][0]
-        if iface is not None and names.get(index) != iface:
-            raise ValueError("public_ipv6: %s is on %s, not on iface %s"
-                             % (ip, names[index], iface))
-    else:
-        index = _interface_index(kernel, iface, socket.AF_INET6, "weft_public_ipv6")
-    found = find_ipv6(kernel, index, names, public_ipv6, fall_back=False)
-    if found["public_ipv6"] is None:
-        raise ValueError("iface: %s has no global IPv6 address" % names.get(index))
-    held = [cidr for i, cidr in ipv4_addresses(kernel) if i == index]
-    found.update(iface=names[index], public_ip=held[0].split("/")[0] if held else None,
-                 network=str(ipaddress.ip_interface(held[0]).network) if held else None,
-                 mtu=kernel.link(names[index]).get_attr("IFLA_MTU"))
-    return found
-
-
-def find_ipv6(kernel, index, names, public_ipv6=None, fall_back=True) -> dict:
-    """{public_ipv6, network6}: the given address (which must be the host's), else the first
-    global IPv6 address of the underlay interface, else (fall_back) of the IPv6 default
-    route's; None each when the host has none (the planner refuses that where the network
-    needs IPv6)."""
-    addresses = global_addresses(kernel, socket.AF_INET6)
-    if public_ipv6 is not None:
-        ip = str(ip_address(public_ipv6, "public_ipv6"))
-        held = [cidr for _, cidr in addresses if cidr.split("/")[0] == ip]
-        if not held:
-            raise ValueError("public_ipv6: %s is not an address of this host" % ip)
-    else:
-        held = [cidr for i, cidr in addresses if i == index]
-        if not held and fall_back:
-            route = default_route_index(kernel, socket.AF_INET6)
-            held = [cidr for i, cidr in addresses if i == route]
-    if not held:
-        return dict(public_ipv6=None, network6=None)
-    return dict(public_ipv6=held[0].split("/")[0],
-                network6=str(ipaddress.ip_interface(held[0]).network))
+__all__ = ["Rules", "family_number", "find_underlay"]

@@ -8,18 +8,21 @@ change) live in reconcile and the cores, so they can be tested without a kernel.
 
 from __future__ import annotations
 
+import os
 import socket
 
 from ansible.module_utils.weft.errors import WeftError
 
 try:
     from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
     from pyroute2.netlink.rtnl import rt_scope
     from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
     from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_PERMANENT
     from pyroute2.netlink.rtnl.rtmsg import RTNH_F_ONLINK
 except ImportError:
     IPRoute = None
+    NetlinkError = OSError  # never raised: nothing talks to the kernel without pyroute2
     rt_scope = {"universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255,
                 0: "universe", 200: "site", 253: "link", 254: "host", 255: "nowhere"}
     IFF_UP, NTF_SELF, NUD_PERMANENT, RTNH_F_ONLINK = 0x1, 0x2, 0x80, 0x4
@@ -90,11 +93,24 @@ class Kernel:
                 for m in self.ipr.get_addr(index=index) if m["scope"] != SCOPE_LINK]
 
     def all_addresses(self):
-        """Every address on every device: [{'local': ip, 'index': n, 'prefixlen': len,
-        'family': f, 'scope': s}]."""
+        """Every address on every device, in kernel order: [{'local': ip, 'index': n,
+        'prefixlen': len, 'family': f, 'scope': s, 'flags': IFA_F_*}]."""
         return [dict(local=m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS"), index=m["index"],
-                     prefixlen=m["prefixlen"], family=m["family"], scope=m["scope"])
+                     prefixlen=m["prefixlen"], family=m["family"], scope=m["scope"],
+                     # IFA_FLAGS holds all 32 bits; the header only the low 8.
+                     flags=m.get_attr("IFA_FLAGS") or m["flags"])
                 for m in self.ipr.get_addr()]
+
+    def route_to(self, address):
+        """(device index, preferred source) of the route the kernel takes to `address`, as
+        `ip route get` says; OSError when there is none."""
+        try:
+            found = tuple(self.ipr.route("get", dst=address))
+        except NetlinkError as exc:
+            raise OSError(exc.code, os.strerror(exc.code)) from None
+        if not found:
+            return None, None
+        return found[0].get_attr("RTA_OIF"), found[0].get_attr("RTA_PREFSRC")
 
     # ---- dumps ----
     def routes(self, family=None):
