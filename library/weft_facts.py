@@ -21,8 +21,7 @@ description:
     of them, the interface holding O(public_ip) (O(public_ipv6) in an IPv6-only network),
     else the interface of the default route (where every NAT'ed virtual machine would claim
     the same address, hence the plan's duplicate check). Of several addresses on the
-    interface, the first static one in the kernel's order (the oldest primary address); an
-    address inside O(overlay) is never used. When nothing is found, C(weft_underlay.error)
+    interface, the first static one in the kernel's order (the oldest primary address). When nothing is found, C(weft_underlay.error)
     says why, naming the option and listing what each rule found.
   - C(weft_missing_packages), which of O(packages) dpkg does not list as installed, so that
     a converged host costs no package-manager call.
@@ -65,9 +64,9 @@ options:
     type: str
   overlay:
     description:
-      - The overlay's own networks (C(Network), C(IPv6Network)). No address inside them is
-        ever taken for the underlay, since weft's devices, Docker's bridge and the CNI bridge hold
-        such addresses once a host is converged.
+      - The overlay's own networks (C(Network), C(IPv6Network)). O(iface_regex) never
+        matches an address inside them, since weft's devices, Docker's bridge and the CNI
+        bridge hold such addresses once a host is converged.
     type: list
     elements: str
     default: []

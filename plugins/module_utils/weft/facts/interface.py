@@ -13,8 +13,9 @@ what it found and the host's interfaces.
 Of several addresses on one interface, the first usable one in Flannel's order: static
 (permanent) before dynamic (DHCP, SLAAC), non-temporary before temporary, else the
 kernel's order, which lists an interface's oldest primary address first and its
-secondaries after. Deprecated addresses, link and host scope, and addresses inside the
-overlay's own networks (weft's and the runtimes' devices hold those) are never used.
+secondaries after. Deprecated addresses, link and host scope are never used, and a regex
+never matches an address inside the overlay's own networks (a converged host's own
+devices hold those: flannel.1, docker0, cni0).
 """
 
 from __future__ import annotations
@@ -74,17 +75,15 @@ class Addresses:
     preference (read once)."""
 
     def __init__(self, kernel, overlay=()):
-        networks = []
+        self.overlay = []
         for cidr in overlay:
             try:
-                networks.append(ipaddress.ip_network(cidr, strict=False))
+                self.overlay.append(ipaddress.ip_network(cidr, strict=False))
             except ValueError:
-                raise ValueError("overlay: %r is not a network" % (cidr,)) from None
+                pass  # the planner refuses it, naming the variable
         usable = []
         for position, found in enumerate(kernel.all_addresses()):
-            address = ipaddress.ip_address(found["local"])
-            if found["scope"] != SCOPE_GLOBAL or found["flags"] & IFA_F_DEPRECATED \
-                    or any(address in network for network in networks):
+            if found["scope"] != SCOPE_GLOBAL or found["flags"] & IFA_F_DEPRECATED:
                 continue
             rank = (not found["flags"] & IFA_F_PERMANENT, bool(found["flags"] & IFA_F_TEMPORARY),
                     position)
@@ -93,10 +92,14 @@ class Addresses:
         for _, found in sorted(usable, key=lambda item: item[0]):
             self.by_index.setdefault(found["index"], []).append(found)
 
-    def of(self, index, family) -> list:
+    def of(self, index, family, outside_overlay=False) -> list:
         """'address/len' of one interface and family, most preferred first."""
         return ["%s/%d" % (a["local"], a["prefixlen"]) for a in self.by_index.get(index, ())
-                if a["family"] == family]
+                if a["family"] == family and not (outside_overlay and self.in_overlay(a))]
+
+    def in_overlay(self, found) -> bool:
+        address = ipaddress.ip_address(found["local"])
+        return any(address in network for network in self.overlay)
 
     def on(self, index, family, address=None):
         """The CIDR of `address` on the interface, else its first of `family` (or None)."""
@@ -113,7 +116,8 @@ class Addresses:
         return None
 
     def listing(self, names, family) -> str:
-        return ", ".join("%s [%s]" % (names[index], " ".join(self.of(index, family)) or "none")
+        return ", ".join("%s [%s]" % (names[index],
+                                      " ".join(self.of(index, family, True)) or "none")
                          for index in sorted(names))
 
 
@@ -167,15 +171,16 @@ def by_name_or_address(kernel, addresses, names, item, family):
 
 def by_regex(addresses, names, regex, family):
     """(index, address) of the first interface, in index order, with an address matching
-    `regex`, else (index, None) of the first whose name matches and that has an address of
-    `family`, else None. Unanchored, as Go's MatchString."""
+    `regex`, else (index, its first address) of the first whose name matches and that has
+    an address of `family`, else None; addresses inside the overlay left out. Unanchored, as Go's MatchString."""
     for index in sorted(names):
-        for cidr in addresses.of(index, family):
+        for cidr in addresses.of(index, family, outside_overlay=True):
             if regex.search(cidr.split("/")[0]):
                 return index, cidr.split("/")[0]
     for index in sorted(names):
-        if regex.search(names[index]) and addresses.of(index, family):
-            return index, None
+        outside = addresses.of(index, family, outside_overlay=True)
+        if regex.search(names[index]) and outside:
+            return index, outside[0].split("/")[0]
     return None
 
 
