@@ -102,6 +102,11 @@ options:
         description: The masquerading picks source ports at random (C(--random-fully)).
         type: bool
         default: true
+      vxlan_tx_checksum_offload:
+        description: TX checksum offload on the vxlan backend's devices (M(weft_vxlan)'s
+          O(weft_vxlan#module:tx_checksum)).
+        type: bool
+        default: true
       peer_ingress:
         description: Accept the encapsulation port only from peers (M(weft_ingress)).
         type: bool

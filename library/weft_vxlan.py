@@ -47,6 +47,13 @@ options:
       policy group in the header (Flannel's GBP option).
     type: bool
     default: false
+  tx_checksum:
+    description:
+      - TX checksum offload on the device (what C(ethtool -K <name> tx) sets), changed in
+        place and set again on a re-created device. V(false) is the workaround for NICs
+        and hypervisors that corrupt the inner checksums of VXLAN packets
+        (flannel-io/flannel#1279). Omitted, the kernel's setting is left alone.
+    type: bool
   mac:
     description: The device's MAC (a unicast address). weft derives a stable one per
       subnet so that peers' neighbour and FDB entries stay valid when the device is

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   python3 python3-venv python3-pyroute2 python3-yaml   # controller venv; hosts' pyroute2
   iproute2 iptables nftables iputils-ping procps kmod    # kernel networking tools
+  ethtool                                                # tests read offloads back with it
   systemd systemd-container dbus openssh-server openssh-client   # lab nodes
   docker.io busybox-static                               # containers in lab nodes
   ansible-core                                           # weft-restore on lab nodes (boot)

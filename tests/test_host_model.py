@@ -37,7 +37,8 @@ def test_vxlan_is_flannels_device_and_entries_per_peer():
         [("ipv4", "present")] * 2 + [("ipv6", "absent")] * 2  # no IPv6: none left behind
     assert steps(state, "vxlan") == [dict(name="flannel.1", vni=1, port=8472, local="10.0.0.1",
                                           dev="eth0", mac="0e:77:64:60:01:00", mtu=1450,
-                                          address="100.96.1.0/32", learning=False, gbp=False)]
+                                          address="100.96.1.0/32", learning=False, gbp=False,
+                                          tx_checksum=True)]
     assert steps(state, "neighbours")[0]["neighbours"] == [
         {"ip": "100.96.2.0", "mac": "0e:77:64:60:02:00"}, {"ip": "100.96.3.0", "mac": "0e:77:64:60:03:00"}]
     assert steps(state, "fdb")[0]["entries"] == [
@@ -52,6 +53,15 @@ def test_vxlan_is_flannels_device_and_entries_per_peer():
     assert state.files[SETTINGS["subnet_env"]][0] == ("FLANNEL_NETWORK=100.96.0.0/16\n"
                                                       "FLANNEL_SUBNET=100.96.1.1/24\n"
                                                       "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n")
+
+
+def test_vxlan_tx_checksum_offload_is_a_host_setting_on_by_default():
+    assert steps(derive("vxlan"), "vxlan")[0]["tx_checksum"] is True
+    off = derive("vxlan", settings={"vxlan_tx_checksum_offload": False})
+    assert steps(off, "vxlan")[0]["tx_checksum"] is False
+    # A record written before the setting existed: the kernel's default, on.
+    settings = {k: v for k, v in SETTINGS.items() if k != "vxlan_tx_checksum_offload"}
+    assert steps(model.derive(plan("vxlan"), ME, settings), "vxlan")[0]["tx_checksum"] is True
 
 
 def test_vxlan_group_policy_and_learning_are_flannels_device_options():

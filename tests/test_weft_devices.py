@@ -69,6 +69,34 @@ def test_vxlan_group_policy_and_learning_are_set_at_creation(netns, run_in):
     assert not run_in("weft_vxlan", VTEP)["changed"]
 
 
+def tx_checksum(netns, name):
+    """'on' or 'off', as ethtool -k reads it with the ethtool ioctl."""
+    line = next(l for l in sh("ethtool", "-k", name, netns=netns).splitlines()
+                if l.startswith("tx-checksumming:"))
+    return line.split()[1]
+
+
+def test_vxlan_tx_checksum_offload_is_set_in_place_and_kept_on_recreation(netns, run_in):
+    run_in("weft_vxlan", VTEP)
+    assert tx_checksum(netns, "flannel.1") == "on"  # the kernel's default, left alone
+    off = dict(VTEP, tx_checksum=False)
+    result = run_in("weft_vxlan", off, diff=True)
+    assert result["changed"] and not result["recreated"], result
+    assert '+    "tx_checksum": false' in result["stdout_text"]
+    assert tx_checksum(netns, "flannel.1") == "off"
+    assert not run_in("weft_vxlan", off)["changed"]
+    # Someone turns it on again by hand: put back.
+    sh("ethtool", "-K", "flannel.1", "tx", "on", netns=netns)
+    assert run_in("weft_vxlan", off)["changed"] and tx_checksum(netns, "flannel.1") == "off"
+    # A re-created device gets it too.
+    recreated = run_in("weft_vxlan", dict(off, vni=7))
+    assert recreated["recreated"] and tx_checksum(netns, "flannel.1") == "off", recreated
+    assert recreated["device"]["tx_checksum"] is False
+    back = run_in("weft_vxlan", dict(VTEP, vni=7, tx_checksum=True))
+    assert back["changed"] and tx_checksum(netns, "flannel.1") == "on"
+    assert not run_in("weft_vxlan", dict(VTEP, vni=7))["changed"]  # omitted: left alone
+
+
 def test_vxlan_check_mode_changes_nothing(netns, run_in):
     result = run_in("weft_vxlan", VTEP, check=True, diff=True)
     assert result["changed"] and link(netns, "flannel.1") is None

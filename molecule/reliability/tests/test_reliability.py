@@ -303,6 +303,23 @@ def test_masquerade_chain_follows_weft_ip_masq_and_its_random_ports():
     assert n1.check_output("iptables -t nat -S WEFT-POSTRTG").count("--random-fully") == 2
 
 
+
+def test_vxlan_tx_checksum_offload_follows_its_variable_on_every_node():
+    """The checksum workaround: off on every node's flannel.1 (ethtool reads it in the
+    node), containers still reaching each other, a re-run changing nothing; on again."""
+    tx = lambda node: host(node).check_output("ethtool -k flannel.1 | grep '^tx-checksumming:'")  # noqa: E731
+    off = {"weft_vxlan_tx_checksum_offload": False}
+    playbook("site.yml", extra=off)
+    assert {node: tx(node) for node in NODES} == {node: "tx-checksumming: off" for node in NODES}
+    try:
+        lab.check_containers_reach_each_other(lab.start_containers())
+    finally:
+        lab.on_all(lambda node: host(node).run("docker rm -f weft-verify"))
+    _, _, changed = playbook("site.yml", extra=off)
+    assert set(changed.values()) == {0}
+    playbook("site.yml")
+    assert {node: tx(node) for node in NODES} == {node: "tx-checksumming: on" for node in NODES}
+
 # Run on node1: wait for the VXLAN device weft_host creates, then stop (SIGSTOP) the process
 # holding weft's apply lock and print its PID. A frozen host makes the kill below land while
 # the run is half-way on every try; polling from here lost the race to a fast converge.

@@ -278,6 +278,9 @@ class Vxlan(Backend):
                  local=local, dev=view.identity["iface"], mac=data["vtep_mac"],
                  mtu=view.overlay_mtu, learning=bool(view.network.get("learning")),
                  gbp=bool(view.network.get("gbp")),
+                 # A host setting (a workaround for its NIC), not a net-conf option;
+                 # records older than it have the kernel's default, on.
+                 tx_checksum=view.settings.get("vxlan_tx_checksum_offload", True),
                  address="%s/%d" % (vtep_address(subnet), 32 if family == 4 else 128)),
             step("neighbours", dev=dev, purge=True,
                  neighbours=[{"ip": vtep_address(peer_subnet), "mac": peer_data["vtep_mac"]}

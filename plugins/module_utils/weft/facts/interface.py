@@ -33,10 +33,6 @@ IFA_F_DEPRECATED = 0x20
 IFA_F_PERMANENT = 0x80
 
 
-def family_number(version) -> int:
-    return socket.AF_INET if version == 4 else socket.AF_INET6
-
-
 def family_version(number) -> int:
     return 4 if number == socket.AF_INET else 6
 

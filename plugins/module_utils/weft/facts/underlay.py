@@ -15,7 +15,7 @@ import ipaddress
 import socket
 
 from ansible.module_utils.weft.facts.interface import (
-    Addresses, Rules, family_number, family_version, pick)
+    Addresses, Rules, family_version, pick)
 from ansible.module_utils.weft.net.netlink import ROUTE_TABLES, route_table
 from ansible.module_utils.weft.validate import ip_address
 
@@ -92,4 +92,4 @@ def holder(addresses, address, option):
     return index
 
 
-__all__ = ["Rules", "family_number", "find_underlay"]
+__all__ = ["Rules", "find_underlay"]  # Rules: what gather.py builds from the options

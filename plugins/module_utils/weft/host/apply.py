@@ -24,6 +24,7 @@ SETTINGS_SPEC = dict(
     forward_accept=dict(type="bool", default=True),
     ip_masq=dict(type="bool", default=True),
     ip_masq_random_fully=dict(type="bool", default=True),
+    vxlan_tx_checksum_offload=dict(type="bool", default=True),
     peer_ingress=dict(type="bool", default=True),
     route_protocol=dict(type="int", default=RTPROT_WEFT),
     subnet_env=dict(type="path", default="/run/flannel/subnet.env"),

@@ -2,13 +2,15 @@
 # Copyright: weft contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the device cores (vxlan, tun) share: a device's kind-specific identity is fixed at
-creation (change it and the device is re-created), while its MTU, MAC, address and
-up/down state change in place. This runs that life cycle once for both.
+creation (change it and the device is re-created), while its MTU, MAC, address, TX
+checksum offload and up/down state change in place. This runs that life cycle once for
+both.
 """
 
 from __future__ import annotations
 
 from ansible.module_utils.weft.errors import WeftError
+from ansible.module_utils.weft.net import ethtool
 from ansible.module_utils.weft.net.netlink import IFF_UP, attr
 from ansible.module_utils.weft.validate import int_range, interface_name, ip_interface, mac_address
 
@@ -25,6 +27,8 @@ def desired_common(params, mac_option=True):
     """Validated in-place attributes; None means 'leave as the kernel has it'."""
     interface_name(params["name"], "name")
     desired = dict(up=params["up"])
+    if params.get("tx_checksum") is not None:
+        desired["tx_checksum"] = params["tx_checksum"]
     if params.get("mtu") is not None:
         desired["mtu"] = int_range(params["mtu"], "mtu", 68, 65535)
     if mac_option and params.get("mac"):
@@ -59,6 +63,8 @@ def differing(current, desired):
 def apply_in_place(kernel, index, after):
     """Set the in-place attributes in `after`."""
     ipr = kernel.ipr
+    if "tx_checksum" in after:
+        ethtool.set_tx_checksum(kernel.names()[index], after["tx_checksum"])
     if "mtu" in after:
         ipr.link("set", index=index, mtu=after["mtu"])
     if "mac" in after:
@@ -89,6 +95,8 @@ def converge(ctx, params, kind, desired_identity, desired_inplace, identity_of, 
     if current is not None and current["kind"] != kind:
         raise WeftError("name: %s exists as a %s device, not %s; refusing to touch it"
                         % (name, current["kind"], kind))
+    if current is not None and "tx_checksum" in desired_inplace:
+        current["tx_checksum"] = ethtool.tx_checksum(name)  # an ioctl: only when asked
     result = dict(changed=False, recreated=False)
 
     if params["state"] == "absent":
@@ -126,4 +134,6 @@ def converge(ctx, params, kind, desired_identity, desired_inplace, identity_of, 
     final = kernel.link(name) if not ctx.check_mode else None
     if final is not None:
         result["device"] = dict(read_common(kernel, final), name=name, **identity_of(final))
+        if "tx_checksum" in desired_inplace:
+            result["device"]["tx_checksum"] = ethtool.tx_checksum(name)
     return result

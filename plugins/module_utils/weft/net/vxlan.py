@@ -59,6 +59,8 @@ ARGUMENT_SPEC = dict(
     learning=dict(type="bool", default=False),
     gbp=dict(type="bool", default=False),
     mac=dict(type="str"),
+    # In place (kept across re-creation): None leaves the kernel's setting alone.
+    tx_checksum=dict(type="bool"),
 )
 
 
