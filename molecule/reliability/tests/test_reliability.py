@@ -2,8 +2,9 @@
 
 The tests run in file order on one converged lab (pytest keeps definition order):
 drift repaired by site.yml (and shown by a dry run) with weft-heal off, then by weft-heal
-alone, a removed host, a public-IP change, the bad-input matrix, masquerade on and off,
-a run killed half-way, then uninstall. (Reboots: the lifecycle scenario, every backend.)
+alone, a removed host, a public-IP change, interface rules for the group on a second NIC
+and a VLAN-like interface, the bad-input matrix, masquerade on and off, TX checksum
+offload off and on, a run killed half-way, then uninstall. (Reboots: the lifecycle scenario, every backend.)
 Each re-runs the project's playbooks the way a user would and checks the nodes.
 """
 
