@@ -98,7 +98,8 @@ class Addresses:
         return any(address in network for network in self.overlay)
 
     def on(self, index, family, address=None):
-        """The CIDR of `address` on the interface, else its first of `family` (or None)."""
+        """The CIDR of `address` on the interface (None if it has not), or without
+        `address` its first of `family` (None if it has none)."""
         for cidr in self.of(index, family):
             if address is None or cidr.split("/")[0] == address:
                 return cidr
@@ -124,7 +125,7 @@ def pick(kernel, addresses, rules, family):
     version = family_version(family)
     tried = []
     for item in rules.ifaces:
-        found, why = by_name_or_address(kernel, addresses, names, item, family)
+        found, why = by_name_or_address(addresses, names, item, family)
         if found:
             return found + ("iface %s" % item,)
         tried.append("iface %s: %s" % (item, why))
@@ -144,12 +145,12 @@ def pick(kernel, addresses, rules, family):
                      % ("; ".join(tried), version, addresses.listing(names, family)))
 
 
-def by_name_or_address(kernel, addresses, names, item, family):
+def by_name_or_address(addresses, names, item, family):
     """((index, address), None) for an --iface item, or (None, why not)."""
     try:
         address = str(ipaddress.ip_address(item))
     except ValueError:
-        index = kernel.index(item)
+        index = next((i for i, name in names.items() if name == item), None)
         if index is None:
             return None, "no device named %s" % item
         if not addresses.of(index, family):
