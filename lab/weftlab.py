@@ -10,6 +10,8 @@
     weftlab.py ssh NODE [CMD...]    run a command on a node (or a shell)
     weftlab.py outsider             a namespace on the lab's underlay that is no node
                                     (10.168.0.240), for tests of what strangers may send
+    weftlab.py nat NODE PUBLIC      put NODE behind a 1:1 NAT that owns PUBLIC on the
+                                    lab's underlay (nat --remove: take it away)
 
 A node is systemd-nspawn booting a copy-on-write overlay of this host's root file
 system in a network namespace of its own, attached by a veth to the bridge weftlab0
@@ -49,6 +51,10 @@ VETH = "wl-%s"
 NODE_NAME = re.compile(r"^node([1-9][0-9]?)$")
 OUTSIDER, OUTSIDER_IP = "outsider", PREFIX + ".240"
 OUTSIDER_IP6 = PREFIX6 + "f0"
+# A 1:1 NAT router (a cloud's elastic address): NAT_ROUTER's namespace, on the lab bridge
+# with the public address, and a private link to the node behind it (PRIVATE.0/24).
+NAT_ROUTER, NAT_ROUTER_IP6, PRIVATE = "nat", PREFIX6 + "f1", "10.171.0"
+NAT_INSIDE_NIC = "ens6"   # the node's NIC on the private link
 BOOT_TIMEOUT = 120
 
 # Units of this host that have no business in a lab node.
@@ -336,6 +342,44 @@ def remove_outsider():
         run("ip", "link", "del", VETH % OUTSIDER, check=False)
 
 
+def nat(name, public):
+    """Put node `name` behind a 1:1 NAT owning `public`: its NIC NAT_INSIDE_NIC gets
+    PRIVATE.<k+1> and routes to the other nodes through the router, which maps `public`
+    to that address both ways (its eth0 on the lab bridge answers ARP for `public`). The
+    node's eth0 stays, for ssh from this host."""
+    remove_nat()
+    ensure_shared()
+    prepare_network(NAT_ROUTER, public, NAT_ROUTER_IP6)
+    router, node = NETNS % NAT_ROUTER, NETNS % name
+    private = "%s.%d" % (PRIVATE, int(name[4:]) + 1)
+    run("ip", "-n", router, "link", "add", "in0", "type", "veth", "peer", "name",
+        NAT_INSIDE_NIC, "netns", node)
+    run("ip", "-n", router, "addr", "add", PRIVATE + ".1/24", "dev", "in0")
+    run("ip", "-n", router, "link", "set", "in0", "up")
+    run("ip", "-n", node, "addr", "add", private + "/24", "dev", NAT_INSIDE_NIC)
+    run("ip", "-n", node, "link", "set", NAT_INSIDE_NIC, "up")
+    for other in known_nodes():
+        if other != name:
+            run("ip", "-n", node, "route", "add", node_ip(other) + "/32", "via", PRIVATE + ".1",
+                "dev", NAT_INSIDE_NIC)
+    run("ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    rules = ("table ip weftlab-nat {\n"
+             " chain in { type nat hook prerouting priority dstnat; ip daddr %s dnat to %s; }\n"
+             " chain out { type nat hook postrouting priority srcnat; oifname \"eth0\" "
+             "ip saddr %s snat to %s; }\n}\n" % (public, private, private, public))
+    subprocess.run(["ip", "netns", "exec", router, "nft", "-f", "-"], input=rules, text=True,
+                   check=True)
+    print(router, NAT_INSIDE_NIC, private)
+
+
+def remove_nat():
+    """The router and its links; the node's end of the private link goes with them."""
+    if netns_exists(NETNS % NAT_ROUTER):
+        run("ip", "netns", "del", NETNS % NAT_ROUTER)
+    if link_exists(VETH % NAT_ROUTER):
+        run("ip", "link", "del", VETH % NAT_ROUTER, check=False)
+
+
 def stop(name, timeout=30):
     pid = nspawn_pid(name)
     if pid is None:
@@ -378,6 +422,7 @@ def down(names=None):
         remove(name)
     if not known_nodes():
         remove_outsider()
+        remove_nat()
         if link_exists(BRIDGE):
             run("ip", "link", "del", BRIDGE)
         etcdserver.stop(ETCD_DIR)  # the etcd a scenario started for the lab
@@ -402,6 +447,10 @@ def main(argv=None):
     sub.add_parser("reboot", help="power-cycle nodes").add_argument("nodes", nargs="+")
     sub.add_parser("instances", help="connection details as JSON").add_argument("nodes", nargs="+")
     sub.add_parser("outsider", help="a namespace on the underlay that is no node")
+    behind = sub.add_parser("nat", help="put a node behind a 1:1 NAT")
+    behind.add_argument("node", nargs="?")
+    behind.add_argument("public", nargs="?")
+    behind.add_argument("--remove", action="store_true")
     ssh = sub.add_parser("ssh", help="run a command on a node")
     ssh.add_argument("node")
     ssh.add_argument("cmd", nargs=argparse.REMAINDER)
@@ -420,6 +469,13 @@ def main(argv=None):
         instances(args.nodes)
     elif args.command == "outsider":
         outsider()
+    elif args.command == "nat":
+        if args.remove:
+            remove_nat()
+        elif not (args.node and NODE_NAME.match(args.node) and args.public):
+            parser.error("nat: give a node and the public address (or --remove)")
+        else:
+            nat(args.node, args.public)
     elif args.command == "ssh":
         os.execvp("ssh", ssh_cmd(args.node) + ([" ".join(args.cmd)] if args.cmd else []))
 

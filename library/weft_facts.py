@@ -71,13 +71,16 @@ options:
     elements: str
     default: []
   public_ip:
-    description: The address peers send to; must be an address of this host (of the
-      interface the rules pick, when rules are given).
+    description: The address peers send to. An address of this host must be on the
+      interface the rules pick; one on no interface of the host is a 1:1 NAT's (a cloud's
+      elastic address), which needs a rule to pick the interface the host binds to and
+      sends from (C(iface_ip)); the host-gw backend refuses it, as Flannel does.
     type: str
   public_ipv6:
-    description: The IPv6 address peers send to in a dual-stack network; must be an address
-      of this host. Without it, the first global IPv6 address of the underlay interface,
-      else of the IPv6 default route's interface.
+    description: The IPv6 address peers send to in a dual-stack network, as O(public_ip)
+      (on no interface of the host, a NAT's, sent from the underlay interface's own IPv6
+      address). Without it, the first global IPv6 address of the underlay interface, else
+      of the IPv6 default route's interface.
     type: str
   packages:
     description: Debian packages to look for.
@@ -152,13 +155,15 @@ ansible_facts:
   type: dict
   contains:
     weft_underlay:
-      description: The underlay (C(iface), C(public_ip), C(network), C(mtu), and
-        C(public_ipv6), C(network6), null when the host has no global IPv6 address; C(rule),
-        what found the interface), or C(error).
+      description: The underlay (C(iface), C(public_ip), C(iface_ip), C(network), C(mtu),
+        and C(public_ipv6), C(iface_ipv6), C(network6), null when the host has no global
+        IPv6 address; C(rule), what found the interface), or C(error). C(public_ip) is what
+        peers send to, C(iface_ip) the interface's own address (they differ behind a NAT).
       type: dict
       returned: always
-      sample: {iface: eth0, public_ip: 10.168.0.2, network: 10.168.0.0/24, mtu: 1500,
-               public_ipv6: "fd00:168::2", network6: "fd00:168::/64",
+      sample: {iface: eth0, public_ip: 10.168.0.2, iface_ip: 10.168.0.2,
+               network: 10.168.0.0/24, mtu: 1500, public_ipv6: "fd00:168::2",
+               iface_ipv6: "fd00:168::2", network6: "fd00:168::/64",
                rule: "iface_regex ^eth"}
     weft_runtime_error:
       description: Why the host cannot serve the runtimes asked of it (O(docker),

@@ -59,14 +59,22 @@ options:
         type: str
         required: true
       public_ip:
-        description: The address peers send to.
+        description: The address peers send to (a 1:1 NAT's when it is not the host's).
         type: str
         required: true
+      iface_ip:
+        description: The interface's own address, which the host binds to and sends from;
+          differs from O(host.public_ip) behind a 1:1 NAT. Without it, O(host.public_ip).
+        type: str
       underlay:
         description: The underlay network (CIDR), for DirectRouting.
         type: str
       public_ipv6:
         description: The IPv6 address peers send to (dual-stack networks).
+        type: str
+      iface_ipv6:
+        description: The interface's own IPv6 address (as O(host.iface_ip)). Without it,
+          O(host.public_ipv6).
         type: str
       underlay6:
         description: The IPv6 underlay network (CIDR), for DirectRouting over IPv6.

@@ -223,6 +223,21 @@ def dual_plan(backend="vxlan", **backend_fields):
     return sample_plan(backend, hosts, ipv6_network="fd00:96::/48", **backend_fields)
 
 
+def test_behind_a_nat_the_host_binds_and_sends_from_its_interface_address():
+    """The lease (what peers send to) has the NAT's address; the host's own devices and
+    sockets use the interface's, which is what the NAT forwards to."""
+    natted = dict(ME6, public_ip="203.0.113.1", iface_ip="10.0.0.1",
+                  public_ipv6="2001:db8::1", iface_ipv6="fd09::1")
+    vteps = steps(model.derive(dual_plan(), natted, SETTINGS), "vxlan")
+    assert [(v["name"], v["local"]) for v in vteps] == [("flannel.1", "10.0.0.1"),
+                                                        ("flannel-v6.1", "fd09::1")]
+    udp = model.derive(plan("udp"), dict(ME, public_ip="203.0.113.1", iface_ip="10.0.0.1"), SETTINGS)
+    assert json.loads(udp.files["/etc/weft/udpd.json"][0])["listen"] == "10.0.0.1"
+    # Peers are still sent to at their public addresses.
+    assert [e["dst"] for e in steps(model.derive(plan("vxlan"), natted, SETTINGS), "fdb")[0]["entries"]] \
+        == ["10.0.0.2", "10.1.0.3"]
+
+
 def test_dual_stack_vxlan_is_flannels_second_vtep_with_one_mtu_for_both():
     state = model.derive(dual_plan(), ME6, SETTINGS)
     vteps = steps(state, "vxlan")

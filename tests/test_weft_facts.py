@@ -61,11 +61,12 @@ def test_the_ipv6_underlay_is_found_beside_the_ipv4_one(netns, run_in):
     sh("ip", "addr", "add", "fd0a::7/64", "dev", "u1", "nodad", netns=netns)
     found = underlay(run_in("weft_facts", {"iface": "u0"}))
     assert (found["public_ipv6"], found["network6"]) == ("fd09::1", "fd09::/64"), found
-    # Another address of the host, by name; one it does not have is refused by name.
+    # Another address of the host, by name.
     assert underlay(run_in("weft_facts", {"iface": "u0", "public_ipv6": "fd0a::7"}))["public_ipv6"] \
         == "fd0a::7"
-    refused = underlay(run_in("weft_facts", {"iface": "u0", "public_ipv6": "fd0b::1"}))
-    assert refused["error"] == "public_ipv6: fd0b::1 is not an address of this host", refused
+    # One it does not have is a NAT's, sent from the interface's own IPv6 address.
+    nat = underlay(run_in("weft_facts", {"public_ip": "10.9.0.1", "public_ipv6": "fd0b::1"}))
+    assert (nat["public_ipv6"], nat["iface_ipv6"]) == ("fd0b::1", "fd09::1"), nat
     # No global IPv6 on the underlay interface: the IPv6 default route's interface's.
     sh("ip", "addr", "del", "fd09::1/64", "dev", "u0", netns=netns)
     sh("ip", "-6", "route", "add", "default", "via", "fd0a::1", "dev", "u1", netns=netns)
@@ -96,6 +97,48 @@ def test_an_ipv6_only_underlay_is_found_by_ipv6_and_needs_no_ipv4(netns, run_in)
     found = underlay(run_in("weft_facts", dict(only6, iface_regex=["^fd0a:"])))
     assert (found["iface"], found["public_ipv6"], found["rule"]) == ("u1", "fd0a::7",
                                                                     "iface_regex ^fd0a:"), found
+
+
+def test_a_nat_address_is_advertised_while_the_interface_address_is_used(netns, run_in):
+    """1:1 NAT: with the interface named by a rule, a public address on no interface of the
+    host is what peers send to; the host binds and sends from its interface's address."""
+    nat = underlay(run_in("weft_facts", {"iface": "u0", "public_ip": "203.0.113.9"}))
+    assert (nat["iface"], nat["public_ip"], nat["iface_ip"], nat["network"]) == \
+        ("u0", "203.0.113.9", "10.9.0.1", "10.9.0.0/24"), nat
+    plain = underlay(run_in("weft_facts", {"iface": "u0"}))
+    assert (plain["public_ip"], plain["iface_ip"]) == ("10.9.0.1", "10.9.0.1"), plain
+    # Without a rule the interface is not known: the address must be the host's.
+    refused = underlay(run_in("weft_facts", {"public_ip": "203.0.113.9"}))["error"]
+    assert refused == "public_ip: 203.0.113.9 is not an address of this host; behind a 1:1 " \
+        "NAT (a cloud's elastic address), name the interface that carries the overlay with " \
+        "weft_iface (or weft_iface_regex, weft_iface_can_reach)", refused
+    # An address of another interface is a mistake, not a NAT.
+    sh("ip", "addr", "add", "10.19.0.1/24", "dev", "u1", netns=netns)
+    assert underlay(run_in("weft_facts", {"iface": "u0", "public_ip": "10.19.0.1"}))["error"] \
+        == "public_ip: 10.19.0.1 is on u1, not on u0 (picked by iface u0)"
+    # The IPv6 side behind a NAT too: from the interface's IPv6 address, which it needs.
+    six = {"iface": "u0", "public_ipv6": "2001:db8::9"}
+    assert underlay(run_in("weft_facts", six))["error"] == "public_ipv6: 2001:db8::9 is not " \
+        "an address of this host, and u0 has no global IPv6 address to send from behind a NAT"
+    sh("ip", "addr", "add", "fd09::1/64", "dev", "u0", "nodad", netns=netns)
+    nat6 = underlay(run_in("weft_facts", six))
+    assert (nat6["public_ipv6"], nat6["iface_ipv6"], nat6["network6"]) == \
+        ("2001:db8::9", "fd09::1", "fd09::/64"), nat6
+
+
+@pytest.mark.parametrize("public", [{"public_ip": "203.0.113.9"}, {"public_ipv6": "2001:db8::9"}])
+def test_host_gw_refuses_a_nat_address_as_flannel_does(netns, run_in, public):
+    sh("ip", "addr", "add", "fd09::1/64", "dev", "u0", "nodad", netns=netns)
+    found = underlay(run_in("weft_facts", dict(public, iface="u0", backend="host-gw")))
+    (key, address), = public.items()
+    own = "10.9.0.1" if key == "public_ip" else "fd09::1"
+    assert found["error"] == "%s: %s is not on this host (its interface u0 has %s), so it is a " \
+        "NAT's address, and the host-gw backend routes to each peer through its public " \
+        "address as a next hop on the shared link, where a NAT's address is not (Flannel " \
+        "refuses it too); use vxlan, udp or wireguard behind a NAT" % (key, address, own), found
+    for backend in ("vxlan", "udp", "wireguard"):
+        assert "error" not in underlay(run_in("weft_facts", dict(public, iface="u0",
+                                                                 backend=backend)))
 
 
 def two_nics_and_a_vlan(netns):

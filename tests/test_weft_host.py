@@ -53,7 +53,8 @@ def test_vxlan_host_converges_records_itself_and_is_idempotent(box):
     assert json.loads(box.read("/etc/docker/daemon.json")) == {"bip": "100.96.1.1/24", "mtu": 1450,
                                                                "ip-masq": False}
     record = json.loads(box.read("/etc/weft/host.json"))
-    assert record["identity"] == dict(IDENTITY, public_ipv6=None, underlay6=None)
+    assert record["identity"] == dict(IDENTITY, public_ipv6=None, underlay6=None, iface_ip=None,
+                                      iface_ipv6=None)
     assert sorted(record["plan"]["hosts"]) == ["node1", "node2", "node3"]
     assert record["settings"]["heal_interval"] == 60
     # The code that ran is installed for weft-restore, byte for byte.

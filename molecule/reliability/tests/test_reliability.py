@@ -3,7 +3,8 @@
 The tests run in file order on one converged lab (pytest keeps definition order):
 drift repaired by site.yml (and shown by a dry run) with weft-heal off, then by weft-heal
 alone, a removed host, a public-IP change, interface rules for the group on a second NIC
-and a VLAN-like interface, the bad-input matrix, masquerade on and off, TX checksum
+and a VLAN-like interface, a node behind a 1:1 NAT (vxlan, udp, host-gw's refusal), the
+bad-input matrix, masquerade on and off, TX checksum
 offload off and on, a run killed half-way, then uninstall. (Reboots: the lifecycle scenario, every backend.)
 Each re-runs the project's playbooks the way a user would and checks the nodes.
 """
@@ -246,6 +247,71 @@ def test_interface_rules_for_the_group_pick_the_underlay_on_every_node(rules, de
         remove_second_nic_and_vlan()
     for node in NODES:
         assert vxlan_underlay(node) == ("eth0", lab.node_ip(node))
+
+
+NAT_PUBLIC = "10.168.0.204"  # node3's address at its 1:1 NAT, on the lab's underlay
+
+
+@pytest.fixture(scope="class")
+def node3_behind_nat(tmp_path_factory):
+    """node3 behind a 1:1 NAT (weftlab's router owns NAT_PUBLIC and maps it to node3's
+    private ens6 address both ways); an inventory in which node3 says so, as a cloud VM
+    with an elastic address would: weft_iface names the NIC, weft_public_ip the NAT's
+    address. Afterwards: the inventory's network again, then the NAT goes."""
+    _, nic, private = subprocess.run([sys.executable, lab.LAB, "nat", "node3", NAT_PUBLIC],
+                                     check=True, capture_output=True, text=True).stdout.split()
+    inventory = tmp_path_factory.mktemp("nat") / "inventory"
+    shutil.copytree(os.path.dirname(INVENTORY), inventory)
+    (inventory / "host_vars").mkdir(exist_ok=True)
+    (inventory / "host_vars" / "node3.yml").write_text(yaml.safe_dump(
+        {"weft_iface": nic, "weft_public_ip": NAT_PUBLIC}))
+    try:
+        yield str(inventory), nic, private
+    finally:
+        lab.on_all(lambda node: host(node).run("docker rm -f weft-verify"))
+        playbook("site.yml")  # node3 back on eth0 before its NAT goes
+        subprocess.run([sys.executable, lab.LAB, "nat", "--remove"], check=True)
+        assert vxlan_underlay("node3") == ("eth0", lab.node_ip("node3"))
+
+
+class TestANodeBehindA1to1Nat:
+    """Peers send to the NAT's address (the lease's); node3 binds and sends from its
+    interface's own address, which the NAT maps; peer-only ingress accepts what arrives
+    (the NAT'd source is the lease's address). host-gw refuses, as Flannel does."""
+
+    def test_host_gw_refuses_it_before_any_host_changes(self, node3_behind_nat):
+        inventory, nic, private = node3_behind_nat
+        before = {node: settled_snapshot(node) for node in NODES}
+        rc, out, changed = playbook("site.yml", inventory=inventory, check=False, extra={
+            "weft_network": {"Network": "100.96.0.0/16", "Backend": {"Type": "host-gw"}}})
+        assert rc != 0 and ("of node3: public_ip: %s is not on this host (its interface %s "
+                            "has %s), so it is a NAT's address, and the host-gw backend "
+                            "routes" % (NAT_PUBLIC, nic, private)) in out, out[-3000:]
+        assert set(changed.values()) <= {0}
+        assert lab.on_all(snapshot) == before
+
+    @pytest.mark.parametrize("backend", ["vxlan", "udp"])
+    def test_containers_reach_each_other_through_the_nat(self, node3_behind_nat, backend):
+        inventory, nic, private = node3_behind_nat
+        extra = {"weft_network": {"Network": "100.96.0.0/16", "Backend": {"Type": backend}}}
+        playbook("site.yml", inventory=inventory, extra=extra)
+        assert leases()["node3"]["public_ip"] == NAT_PUBLIC
+        n3 = host("node3")
+        if backend == "vxlan":
+            assert vxlan_underlay("node3") == (nic, private)
+            for node in ("node1", "node2"):
+                fdb = "\n".join(peer_view(node)[1])
+                assert " dst %s " % NAT_PUBLIC in fdb + " ", fdb
+        else:
+            assert json.loads(n3.file("/etc/weft/udpd.json").content_string)["listen"] == private
+            assert "%s:8285" % private in n3.check_output("ss -Hulnp")
+        dropped = {node: lab.nft_counters(lab.state(node)).get("not_a_peer") for node in NODES}
+        lab.check_containers_reach_each_other(lab.start_containers())
+        assert {node: lab.nft_counters(lab.state(node)).get("not_a_peer") for node in NODES} \
+            == dropped
+        _, _, changed = playbook("site.yml", inventory=inventory, extra=extra)
+        assert set(changed.values()) == {0}
+        lab.on_all(lambda node: host(node).run("docker rm -f weft-verify"))
 
 
 BAD_INPUT = [

@@ -107,6 +107,7 @@ class Backend:
     overhead_v6 = 0         # the same over an IPv6 underlay (dual-stack)
     encapsulated = False    # whether peers send encapsulated datagrams (peer-only ingress)
     dual_stack = False      # whether it carries IPv6 beside IPv4 (EnableIPv6)
+    nat_refusal = None      # why a host cannot advertise a 1:1 NAT address (None: it can)
     options = ()            # Option, in Flannel's order (Type is not one)
     lease_fields = ()       # (weft key, Flannel key) of the lease's BackendData, in order
     reported = ()           # weft keys of lease data that each host reports (weft_facts)
@@ -230,6 +231,9 @@ class HostGw(Backend):
 
     name = "host-gw"
     dual_stack = True
+    nat_refusal = ("the host-gw backend routes to each peer through its public address as a "
+                   "next hop on the shared link, where a NAT's address is not (Flannel refuses "
+                   "it too); use vxlan, udp or wireguard behind a NAT")
     options = (mtu_option(0),)
 
     def routes(self, view):
@@ -272,7 +276,7 @@ class Vxlan(Backend):
         dev = self.device(view.network, family)
         subnet, _, data = view.me.side(family)
         tunnelled = [p.side(family) for p in view.peers_of(family) if not view.on_link(p, family)]
-        local = view.identity["public_ip" if family == 4 else "public_ipv6"]
+        local = view.own_address(family)
         return [
             step("vxlan", name=dev, vni=view.network["vni"], port=view.network["port"],
                  local=local, dev=view.identity["iface"], mac=data["vtep_mac"],
@@ -331,7 +335,7 @@ class Udp(Backend):
 
     def daemon_config(self, view) -> dict:
         from ansible.module_utils.weft.host import units
-        return {"tun": view.settings["tun_device"], "listen": view.identity["public_ip"],
+        return {"tun": view.settings["tun_device"], "listen": view.own_address(4),
                 "port": view.network["port"], "network": view.network["network"],
                 "subnet": view.me.subnet,
                 # weft peers finish inner checksums themselves; Flannel hosts do not.

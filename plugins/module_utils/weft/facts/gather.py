@@ -60,6 +60,18 @@ def runtime_problem(params):
     return None
 
 
+def refuse_nat(backend, underlay):
+    """ValueError when the host advertises a NAT's address and the backend cannot use one."""
+    if backend is None or backend.nat_refusal is None:
+        return
+    for public, own in (("public_ip", "iface_ip"), ("public_ipv6", "iface_ipv6")):
+        if underlay[public] != underlay[own]:
+            raise ValueError("%s: %s is not on this host (its interface %s has %s), so it is "
+                             "a NAT's address, and %s" % (public, underlay[public],
+                                                         underlay["iface"], underlay[own],
+                                                         backend.nat_refusal))
+
+
 def run(params, ctx):
     try:
         preshared_key(params["wireguard_psk"], "weft_wireguard_psk")
@@ -81,6 +93,7 @@ def run(params, ctx):
         facts["weft_underlay"] = find_underlay(ctx.kernel, rules, params["public_ip"],
                                                 params["public_ipv6"], params["ipv4"],
                                                 params["overlay"])
+        refuse_nat(backend, facts["weft_underlay"])
     except ValueError as exc:
         facts["weft_underlay"] = dict(error=str(exc))
         return dict(changed=False, ansible_facts=facts)

@@ -7,7 +7,9 @@ rebuild at boot and to repair drift: the same code, from the same record.
 
 The plan is what weft_plan hands every host, the same for all of them (lease.py says its
 form: the network summary and every host's lease record by name). The identity is what
-weft_facts found: {"name", "iface", "public_ip", "underlay", "mtu"}.
+weft_facts found: {"name", "iface", "public_ip", "iface_ip", "underlay", "mtu"} and the same
+for IPv6 (public_ip is what peers send to, iface_ip the interface's own address: they
+differ behind a 1:1 NAT; without iface_ip, as in records before it, they are the same).
 """
 
 from __future__ import annotations
@@ -111,6 +113,12 @@ class HostView:
         self._underlays = [ipaddress.ip_network(identity[key])
                            for key in ("underlay", "underlay6") if identity.get(key)]
         self.runtime_ranges = runtime_ranges(self)   # {runtime: {family: its containers' subnet}}
+
+    def own_address(self, family):
+        """The interface's own address of one family, which the host binds to and sends
+        from (its public address unless that is a NAT's)."""
+        public, own = ("public_ip", "iface_ip") if family == 4 else ("public_ipv6", "iface_ipv6")
+        return self.identity.get(own) or self.identity[public]
 
     def peers_of(self, family):
         """The peers with a subnet and a public address of this family."""
