@@ -363,10 +363,14 @@ def nat(name, public):
             run("ip", "-n", node, "route", "add", node_ip(other) + "/32", "via", PRIVATE + ".1",
                 "dev", NAT_INSIDE_NIC)
     run("ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    # As a cloud's network does, the router drops what the node sends from any address
+    # but its own (a VM cannot send from its elastic address).
     rules = ("table ip weftlab-nat {\n"
              " chain in { type nat hook prerouting priority dstnat; ip daddr %s dnat to %s; }\n"
              " chain out { type nat hook postrouting priority srcnat; oifname \"eth0\" "
-             "ip saddr %s snat to %s; }\n}\n" % (public, private, private, public))
+             "ip saddr %s snat to %s; }\n"
+             " chain spoof { type filter hook prerouting priority raw; iifname \"in0\" "
+             "ip saddr != %s drop; }\n}\n" % (public, private, private, public, private))
     subprocess.run(["ip", "netns", "exec", router, "nft", "-f", "-"], input=rules, text=True,
                    check=True)
     print(router, NAT_INSIDE_NIC, private)

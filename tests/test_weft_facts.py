@@ -136,7 +136,7 @@ def test_host_gw_refuses_a_nat_address_as_flannel_does(netns, run_in, public):
         "NAT's address, and the host-gw backend routes to each peer through its public " \
         "address as a next hop on the shared link, where a NAT's address is not (Flannel " \
         "refuses it too); use vxlan, udp or wireguard behind a NAT" % (key, address, own), found
-    for backend in ("vxlan", "udp", "wireguard"):
+    for backend in ("vxlan", "udp"):  # (wireguard's facts make a key: tests/test_wireguard.py)
         assert "error" not in underlay(run_in("weft_facts", dict(public, iface="u0",
                                                                  backend=backend)))
 
