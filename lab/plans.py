@@ -9,15 +9,18 @@ from ansible.module_utils.weft.plan.subnets import parse_hosts, parse_network_co
 
 
 def sample_plan(backend="vxlan", hosts=(), foreign=(), network="100.96.0.0/16",
-                ipv6_network=None, **options):
+                ipv6_network=None, nftables=False, **options):
     """The plan every host would get: `hosts` are (name, public IP, pinned subnet) or
     (name, public IP, pinned subnet, reported facts), or dicts as weft_plan takes them;
     `foreign` (subnet, public IP, Flannel's BackendData) are Flannel leases found in etcd.
-    With `ipv6_network` the network is dual-stack, IPv6-only without `network`."""
+    With `ipv6_network` the network is dual-stack, IPv6-only without `network`;
+    `nftables`: its EnableNFTables."""
     raw = {"Network": network, "Backend": dict(Type=backend, **options)} if network else \
         {"EnableIPv4": False, "Backend": dict(Type=backend, **options)}
     if ipv6_network:
         raw.update(EnableIPv6=True, IPv6Network=ipv6_network)
+    if nftables:
+        raw["EnableNFTables"] = True
     config = parse_network_config(raw)
     specs = parse_hosts([h if isinstance(h, dict) else
                          dict(name=h[0], public_ip=h[1], subnet=h[2],

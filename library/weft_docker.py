@@ -47,6 +47,15 @@ options:
     description: Docker's C(fixed-cidr-v6), the IPv6 subnet containers get addresses from.
       Left out, the key keeps the value it had before weft.
     type: str
+  iptables:
+    description: Docker's C(iptables); V(false) on a host without iptables (the network's
+      C(EnableNFTables), where weft's nftables chains forward and masquerade). Left out,
+      the key keeps the value it had before weft.
+    type: bool
+  ip6tables:
+    description: Docker's C(ip6tables), as O(iptables). Left out, the key keeps the value it
+      had before weft.
+    type: bool
   original:
     description: Where the values before weft's first change are recorded.
     type: path

@@ -32,9 +32,12 @@ def steps(state, core):
 def test_vxlan_is_flannels_device_and_entries_per_peer():
     state = derive("vxlan")
     assert [s["core"] for s in state.steps] == \
-        ["vxlan", "neighbours", "fdb", "routes"] + ["iptables"] * 4 + ["ingress", "docker"]
+        ["vxlan", "neighbours", "fdb", "routes"] + ["iptables"] * 4 + ["nftables"] * 2 + \
+        ["ingress", "docker"]
     assert [(s["family"], s["state"]) for s in steps(state, "iptables")] == \
         [("ipv4", "present")] * 2 + [("ipv6", "absent")] * 2  # no IPv6: none left behind
+    assert steps(state, "nftables") == [dict(family=f, forward=[], masquerade=[], state="absent")
+                                        for f in ("ipv4", "ipv6")]  # nor nftables chains
     assert steps(state, "vxlan") == [dict(name="flannel.1", vni=1, port=8472, local="10.0.0.1",
                                           dev="eth0", mac="0e:77:64:60:01:00", mtu=1450,
                                           address="100.96.1.0/32", learning=False, gbp=False,
@@ -53,6 +56,34 @@ def test_vxlan_is_flannels_device_and_entries_per_peer():
     assert state.files[SETTINGS["subnet_env"]][0] == ("FLANNEL_NETWORK=100.96.0.0/16\n"
                                                       "FLANNEL_SUBNET=100.96.1.1/24\n"
                                                       "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n")
+
+
+def test_enable_nftables_moves_every_chain_into_nftables_and_docker_off_iptables():
+    """Flannel's EnableNFTables: the same forward and masquerade rules in weft's nftables
+    tables, the iptables chains removed, and Docker told to leave iptables alone."""
+    state = model.derive(dual_plan(nftables=True), ME6, SETTINGS)
+    assert {s["state"] for s in steps(state, "iptables")} == {"absent"}
+    v4, v6 = steps(state, "nftables")
+    assert v4 == dict(family="ipv4", state="present",
+                      forward=["ip saddr 100.96.0.0/16 accept", "ip daddr 100.96.0.0/16 accept"],
+                      masquerade=["meta mark & 0x4000 == 0x4000 return",
+                                  "ip saddr 100.96.1.0/24 ip daddr 100.96.0.0/16 return",
+                                  "ip saddr 100.96.0.0/16 ip daddr 100.96.1.0/24 return",
+                                  "ip saddr != 100.96.0.0/16 ip daddr 100.96.1.0/24 return",
+                                  "ip saddr 100.96.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random",
+                                  "ip saddr != 100.96.0.0/16 ip daddr 100.96.0.0/16 masquerade fully-random"])
+    assert v6["forward"] == ["ip6 saddr fd00:96::/48 accept", "ip6 daddr fd00:96::/48 accept"]
+    assert v6["masquerade"][4] == "ip6 saddr fd00:96::/48 ip6 daddr != ff00::/8 masquerade fully-random"
+    docker, = steps(state, "docker")
+    assert (docker["iptables"], docker["ip6tables"]) == (False, False)
+    # Each setting still decides its chain; with neither, no table.
+    plain = model.derive(dual_plan(nftables=True), ME6,
+                         dict(SETTINGS, ip_masq=False, ip_masq_random_fully=False))
+    assert steps(plain, "nftables")[0]["masquerade"] == []
+    off = model.derive(dual_plan(nftables=True), ME6, dict(SETTINGS, ip_masq=False, forward_accept=False))
+    assert {s["state"] for s in steps(off, "nftables")} == {"absent"}
+    # Without it, Docker's iptables keys are not weft's.
+    assert "iptables" not in steps(model.derive(dual_plan(), ME6, SETTINGS), "docker")[0]
 
 
 def test_vxlan_tx_checksum_offload_is_a_host_setting_on_by_default():

@@ -64,6 +64,7 @@ def test_defaults_follow_flannel():
     ({"IPv6Network": "fd00::/48"}, "weft_network.IPv6Network: set EnableIPv6: true to use it"),
     ({"EnableIPv4": False}, "weft_network.EnableIPv4: false leaves no address family"),
     ({"EnableIPv4": "no", **DUAL}, "weft_network.EnableIPv4: 'no' is not true or false"),
+    ({"EnableNFTables": "yes"}, "weft_network.EnableNFTables: 'yes' is not true or false"),
     ({"EnableIPv4": False, **DUAL, "Backend": {"Type": "udp"}},
      "weft_network.EnableIPv6: backend udp carries IPv4 only"),
     ({"EnableIPv6": True, "IPv6Network": "10.0.0.0/8"}, "weft_network.IPv6Network: '10.0.0.0/8' is IPv4"),
@@ -86,6 +87,14 @@ def test_bad_network_config_is_named(fields, message):
     with pytest.raises(PlanError) as err:
         parse_network_config(fields)
     assert str(err.value).startswith(message)
+
+
+def test_enable_nftables_is_flannels_field_and_reaches_the_hosts():
+    on = parse_network_config({"Network": "100.96.0.0/16", "EnableNFTables": True})
+    assert on.nftables and on.summary()["nftables"] is True
+    assert on.as_flannel()["EnableNFTables"] is True
+    off = parse_network_config({"Network": "100.96.0.0/16", "EnableNFTables": False})
+    assert "nftables" not in off.summary() and "EnableNFTables" not in off.as_flannel()
 
 
 def test_network_is_required():

@@ -5,7 +5,8 @@ drift repaired by site.yml (and shown by a dry run) with weft-heal off, then by 
 alone, a removed host, a public-IP change, interface rules for the group on a second NIC
 and a VLAN-like interface, a node behind a 1:1 NAT (vxlan, udp, host-gw's refusal), the
 bad-input matrix, masquerade on and off, TX checksum
-offload off and on, a run killed half-way, then uninstall. (Reboots: the lifecycle scenario, every backend.)
+offload off and on, EnableNFTables on a node without iptables, a run killed half-way,
+then uninstall. (Reboots: the lifecycle scenario, every backend.)
 Each re-runs the project's playbooks the way a user would and checks the nodes.
 """
 
@@ -328,7 +329,10 @@ BAD_INPUT = [
      "tried iface_regex ^wlan: no interface's name or global IPv4 address matches; "
      "iface_can_reach 100.64.0.1: no route to it (Network is unreachable)"),
     ({"weft_iface_can_reach": "node2"}, "iface_can_reach: 'node2' is not an IP address"),
-    ({"weft_public_ip": "10.168.0.99"}, "public_ip: 10.168.0.99 is not an address of this host"),
+    ({"weft_iface": [], "weft_public_ip": "10.168.0.99"},
+     "public_ip: 10.168.0.99 is not an address of this host; behind a 1:1 NAT"),
+    ({"weft_public_ip": "10.168.0.99"},   # a NAT's address (weft_iface names the NIC), twice
+     "weft_public_ip of node2: 10.168.0.99 is also the public IP of node1"),
     ({"weft_subnet": "100.97.0.0/24"}, "weft_subnet of node1: 100.97.0.0/24 is outside"),
     ({"weft_prune": "perhaps"}, "weft_prune"),
     ({"weft_manage_docker": "banana"}, "weft_manage_docker"),
@@ -386,6 +390,65 @@ def test_vxlan_tx_checksum_offload_follows_its_variable_on_every_node():
     assert set(changed.values()) == {0}
     playbook("site.yml")
     assert {node: tx(node) for node in NODES} == {node: "tx-checksumming: on" for node in NODES}
+
+NFTABLES_NETWORK = {"Network": "100.96.0.0/16", "Backend": {"Type": "vxlan"}, "EnableNFTables": True}
+IPTABLES_AWAY = "/root/weft-test-iptables-away"
+IPTABLES_PROGRAMS = "^(ip6?|arp|eb|x)tables"   # every program of iptables (and arptables, ebtables)
+
+
+def hide_iptables(node):
+    """Take every iptables program off the node, as on a host that ships none (RHEL 10):
+    the node's root is copy-on-write, so this host keeps its own."""
+    host(node).check_output("mkdir -p {0} && cd /usr/sbin && mv $(ls | grep -E '{1}') {0}/ && "
+                            "mv /usr/bin/iptables-xml {0}/".format(IPTABLES_AWAY, IPTABLES_PROGRAMS))
+
+
+def bring_iptables_back(node):
+    host(node).run("test -d {0} && mv {0}/iptables-xml /usr/bin/; test -d {0} && "
+                   "mv {0}/* /usr/sbin/ && rmdir {0}".format(IPTABLES_AWAY))
+
+
+def weft_nft_tables(node):
+    return sorted(line for line in host(node).check_output("nft list tables").splitlines()
+                  if "weft-ipv" in line)
+
+
+def test_enable_nftables_runs_the_network_on_a_node_without_iptables():
+    """Flannel's EnableNFTables: weft's forward and masquerade chains in nftables and none
+    in iptables, Docker off iptables; then node2 without any iptables program and every
+    node power-cycled (Docker's rules from its iptables days go): weft-restore builds it all
+    again, containers reach each other across every pair, a re-run changes nothing and
+    weft-heal puts a deleted table back on node2. Then iptables again, leaving nothing of
+    the nftables chains."""
+    extra = {"weft_network": NFTABLES_NETWORK}
+    playbook("site.yml", extra=extra)
+    for node in NODES:
+        assert "WEFT" not in host(node).check_output("iptables-save"), node
+        assert weft_nft_tables(node) == ["table ip weft-ipv4"], node
+        assert json.loads(host(node).file("/etc/docker/daemon.json").content_string)["iptables"] is False
+    hide_iptables("node2")
+    try:
+        lab.reboot(*NODES)
+        assert host("node2").run("command -v iptables || command -v iptables-nft").rc != 0
+        table = host("node2").check_output("nft list table ip weft-ipv4")
+        assert "type nat hook postrouting priority srcnat" in table and "fully-random" in table
+        lab.check_containers_reach_each_other(lab.start_containers())
+        _, _, changed = playbook("site.yml", extra=extra)
+        assert set(changed.values()) == {0}
+        host("node2").check_output("nft delete table ip weft-ipv4")
+        deadline = time.time() + 60
+        while weft_nft_tables("node2") != ["table ip weft-ipv4"]:
+            assert time.time() < deadline, "weft-heal did not put the table back"
+            time.sleep(1)
+    finally:
+        lab.on_all(lambda node: host(node).run("docker rm -f weft-verify"))
+        bring_iptables_back("node2")
+    playbook("site.yml")
+    for node in NODES:
+        assert weft_nft_tables(node) == [], node
+        assert "-A POSTROUTING -j WEFT-POSTRTG" in host(node).check_output("iptables-save")
+        assert "iptables" not in json.loads(host(node).file("/etc/docker/daemon.json").content_string)
+
 
 # Run on node1: wait for the VXLAN device weft_host creates, then stop (SIGSTOP) the process
 # holding weft's apply lock and print its PID. A frozen host makes the kill below land while

@@ -525,9 +525,11 @@ def container_icmp_echoes(name, container="weft-verify"):
 
 # ---- the lab ------------------------------------------------------------------------
 
-def reboot(name):
-    subprocess.run([sys.executable, LAB, "reboot", name], check=True, capture_output=True)
-    _HOSTS.pop(name, None)
+def reboot(*names):
+    """Power-cycle nodes, all at once."""
+    subprocess.run([sys.executable, LAB, "reboot", *names], check=True, capture_output=True)
+    for name in names:
+        _HOSTS.pop(name, None)
 
 
 class Outsider:

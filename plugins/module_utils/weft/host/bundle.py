@@ -20,8 +20,8 @@ from ansible.module_utils.weft import backends, errors, files, lease, module, va
 from ansible.module_utils.weft.daemon import config, offload, packets, udpd
 from ansible.module_utils.weft.host import converge, keys, model, restore, units
 from ansible.module_utils.weft.net import (bridge, device, ethtool, fdb, ingress, iptables,
-                                           neighbours, netlink, reconcile, routes, tun, vxlan,
-                                           wireguard)
+                                           neighbours, netlink, nftables, reconcile, routes, tun,
+                                           vxlan, wireguard)
 from ansible.module_utils.weft.runtime import cni, docker
 import ansible.module_utils.weft.daemon as daemon_package
 import ansible.module_utils.weft.host as host_package
@@ -33,8 +33,8 @@ PREFIX = "ansible.module_utils."
 BUNDLE = (package, backends, errors, files, lease, module, validate,
           daemon_package, config, offload, packets, udpd,
           host_package, converge, keys, model, restore, units, sys.modules[__name__],
-          net_package, bridge, device, ethtool, fdb, ingress, iptables, neighbours, netlink, reconcile,
-          routes, tun, vxlan, wireguard,
+          net_package, bridge, device, ethtool, fdb, ingress, iptables, neighbours, netlink,
+          nftables, reconcile, routes, tun, vxlan, wireguard,
           runtime_package, cni, docker)
 
 

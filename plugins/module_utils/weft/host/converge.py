@@ -21,13 +21,13 @@ from ansible.module_utils.weft.files import (ensure_absent, ensure_file, ensure_
 from ansible.module_utils.weft.host import units
 from ansible.module_utils.weft.host.keys import promote_pending
 from ansible.module_utils.weft.module import call
-from ansible.module_utils.weft.net import (bridge, fdb, ingress, iptables, neighbours, routes, tun,
-                                           vxlan, wireguard)
+from ansible.module_utils.weft.net import (bridge, fdb, ingress, iptables, neighbours, nftables,
+                                           routes, tun, vxlan, wireguard)
 from ansible.module_utils.weft.runtime import cni, docker
 
 CORES = {"vxlan": vxlan, "tun": tun, "neighbours": neighbours, "fdb": fdb, "routes": routes,
-         "iptables": iptables, "ingress": ingress, "docker": docker, "wireguard": wireguard,
-         "bridge": bridge}
+         "iptables": iptables, "nftables": nftables, "ingress": ingress, "docker": docker,
+         "wireguard": wireguard, "bridge": bridge}
 RECORD_VERSION = 2
 
 
@@ -281,6 +281,8 @@ def uninstall(ctx, old, settings, network=None, keep_secrets=False, cni_name=Non
         for chain in iptables.CHAINS:
             for family in sorted(iptables.COMMANDS):
                 run.step("iptables", dict(chain, family=family, state="absent"))
+        for family in sorted(nftables.TABLES):
+            run.step("nftables", dict(family=family, state="absent"))
         run.step("ingress", dict(state="absent"))
         for path in sorted(old.links) + owned(sorted(old.files)):
             if ensure_absent(path, ctx.check_mode):

@@ -162,26 +162,56 @@ def forward_rules(network):
             '-d %s -m comment --comment "weft forward" -j ACCEPT' % network]
 
 
+def forward_nft(network):
+    """The same in nftables (Flannel's forward chain with EnableNFTables)."""
+    ip = NFT_FAMILY[ipaddress.ip_network(network).version]
+    return ["%s saddr %s accept" % (ip, network), "%s daddr %s accept" % (ip, network)]
+
+
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
-
-
+NFT_FAMILY = {4: "ip", 6: "ip6"}
 KUBE_PROXY_MARK = "0x4000/0x4000"   # what kube-proxy marks for its own masquerading
+KUBE_PROXY = "kube-proxy's mark"
+
+
+def masquerade_matches(network, subnet):
+    """Flannel's masquerade rules in order, as (source, destination, masquerade?): what
+    kube-proxy masquerades itself is left to it (a second NAT of it breaks on some
+    kernels), traffic inside the network keeps its source; "!" negates an address."""
+    multicast = MULTICAST[ipaddress.ip_network(network).version]
+    return [(KUBE_PROXY, None, False), (subnet, network, False), (network, subnet, False),
+            ("!" + network, subnet, False), (network, "!" + multicast, True),
+            ("!" + network, network, True)]
 
 
 def masquerade_rules(network, subnet, random_fully=True):
-    """Flannel's FLANNEL-POSTRTG rules: what kube-proxy masquerades itself is left to it
-    (a second NAT of it breaks on some kernels), traffic inside the network keeps its
-    source (the IPv6 ones mirror them, with IPv6's multicast range); `random_fully`: source
+    """Flannel's FLANNEL-POSTRTG rules as iptables -S prints them; `random_fully`: source
     ports picked at random (Flannel's default, off with --ip-masq-fully-random-disable)."""
     comment = '-m comment --comment "weft masq"'
-    multicast = MULTICAST[ipaddress.ip_network(network).version]
     masquerade = "-j MASQUERADE --random-fully" if random_fully else "-j MASQUERADE"
-    return ["-m mark --mark %s %s -j RETURN" % (KUBE_PROXY_MARK, comment),
-            "-s %s -d %s %s -j RETURN" % (subnet, network, comment),
-            "-s %s -d %s %s -j RETURN" % (network, subnet, comment),
-            "! -s %s -d %s %s -j RETURN" % (network, subnet, comment),
-            "-s %s ! -d %s %s %s" % (network, multicast, comment, masquerade),
-            "! -s %s -d %s %s %s" % (network, network, comment, masquerade)]
+
+    def match(flag, address):
+        return "! %s %s" % (flag, address[1:]) if address.startswith("!") else \
+            "%s %s" % (flag, address)
+    return ["-m mark --mark %s %s -j RETURN" % (KUBE_PROXY_MARK, comment) if source is KUBE_PROXY
+            else "%s %s %s %s" % (match("-s", source), match("-d", destination), comment,
+                                  masquerade if masq else "-j RETURN")
+            for source, destination, masq in masquerade_matches(network, subnet)]
+
+
+def masquerade_nft(network, subnet, random_fully=True):
+    """The same rules in nftables (Flannel's postrtg chain with EnableNFTables)."""
+    ip = NFT_FAMILY[ipaddress.ip_network(network).version]
+    masquerade = "masquerade fully-random" if random_fully else "masquerade"
+    mark, _ = KUBE_PROXY_MARK.split("/")
+
+    def match(key, address):
+        return "%s %s != %s" % (ip, key, address[1:]) if address.startswith("!") else \
+            "%s %s %s" % (ip, key, address)
+    return ["meta mark & %s == %s return" % (mark, mark) if source is KUBE_PROXY
+            else "%s %s %s" % (match("saddr", source), match("daddr", destination),
+                               masquerade if masq else "return")
+            for source, destination, masq in masquerade_matches(network, subnet)]
 
 
 def subnet_env(view):
@@ -199,21 +229,29 @@ def subnet_env(view):
 
 
 def chain_steps(view):
-    """The forward and masquerade chains, in iptables and (dual-stack or not, so that a
-    network that drops IPv6 leaves none behind) ip6tables."""
-    settings, found = view.settings, []
+    """The forward and masquerade chains, in iptables and ip6tables or, with the network's
+    EnableNFTables, in nftables; each family's (dual-stack or not) and each kind's, so that
+    a network that drops IPv6 or switches between the two leaves nothing of the other."""
+    settings, found, in_nft = view.settings, [], []
+    nft = bool(view.network.get("nftables"))
+    random_fully = settings.get("ip_masq_random_fully", True)
     for family, network, subnet in (("ipv4", view.network["network"], view.me.subnet),
                                     ("ipv6", view.network.get("ipv6_network"), view.me.subnet6)):
         on = network is not None
+        forward, masq = on and settings["forward_accept"], on and settings["ip_masq"]
         found += [step("iptables", **FORWARD_CHAIN, family=family,
-                       rules=forward_rules(network) if on else [],
-                       state="present" if on and settings["forward_accept"] else "absent"),
+                       rules=forward_rules(network) if on and not nft else [],
+                       state="present" if forward and not nft else "absent"),
                   step("iptables", **MASQUERADE_CHAIN, family=family,
-                       rules=masquerade_rules(network, subnet,
-                                              settings.get("ip_masq_random_fully", True))
-                       if on else [],
-                       state="present" if on and settings["ip_masq"] else "absent")]
-    return found
+                       rules=masquerade_rules(network, subnet, random_fully)
+                       if on and not nft else [],
+                       state="present" if masq and not nft else "absent")]
+        in_nft.append(step("nftables", family=family,
+                           forward=forward_nft(network) if forward and nft else [],
+                           masquerade=masquerade_nft(network, subnet, random_fully)
+                           if masq and nft else [],
+                           state="present" if nft and (forward or masq) else "absent"))
+    return found + in_nft
 
 
 def ingress_step(view):
@@ -275,8 +313,11 @@ def runtime_steps(view, settings) -> list:
         docker = ranges["docker"]
         ipv4 = dict(bip=bridge_address(docker[4]), ip_masq=False) if 4 in docker else {}
         ipv6 = dict(ipv6=True, fixed_cidr_v6=str(docker[6])) if 6 in docker else {}
+        # EnableNFTables: the host needs no iptables, so Docker must not either (weft's
+        # nftables chains forward and masquerade its containers' traffic instead).
+        no_iptables = dict(iptables=False, ip6tables=False) if view.network.get("nftables") else {}
         found.append(step("docker", path=settings["docker_daemon_json"], mtu=view.overlay_mtu,
-                          original=units.DOCKER_ORIGINAL, **ipv4, **ipv6))
+                          original=units.DOCKER_ORIGINAL, **ipv4, **ipv6, **no_iptables))
     return found
 
 

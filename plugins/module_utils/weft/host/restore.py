@@ -16,8 +16,9 @@ left it: nothing is re-implemented.
 
 With --watch it converges again whenever the kernel reports a change that may be drift
 (weft's devices or the underlay changed, an address of theirs, a weft route or one of their
-neighbour or FDB entries deleted, weft's nftables table or its iptables-nft chains and the
-jumps into them changed) and at least every SECONDS; each pass changes only what drifted and logs what it
+neighbour or FDB entries deleted, weft's nftables tables (ingress; the chains with
+EnableNFTables) or its iptables-nft chains and the jumps into them changed) and at least
+every SECONDS; each pass changes only what drifted and logs what it
 repaired. A converge from the controller and a pass never overlap (both hold
 /run/weft/apply.lock), and each pass reads the record afresh.
 """
@@ -38,7 +39,7 @@ from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.host import model, units
 from ansible.module_utils.weft.host.converge import converge
 from ansible.module_utils.weft.module import Context
-from ansible.module_utils.weft.net import iptables
+from ansible.module_utils.weft.net import ingress, iptables, nftables
 from ansible.module_utils.weft.net.netlink import RTPROT_WEFT
 
 # rtnetlink groups: links, neighbours (FDB entries too), IPv4 and IPv6 addresses and routes.
@@ -50,6 +51,8 @@ NFT_MSG_NEWGEN = 15
 # iptables-nft keeps weft's chains, and the jumps into them, in these tables and chains.
 IPTABLES_TABLES = {chain["table"] for chain in iptables.CHAINS}
 IPTABLES_CHAINS = {name for chain in iptables.CHAINS for name in (chain["chain"], chain["jump_from"])}
+# weft's own nftables tables: the ingress table, and the chains' with EnableNFTables.
+NFT_TABLES = {ingress.ARGUMENT_SPEC["table"]["default"]} | {t for _, t in nftables.TABLES.values()}
 STATUS = "/run/weft/heal.json"   # the watch's counters, for people and tests
 SETTLE = 1.0        # after an event, wait for the burst to end
 MIN_GAP = 5.0       # at most one pass per this many seconds on events
@@ -173,7 +176,7 @@ class Watched:
             return False
         found = attributes(data, offset + 4, end)  # after struct nfgenmsg
         table, chain = name(found.get(1)), name(found.get(2 if kind & 0xFF in (6, 7, 8) else 3))
-        return table == "weft" or (table in IPTABLES_TABLES and
+        return table in NFT_TABLES or (table in IPTABLES_TABLES and
                                    (chain in IPTABLES_CHAINS or kind & 0xFF == 2))
 
     def drifted(self, sock):

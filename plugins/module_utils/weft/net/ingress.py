@@ -142,13 +142,13 @@ class Nft:
         if self.binary is None:
             raise WeftError("nft is not installed on this host (Debian: apt-get install nftables)")
 
-    def table(self, name):
+    def table(self, name, family=FAMILY):
         """The table's JSON objects, or None when it does not exist."""
-        rc, out, err = self.ctx.run([self.binary, "-j", "list", "table", FAMILY, name])
+        rc, out, err = self.ctx.run([self.binary, "-j", "list", "table", family, name])
         if rc:
             if "No such file or directory" in err:
                 return None
-            raise WeftError("nft list table %s %s failed: %s" % (FAMILY, name, err.strip()))
+            raise WeftError("nft list table %s %s failed: %s" % (family, name, err.strip()))
         return [item for item in json.loads(out)["nftables"] if "metainfo" not in item]
 
     def run(self, script):

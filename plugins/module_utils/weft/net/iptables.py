@@ -58,7 +58,10 @@ def run(params, ctx):
             raise WeftError("rules[%d]: %r must be a rule without -A/-I CHAIN" % (i, rule))
     command = COMMANDS[params["family"]]
     if ctx.which(command) is None:
-        raise WeftError("%s is not installed on this host" % command)
+        if params["state"] == "absent":
+            return dict(changed=False, rules=[])  # no iptables: no chain to remove
+        raise WeftError("%s is not installed on this host (or set EnableNFTables: true in "
+                        "weft_network)" % command)
 
     lines = read_table(ctx, table, command)
     exists, current, jumped = chain_state(lines, chain, jump_from)

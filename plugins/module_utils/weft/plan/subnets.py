@@ -64,6 +64,7 @@ class NetworkConfig:
     backend_type: str = "vxlan"
     options: dict = field(default_factory=dict)   # the backend's options, weft's keys
     ipv6: SubnetRange | None = None               # EnableIPv6: the IPv6 network and range
+    nftables: bool = False                        # EnableNFTables: weft's chains in nftables
 
     @property
     def backend(self):
@@ -132,6 +133,8 @@ class NetworkConfig:
                        IPv6SubnetLen=self.ipv6.subnet_len,
                        IPv6SubnetMin=str(self.ipv6.subnet_min.network_address),
                        IPv6SubnetMax=str(self.ipv6.subnet_max.network_address))
+        if self.nftables:
+            out["EnableNFTables"] = True
         out["Backend"] = backend
         return out
 
@@ -144,6 +147,7 @@ class NetworkConfig:
             **ipv4, "backend_type": self.backend_type, **self.options, "overhead": self.overhead,
             **({"ipv6_network": str(self.ipv6.network), "ipv6_subnet_len": self.ipv6.subnet_len}
                if self.ipv6 is not None else {}),
+            **({"nftables": True} if self.nftables else {}),
         }
 
 
@@ -310,7 +314,8 @@ def parse_network_config(raw, name="weft_network") -> NetworkConfig:
         raise PlanError("%s: must be a mapping with at least Network" % name)
     _only_known(raw, {"Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend", "EnableIPv4",
                       "EnableIPv6", "IPv6Network", "IPv6SubnetLen", "IPv6SubnetMin",
-                      "IPv6SubnetMax"}, name)
+                      "IPv6SubnetMax", "EnableNFTables"}, name)
+    nftables = _flag(raw, "EnableNFTables", name, False)
     ipv4 = ipv6 = None
     # IPv6-only (EnableIPv4: false): like flanneld, the IPv4 fields are not read at all.
     if _flag(raw, "EnableIPv4", name, True):
@@ -350,9 +355,9 @@ def parse_network_config(raw, name="weft_network") -> NetworkConfig:
     except ValueError as exc:
         raise PlanError(str(exc)) from None
     if ipv4 is None:
-        return NetworkConfig(None, None, None, None, btype, options, ipv6)
+        return NetworkConfig(None, None, None, None, btype, options, ipv6, nftables)
     return NetworkConfig(ipv4.network, ipv4.subnet_len, ipv4.subnet_min, ipv4.subnet_max, btype,
-                         options, ipv6)
+                         options, ipv6, nftables)
 
 
 # --------------------------------------------------------------------------

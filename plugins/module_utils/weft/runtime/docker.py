@@ -25,7 +25,7 @@ from ansible.module_utils.weft.validate import int_range, ip_interface, ip_netwo
 # daemon.json key -> option; an option left out (None) is not weft's on this host: its key
 # keeps the value it had before weft.
 MANAGED = {"bip": "bip", "mtu": "mtu", "ip-masq": "ip_masq", "ipv6": "ipv6",
-           "fixed-cidr-v6": "fixed_cidr_v6"}
+           "fixed-cidr-v6": "fixed_cidr_v6", "iptables": "iptables", "ip6tables": "ip6tables"}
 EXISTED = "weft:file-existed"  # in the record: whether daemon.json existed before weft
 BRIDGE = "weft:bridge-address"  # ... and the bridge's address then
 DOCKER_DEFAULT_BRIDGE = "172.17.0.1/16"  # what dockerd picks on a host that never had one
@@ -38,6 +38,8 @@ ARGUMENT_SPEC = dict(
     ip_masq=dict(type="bool"),
     ipv6=dict(type="bool"),
     fixed_cidr_v6=dict(type="str"),
+    iptables=dict(type="bool"),
+    ip6tables=dict(type="bool"),
     original=dict(type="path", default=DOCKER_ORIGINAL),
     bridge=dict(type="str", default="docker0"),
     network=dict(type="str"),
