@@ -375,13 +375,16 @@ def test_masquerade_chain_follows_weft_ip_masq_and_its_random_ports():
 
 
 
+def tx_checksumming(node):
+    return host(node).check_output("ethtool -k flannel.1 | grep '^tx-checksumming:'")
+
+
 def test_vxlan_tx_checksum_offload_follows_its_variable_on_every_node():
     """The checksum workaround: off on every node's flannel.1 (ethtool reads it in the
     node), containers still reaching each other, a re-run changing nothing; on again."""
-    tx = lambda node: host(node).check_output("ethtool -k flannel.1 | grep '^tx-checksumming:'")  # noqa: E731
     off = {"weft_vxlan_tx_checksum_offload": False}
     playbook("site.yml", extra=off)
-    assert {node: tx(node) for node in NODES} == {node: "tx-checksumming: off" for node in NODES}
+    assert {node: tx_checksumming(node) for node in NODES} == {node: "tx-checksumming: off" for node in NODES}
     try:
         lab.check_containers_reach_each_other(lab.start_containers())
     finally:
@@ -389,7 +392,8 @@ def test_vxlan_tx_checksum_offload_follows_its_variable_on_every_node():
     _, _, changed = playbook("site.yml", extra=off)
     assert set(changed.values()) == {0}
     playbook("site.yml")
-    assert {node: tx(node) for node in NODES} == {node: "tx-checksumming: on" for node in NODES}
+    assert {node: tx_checksumming(node) for node in NODES} == {node: "tx-checksumming: on" for node in NODES}
+
 
 NFTABLES_NETWORK = {"Network": "100.96.0.0/16", "Backend": {"Type": "vxlan"}, "EnableNFTables": True}
 IPTABLES_AWAY = "/root/weft-test-iptables-away"
@@ -419,8 +423,9 @@ def test_enable_nftables_runs_the_network_on_a_node_without_iptables():
     node power-cycled (Docker's rules from its iptables days go): weft-restore builds it all
     again, containers reach each other across every pair, a re-run changes nothing and
     weft-heal puts a deleted table back on node2. Then iptables again, leaving nothing of
-    the nftables chains."""
-    extra = {"weft_network": NFTABLES_NETWORK}
+    the nftables chains. The power cycle also shows TX checksum offload staying off across
+    a boot (weft-restore sets it on the re-created device)."""
+    extra = {"weft_network": NFTABLES_NETWORK, "weft_vxlan_tx_checksum_offload": False}
     playbook("site.yml", extra=extra)
     for node in NODES:
         assert "WEFT" not in host(node).check_output("iptables-save"), node
@@ -430,6 +435,8 @@ def test_enable_nftables_runs_the_network_on_a_node_without_iptables():
     try:
         lab.reboot(*NODES)
         assert host("node2").run("command -v iptables || command -v iptables-nft").rc != 0
+        assert {node: tx_checksumming(node) for node in NODES} == \
+            {node: "tx-checksumming: off" for node in NODES}
         table = host("node2").check_output("nft list table ip weft-ipv4")
         assert "type nat hook postrouting priority srcnat" in table and "fully-random" in table
         lab.check_containers_reach_each_other(lab.start_containers())
@@ -448,6 +455,7 @@ def test_enable_nftables_runs_the_network_on_a_node_without_iptables():
         assert weft_nft_tables(node) == [], node
         assert "-A POSTROUTING -j WEFT-POSTRTG" in host(node).check_output("iptables-save")
         assert "iptables" not in json.loads(host(node).file("/etc/docker/daemon.json").content_string)
+        assert tx_checksumming(node) == "tx-checksumming: on"
 
 
 # Run on node1: wait for the VXLAN device weft_host creates, then stop (SIGSTOP) the process
