@@ -43,9 +43,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lab"))
-import ansible.module_utils  # noqa: E402
-
-ansible.module_utils.__path__.append(os.path.join(ROOT, "plugins", "module_utils"))
+import weftcode  # noqa: E402,F401  (weft's code, as ansible.module_utils.weft)
 from ansible.module_utils.weft.host.units import UDPD, UDPD_CONFIG  # noqa: E402
 from ansible.module_utils.weft.lease import encode_plan  # noqa: E402
 from plans import numbered_plan, sample_plan  # noqa: E402

@@ -24,10 +24,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lab"))
-sys.path.insert(0, os.path.join(ROOT, "plugins", "module_utils"))
-import ansible.module_utils  # noqa: E402
-
-ansible.module_utils.__path__.append(os.path.join(ROOT, "plugins", "module_utils"))
+import weftcode  # noqa: E402,F401  (weft's code, as ansible.module_utils.weft)
 from ansible.module_utils.weft.lease import encode_plan  # noqa: E402
 from plans import sample_plan  # noqa: E402
 from sandbox import Sandbox, sh  # noqa: E402

@@ -17,17 +17,10 @@ settings.register_profile("weft", deadline=None)
 settings.load_profile("weft")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULE_UTILS = os.path.join(ROOT, "plugins", "module_utils")
 LIBRARY = os.path.join(ROOT, "library")
 
-# weft's code imports itself as ansible.module_utils.weft; extend that package's search path
-# the way AnsiballZ does on a host (and weft-restore does with the installed copy).
-import ansible.module_utils  # noqa: E402
-
-if MODULE_UTILS not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(MODULE_UTILS)
-
 sys.path.insert(0, os.path.join(ROOT, "lab"))
+from weftcode import MODULE_UTILS  # noqa: E402  (weft's code, as ansible.module_utils.weft)
 from sandbox import minimal_result  # noqa: E402
 
 

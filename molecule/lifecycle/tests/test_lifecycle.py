@@ -18,8 +18,7 @@ import pytest
 import overlay as lab
 
 sys.path.insert(0, os.path.join(lab.PROJECT, "lab"))
-import ansible.module_utils  # noqa: E402  (lab/cni.py reads weft's CNI facts)
-ansible.module_utils.__path__.append(os.path.join(lab.PROJECT, "plugins", "module_utils"))
+import weftcode  # noqa: E402,F401  (lab/cni.py reads weft's CNI facts)
 from cni import Network  # noqa: E402
 
 NODES = lab.NODES

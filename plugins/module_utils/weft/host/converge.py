@@ -130,8 +130,13 @@ def start_services(run, state, units_changed):
 
 
 def restart_docker(run):
-    """dockerd takes its bridge settings only at start: restart it if it runs."""
+    """dockerd takes its bridge settings only at start: restart it if it runs. systemd's
+    start limit counts deliberate restarts as it counts crashes (Docker's unit: 3 starts in
+    60 s, which a network switch and an uninstall within a minute reach), so it is reset
+    first, when dockerd runs (a failed dockerd keeps its state for the operator)."""
     if not run.ctx.check_mode:
+        if is_active(run.ctx, "docker.service"):
+            systemctl(run.ctx, "reset-failed", "docker.service", allowed=range(256))
         systemctl(run.ctx, "try-restart", "docker.service")
     run.service("restart docker")
 
