@@ -52,7 +52,7 @@ NFT_MSG_NEWGEN = 15
 IPTABLES_TABLES = {chain["table"] for chain in iptables.CHAINS}
 IPTABLES_CHAINS = {name for chain in iptables.CHAINS for name in (chain["chain"], chain["jump_from"])}
 # weft's own nftables tables: the ingress table, and the chains' with EnableNFTables.
-NFT_TABLES = {ingress.ARGUMENT_SPEC["table"]["default"]} | {t for _, t in nftables.TABLES.values()}
+NFT_TABLES = {ingress.TABLE} | {table for _, table in nftables.TABLES.values()}
 STATUS = "/run/weft/heal.json"   # the watch's counters, for people and tests
 SETTLE = 1.0        # after an event, wait for the burst to end
 MIN_GAP = 5.0       # at most one pass per this many seconds on events

@@ -26,6 +26,7 @@ from ansible.module_utils.weft.errors import WeftError
 
 VERSION = "weft/2"           # part of every rule comment: a new layout replaces the table
 FAMILY = "inet"
+TABLE = "weft"              # the table's name, unless the caller gives another
 REASONS = ("not_a_peer", "inner_not_ipv4", "inner_not_ipv6", "inner_source")
 # VXLAN: the UDP header (8 bytes) and VXLAN header (8), then the inner Ethernet header,
 # whose EtherType is at byte 28, the inner IPv4 source at byte 28 + 2 + 12 = 42 and the
@@ -249,7 +250,7 @@ def converge(ctx, params):
 
 SPEC_RULES = dict(required_if=[("state", "present", ["port", "ports"], True)])
 ARGUMENT_SPEC = dict(
-    table=dict(type="str", default="weft"),
+    table=dict(type="str", default=TABLE),
     port=dict(type="int"),
     ports=dict(type="list", elements="int", default=[]),
     peers=dict(type="list", elements="dict", default=[], options=dict(
