@@ -15,6 +15,7 @@ the unit's User= with its AmbientCapabilities= alone (stopped by the stub's `sto
 import contextlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -94,6 +95,9 @@ def minimal_result(proc):
         raise AssertionError("ansible printed no result:\n%s\n%s" % (proc.stdout, proc.stderr))
     result.setdefault("failed", "FAILED" in head)
     result["stdout_text"] = proc.stdout
+    # Module warnings are shown, not returned: what the user reads on stderr.
+    result["warnings"] = [" ".join(text.split()) for text in
+                          re.findall(r"\[WARNING\]: (.*?)(?=\n\S|\Z)", proc.stderr, re.S)]
     return result
 
 

@@ -18,6 +18,8 @@ description:
   - Rules are compared as C(iptables -S) prints them. Write them in that form (for example
     C(-s 100.96.0.0/16 -j ACCEPT), comments as C(-m comment --comment "text")), or every
     run reports a change.
+  - C(--random-fully) is used where the host's iptables has it (1.6.2 and later, as
+    Flannel decides); an older one gets the rules without it, and a warning.
 version_added: "0.1.0"
 author: weft contributors
 requirements:

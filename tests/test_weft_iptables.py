@@ -1,5 +1,7 @@
 """weft_iptables in a throwaway namespace (its own iptables tables)."""
 
+import shutil
+
 import pytest
 
 from ansible.module_utils.weft.host.model import masquerade_rules
@@ -59,6 +61,29 @@ def test_flannels_masquerade_chain_as_the_model_writes_it(netns, run, random_ful
         '-A WEFT-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "weft masq" -j RETURN'
     assert sum(r.endswith("--random-fully") for r in chain) == (2 if random_fully else 0)
     assert sum("-j MASQUERADE" in r for r in chain) == 2
+
+
+@pytest.fixture
+def old_iptables(tmp_path, monkeypatch):
+    """An iptables that says it is 1.6.1 (Debian 9's, before --random-fully) and is the
+    real one otherwise: iptables-restore, which would take the option, stays the real one."""
+    shim = tmp_path / "iptables"
+    shim.write_text('#!/bin/sh\n[ "$1" = --version ] && exec echo "iptables v1.6.1"\n'
+                    'exec %s "$@"\n' % shutil.which("iptables", path="/usr/sbin:/sbin"))
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (tmp_path, "/usr/local/bin:/usr/bin:/bin"))
+
+
+def test_random_fully_only_where_iptables_has_it(netns, run, old_iptables):
+    masq = {"table": "nat", "chain": "WEFT-POSTRTG", "jump_from": "POSTROUTING",
+            "rules": masquerade_rules("100.96.0.0/16", "100.96.1.0/24", random_fully=True)}
+    first = run(masq)
+    assert first["changed"] and not run(masq)["changed"], first
+    chain = [r for r in rules(netns, "nat") if r.startswith("-A WEFT-POSTRTG")]
+    assert sum(r.endswith("-j MASQUERADE") for r in chain) == 2, chain
+    assert "--random-fully" not in "\n".join(chain)
+    assert any("iptables 1.6.1 on this host has no --random-fully" in w
+               for w in first.get("warnings", [])), first
 
 
 @pytest.mark.parametrize("args, message", [

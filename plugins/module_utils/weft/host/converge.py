@@ -62,6 +62,8 @@ class Run:
         if outcome.get("recreated"):
             summary["recreated"] = True
         self.result["steps"].append(summary)
+        for warning in outcome.get("warnings", ()):
+            self.result.setdefault("warnings", []).append("%s: %s" % (core, warning))
         if outcome.get("changed"):
             self.result["changed"] = True
             if outcome.get("diff"):

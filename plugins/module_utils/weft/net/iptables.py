@@ -17,6 +17,11 @@ FORWARD_CHAIN = dict(table="filter", chain="WEFT-FWD", jump_from="FORWARD")
 MASQUERADE_CHAIN = dict(table="nat", chain="WEFT-POSTRTG", jump_from="POSTROUTING")
 CHAINS = (FORWARD_CHAIN, MASQUERADE_CHAIN)
 COMMANDS = {"ipv4": "iptables", "ipv6": "ip6tables"}
+# MASQUERADE's --random-fully came with iptables 1.6.2; older ones refuse the rule, so it
+# is used where supported, as Flannel does (go-iptables' HasRandomFully).
+RANDOM_FULLY = "--random-fully"
+RANDOM_FULLY_SINCE = (1, 6, 2)
+VERSION = re.compile(r"\bv(\d+)\.(\d+)\.(\d+)")
 
 ARGUMENT_SPEC = dict(
     table=dict(type="str", default="filter", choices=["filter", "nat", "mangle", "raw"]),
@@ -33,6 +38,28 @@ def read_table(ctx, table, command="iptables"):
     if rc:
         raise WeftError("%s -t %s -S failed: %s" % (command, table, err.strip()))
     return out.splitlines()
+
+
+def version(ctx, command):
+    """(major, minor, patch) of the host's iptables, None when it does not say."""
+    rc, out, _ = ctx.run([ctx.which(command), "--version"])
+    found = VERSION.search(out) if rc == 0 else None
+    return tuple(int(part) for part in found.groups()) if found else None
+
+
+def where_supported(ctx, command, rules):
+    """The rules this host's iptables can take, and a warning for what was left out."""
+    if not any(RANDOM_FULLY in rule.split() for rule in rules):
+        return rules, []
+    found = version(ctx, command)
+    if found is None or found >= RANDOM_FULLY_SINCE:
+        return rules, []
+    kept = [" ".join(word for word in rule.split() if word != RANDOM_FULLY) for rule in rules]
+    return kept, ["%s %s on this host has no %s (it came with %s): masquerading with "
+                  "sequential source ports, as Flannel does there; set "
+                  "weft_ip_masq_random_fully: false to say so" % (
+                      command, ".".join(map(str, found)), RANDOM_FULLY,
+                      ".".join(map(str, RANDOM_FULLY_SINCE)))]
 
 
 def chain_state(lines, chain, jump_from):
@@ -67,8 +94,10 @@ def run(params, ctx):
     exists, current, jumped = chain_state(lines, chain, jump_from)
     jump_line = "-A %s -j %s" % (jump_from, chain) if jump_from else None
 
+    warnings = []
     if params["state"] == "present":
-        desired = ["-A %s %s" % (chain, " ".join(rule.split())) for rule in params["rules"]]
+        wanted, warnings = where_supported(ctx, command, params["rules"])
+        desired = ["-A %s %s" % (chain, " ".join(rule.split())) for rule in wanted]
         script = []
         if not exists or current != desired:
             script.append(":%s - [0:0]" % chain)  # declaring a chain with --noflush flushes it
@@ -87,6 +116,8 @@ def run(params, ctx):
         after = []
 
     result = dict(changed=bool(script), rules=after if script else current)
+    if warnings:
+        result["warnings"] = warnings
     if script and ctx.diff:
         result["diff"] = dict(before="".join(line + "\n" for line in before),
                               after="".join(line + "\n" for line in after),
