@@ -280,8 +280,8 @@ def wait_booted(name, deadline):
     raise SystemExit("weftlab: %s did not finish booting in %ds" % (name, BOOT_TIMEOUT))
 
 
-def reboot(names):
-    """A power cycle: the kernel state of the node's namespace is lost, its files are not."""
+def poweroff(names):
+    """Pull the plug: the node stops and its network namespace and link go; its files stay."""
     for name in names:
         if nspawn_pid(name) is None:
             raise SystemExit("weftlab: %s is not running" % name)
@@ -291,11 +291,27 @@ def reboot(names):
             run("ip", "netns", "del", NETNS % name)
         if link_exists(VETH % name):
             run("ip", "link", "del", VETH % name, check=False)
+
+
+def poweron(names):
+    """Boot nodes that were powered off, from the files they had."""
+    for name in names:
+        if nspawn_pid(name) is not None:
+            raise SystemExit("weftlab: %s is running" % name)
+        if not os.path.isdir(os.path.join(node_dir(name), "root")):
+            raise SystemExit("weftlab: %s was never booted (weftlab.py up %s)" % (name, name))
+    for name in names:
         prepare_network(name)
         boot(name, os.path.join(node_dir(name), "root"))
     deadline = time.time() + BOOT_TIMEOUT
     for name in names:
         print("%s %s %s" % (name, node_ip(name), wait_booted(name, deadline)))
+
+
+def reboot(names):
+    """A power cycle: the kernel state of the node's namespace is lost, its files are not."""
+    poweroff(names)
+    poweron(names)
 
 
 def up(names):
@@ -449,6 +465,8 @@ def main(argv=None):
     sub.add_parser("down", help="remove nodes (all by default)").add_argument("nodes", nargs="*")
     sub.add_parser("status", help="list nodes")
     sub.add_parser("reboot", help="power-cycle nodes").add_argument("nodes", nargs="+")
+    sub.add_parser("poweroff", help="stop nodes, keeping their files").add_argument("nodes", nargs="+")
+    sub.add_parser("poweron", help="boot powered-off nodes").add_argument("nodes", nargs="+")
     sub.add_parser("instances", help="connection details as JSON").add_argument("nodes", nargs="+")
     sub.add_parser("outsider", help="a namespace on the underlay that is no node")
     behind = sub.add_parser("nat", help="put a node behind a 1:1 NAT")
@@ -469,6 +487,10 @@ def main(argv=None):
         status()
     elif args.command == "reboot":
         reboot(args.nodes)
+    elif args.command == "poweroff":
+        poweroff(args.nodes)
+    elif args.command == "poweron":
+        poweron(args.nodes)
     elif args.command == "instances":
         instances(args.nodes)
     elif args.command == "outsider":

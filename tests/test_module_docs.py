@@ -13,7 +13,7 @@ import yaml
 from conftest import LIBRARY, ROOT, run_ansible_module
 
 MODULES = sorted(f[:-3] for f in os.listdir(LIBRARY) if f.endswith(".py"))
-READ_ONLY = {"weft_facts"}  # changes nothing, so it has no diff to show
+READ_ONLY = {"weft_facts", "weft_check", "weft_check_report"}  # change nothing: no diff to show
 # Each netlink module with arguments that pass its argument spec.
 NETLINK_MODULES = {"weft_fdb": {"dev": "x"}, "weft_neighbours": {"dev": "x"},
                    "weft_routes": {"purge": False}, "weft_tun": {"name": "x"}, "weft_vxlan": {"name": "x"}}

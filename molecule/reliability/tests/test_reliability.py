@@ -2,7 +2,8 @@
 
 The tests run in file order on one converged lab (pytest keeps definition order):
 drift repaired by site.yml (and shown by a dry run) with weft-heal off, then by weft-heal
-alone, a removed host, a public-IP change, interface rules for the group on a second NIC
+alone, check.yml (a full matrix, then a firewalled pair, an MTU black hole, drift with
+weft-heal stopped and a powered-off node, each named), a removed host, a public-IP change, interface rules for the group on a second NIC
 and a VLAN-like interface, a node behind a 1:1 NAT (vxlan, udp, host-gw's refusal), the
 bad-input matrix, masquerade on and off, TX checksum
 offload off and on, EnableNFTables on a node without iptables, a run killed half-way,
@@ -137,6 +138,117 @@ def test_weft_heal_repairs_drift_without_ansible():
     assert "repaired vxlan: changed" in host("node2").check_output("journalctl -u weft-heal --no-pager")
     _, _, changed = playbook("site.yml")
     assert set(changed.values()) == {0}  # nothing left for Ansible
+
+
+CHECK_JSON = os.path.join(EPHEMERAL, "weft-check.json")
+
+
+def check_play(nodes=NODES, flags=()):
+    """check.yml as a user runs it: (its JSON report, its output); the nodes' state is
+    the same before and after, and no task reports a change."""
+    before = lab.on_all(snapshot, nodes)
+    if os.path.exists(CHECK_JSON):
+        os.unlink(CHECK_JSON)
+    rc, out, changed = playbook("check.yml", extra={"weft_check_json": CHECK_JSON},
+                                check=False, flags=flags)
+    assert lab.on_all(snapshot, nodes) == before
+    assert {changed.get(node, 0) for node in nodes} == {0}, out[-3000:]
+    with open(CHECK_JSON) as handle:
+        report = json.load(handle)
+    assert (rc == 0) == report["ok"], out[-3000:]
+    return report, out
+
+
+def failing(report):
+    """{(from, to): cell} of the pairs that failed."""
+    return {(p["from"], p["to"]): p["cell"] for p in report["pairs"] if not p["ok"]}
+
+
+def pairs_with(node):
+    return {pair for pair in ((a, b) for a in NODES for b in NODES if a != b) if node in pair}
+
+
+def test_check_yml_passes_with_a_full_matrix_and_changes_nothing():
+    playbook("site.yml")
+    report, out = check_play()
+    assert report["ok"] and len(report["pairs"]) == 6, report["matrix"]
+    assert all(float(p["cell"]) > 0 for p in report["pairs"]), report["matrix"]
+    assert "read-only: nothing was changed on any host" in out
+    assert "all 6 ordered pairs work" in out
+    for result in report["results"].values():
+        assert result["drift"] == [] and result["underlay"] == []
+        assert all(path["mtu_ok"] and path["mtu"] == lab.MTU["vxlan"] for path in result["paths"])
+    report, _ = check_play(flags=("--check",))      # the same in check mode
+    assert report["ok"]
+
+
+def test_check_yml_names_the_pair_a_firewall_drops_vxlan_between():
+    n2 = host("node2")
+    n2.check_output("nft 'add table inet weft-test; add chain inet weft-test in "
+                    "{ type filter hook prerouting priority -400; }; add rule inet weft-test in "
+                    "ip saddr %s udp dport 8472 drop'" % lab.node_ip("node1"))
+    try:
+        report, out = check_play()
+    finally:
+        n2.check_output("nft delete table inet weft-test")
+    assert failing(report) == {("node1", "node2"): "LOST", ("node2", "node1"): "LOST"}, out
+    assert "no reply to 3 of 3 echoes" in " ".join(report["failures"])
+    assert "firewall dropping the encapsulation port" in " ".join(report["failures"])
+    assert check_play()[0]["ok"]
+
+
+def test_check_yml_finds_an_mtu_black_hole_and_the_largest_size_that_passed():
+    n3 = host("node3")
+    n3.check_output("ip link set eth0 mtu 1400")
+    try:
+        report, out = check_play()
+    finally:
+        n3.check_output("ip link set eth0 mtu 1500")
+    assert failing(report) == {pair: "MTU" for pair in pairs_with("node3")}, out
+    for pair in report["pairs"]:
+        if "node3" in (pair["from"], pair["to"]):
+            # 1400 on the wire is 1350 inside VXLAN; a veth lets 4 bytes (a VLAN tag) past
+            assert 1350 <= pair["paths"][0]["largest"] <= 1354, pair
+            assert "the largest that passed was %d bytes" % pair["paths"][0]["largest"] \
+                in " ".join(pair["why"])
+    assert check_play()[0]["ok"]
+
+
+def test_check_yml_shows_drift_while_weft_heal_is_stopped():
+    n1 = host("node1")
+    lease2 = leases()["node2"]
+    n1.check_output("systemctl stop weft-heal")
+    try:
+        n1.check_output("ip route del %s" % lease2["subnet"])
+        n1.check_output("bridge fdb del %s dev flannel.1 dst %s"
+                        % (lease2["backend_data"]["vtep_mac"], lease2["public_ip"]))
+        report, out = check_play()
+    finally:
+        n1.check_output("systemctl start weft-heal")
+    assert failing(report) == {("node1", "node2"): "LOST", ("node2", "node1"): "LOST"}, out
+    own = report["hosts"]["node1"]
+    assert any(line.startswith("drift: routes: added %s" % lease2["subnet"]) for line in own), own
+    assert any(line.startswith("drift: fdb: added %s" % lease2["backend_data"]["vtep_mac"])
+               for line in own), own
+    assert report["hosts"]["node2"] == [] and report["hosts"]["node3"] == []
+    deadline = time.time() + 30
+    while not check_play()[0]["ok"]:     # weft-heal, started again, repairs it
+        assert time.time() < deadline, "weft-heal did not repair node1 within 30 s"
+        time.sleep(2)
+
+
+def test_check_yml_names_every_pair_of_a_powered_off_host():
+    lab.reboot("node3", command="poweroff")
+    try:
+        report, out = check_play(nodes=["node1", "node2"])
+    finally:
+        lab.reboot("node3", command="poweron")
+    assert failing(report) == {pair: "?" for pair in pairs_with("node3")}, out
+    assert "node3 did not answer (unreachable" in " ".join(report["failures"])
+    deadline = time.time() + 60
+    while not check_play()[0]["ok"]:     # weft-restore brings it back at boot
+        assert time.time() < deadline, "node3 not back within 60 s of its boot"
+        time.sleep(3)
 
 
 def test_removed_host_leaves_every_peer_and_keeps_its_lease(tmp_path):

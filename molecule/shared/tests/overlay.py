@@ -525,9 +525,9 @@ def container_icmp_echoes(name, container="weft-verify"):
 
 # ---- the lab ------------------------------------------------------------------------
 
-def reboot(*names):
-    """Power-cycle nodes, all at once."""
-    subprocess.run([sys.executable, LAB, "reboot", *names], check=True, capture_output=True)
+def reboot(*names, command="reboot"):
+    """Power-cycle nodes, all at once (command: poweroff or poweron for half of it)."""
+    subprocess.run([sys.executable, LAB, command, *names], check=True, capture_output=True)
     for name in names:
         _HOSTS.pop(name, None)
 

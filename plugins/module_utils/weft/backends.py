@@ -193,6 +193,11 @@ class Backend:
     def routes(self, view) -> list:
         return []
 
+    def probe_address(self, subnet) -> str:
+        """The address in a host's subnet that weft_check sends to and from: the overlay
+        device's own (vxlan, udp, wireguard), on every host of the backend."""
+        return vtep_address(subnet)
+
     def ingress_inner(self) -> str:
         """What weft_ingress checks inside a peer's datagrams ('vxlan' or 'none')."""
         return "none"
@@ -235,6 +240,11 @@ class HostGw(Backend):
                    "next hop on the shared link, where a NAT's address is not (Flannel refuses "
                    "it too); use vxlan, udp or wireguard behind a NAT")
     options = (mtu_option(0),)
+
+    def probe_address(self, subnet):
+        # No device of its own: the container bridge's address (Flannel's FLANNEL_SUBNET
+        # in subnet.env, Docker's bip), which a host serving containers holds.
+        return bridge_address(subnet).split("/")[0]
 
     def routes(self, view):
         return [direct_route(peer, view) for peer in view.peers4] + \

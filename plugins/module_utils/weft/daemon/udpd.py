@@ -566,21 +566,31 @@ def status_file_of(config_path):
     return path if isinstance(path, str) and path.startswith("/") else DEFAULT_STATUS_FILE
 
 
-def status_command(config_path):
-    path = status_file_of(config_path)
+def current_status(path, wait=3.0):
+    """The running daemon's counters as of now (it rewrites its status file on SIGUSR1);
+    None when it is not running."""
     status = read_status(path)
     pid = running_daemon(status) if status else None
     if pid is None:
+        return None
+    before = os.stat(path).st_mtime_ns
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.time() + wait
+    while os.stat(path).st_mtime_ns == before and time.time() < deadline:
+        time.sleep(0.05)
+    return read_status(path)
+
+
+def status_command(config_path):
+    path = status_file_of(config_path)
+    status = current_status(path)
+    if status is None:
+        status = read_status(path)
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status["time"])) \
             if status and isinstance(status.get("time"), (int, float)) else None
         print("weft-udpd is not running%s" % (" (its last status is from %s)" % when if when else ""))
         return EXIT_NOT_RUNNING
-    before = os.stat(path).st_mtime_ns
-    os.kill(pid, signal.SIGUSR1)
-    deadline = time.time() + 3
-    while os.stat(path).st_mtime_ns == before and time.time() < deadline:
-        time.sleep(0.05)
-    print(json.dumps(read_status(path), indent=2, sort_keys=True))
+    print(json.dumps(status, indent=2, sort_keys=True))
     return 0
 
 

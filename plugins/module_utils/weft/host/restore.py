@@ -74,6 +74,14 @@ def describe(step):
     return "%s: %s" % (step["core"], ", ".join(words) or "changed")
 
 
+def converge_record(ctx, record):
+    """Converge the state a record derives, services left alone (in check mode: what a
+    pass would repair, which is how weft_check sees drift)."""
+    state = model.derive(record["plan"], record["identity"], record["settings"])
+    old = model.known(record["plan"], record["identity"], record["settings"])
+    return converge(ctx, state, old, services=False)
+
+
 def one_pass(record_path):
     """Converge the recorded state once; returns (changed, failed)."""
     try:
@@ -86,9 +94,7 @@ def one_pass(record_path):
         return False, True
     ctx = Context()
     try:
-        state = model.derive(record["plan"], record["identity"], record["settings"])
-        old = model.known(record["plan"], record["identity"], record["settings"])
-        result = converge(ctx, state, old, services=False)
+        result = converge_record(ctx, record)
     except (WeftError, KeyError, TypeError) as exc:
         log("%s: %s" % (record_path, exc))
         return False, True
@@ -243,6 +249,15 @@ def watch(record_path, interval):
         watched = Watched(record_path)  # a converge may have changed the devices
     log("stopped")
     return 0
+
+
+def read_status():
+    """The watch's counters (None: it has not written any since boot)."""
+    try:
+        with open(STATUS) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
 
 
 def write_status(counters):
