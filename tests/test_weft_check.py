@@ -153,6 +153,8 @@ def test_drift_is_reported_as_what_a_repair_would_do(boxes):
     assert any(line.startswith("fdb: added %s" % mac) for line in drift), drift
     assert pair(built, "node1", "node2")["cell"] == "LOST"
     assert any(line.startswith("node1: drift: routes: added") for line in built["failures"])
+    assert "IPv4: no echo could be sent (100.96.1.0 -> 100.96.2.0): cannot send: Network is " \
+        "unreachable" in " ".join(pair(built, "node1", "node2")["why"])
     assert results["node2"]["drift"] == []
     assert check(boxes)[1]["ok"]
 

@@ -58,7 +58,10 @@ def pair_verdict(name, other, results, problems):
     for entry in entries:
         family = FAMILY_NAMES.get(entry["family"], str(entry["family"]))
         route = "%s -> %s" % (entry["source"], entry["address"])
-        if not entry["reachable"]:
+        if not entry["reachable"] and not entry["sent"]:
+            cell = "LOST"
+            lines.append("%s: no echo could be sent (%s): %s" % (family, route, entry.get("error")))
+        elif not entry["reachable"]:
             cell = "LOST"
             lines.append("%s: no reply to %d of %d echoes (%s)%s" % (
                 family, entry["sent"] - entry["received"], entry["sent"], route,
@@ -69,9 +72,8 @@ def pair_verdict(name, other, results, problems):
                          "passed was %s bytes%s" % (family, entry["mtu"], route,
                                                     entry.get("largest", "?"),
                                                     ": " + entry["error"] if entry.get("error") else ""))
-    if other in problems:
-        lines.append("%s %s" % (other, problems[other]))
-        cell = cell or "?"
+    if other in problems:       # the likely cause of anything the probes saw
+        return "?", lines + ["%s %s" % (other, problems[other])], entries
     if cell is None:
         worst = max((p["rtt_ms"]["avg"] for p in entries if p.get("rtt_ms")), default=None)
         cell = "ok" if worst is None else "%.2f" % worst
@@ -103,8 +105,9 @@ def host_problems(results):
 
 
 def matrix_lines(names, cells):
-    width = max([len(n) for n in names] + [7]) + 2
-    lines = ["from \\ to".ljust(width) + "".join(n.ljust(width) for n in names)]
+    corner = "from \\ to"
+    width = max([len(n) for n in names] + [len(corner)]) + 2
+    lines = [corner.ljust(width) + "".join(n.ljust(width) for n in names)]
     for name in names:
         lines.append(name.ljust(width) + "".join(
             ("-" if name == other else cells[(name, other)]).ljust(width) for other in names))
