@@ -16,6 +16,7 @@ PACKAGES=(
   etcd-server etcd-client                                # the etcd lease store's tests
   wireguard-tools wireguard-go                           # the wireguard backend (no kernel module here)
   containernetworking-plugins podman                     # the CNI runtime (bridge, host-local, portmap); podman on it
+  prometheus-node-exporter                               # serves weft's metrics (textfile collector) in the lab
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -35,7 +36,7 @@ fi
 # podman without its API socket or registry polling).
 for unit in docker.service docker.socket containerd.service ssh.service etcd.service \
             podman.socket podman.service podman-auto-update.timer podman-auto-update.service \
-            podman-restart.service; do
+            podman-restart.service prometheus-node-exporter.service; do
   systemctl disable --now "$unit" >/dev/null 2>&1 || true
 done
 

@@ -3,7 +3,8 @@
 The tests run in file order on one converged lab (pytest keeps definition order):
 drift repaired by site.yml (and shown by a dry run) with weft-heal off, then by weft-heal
 alone, check.yml (a full matrix, then a firewalled pair, an MTU black hole, drift with
-weft-heal stopped and a powered-off node, each named), a removed host, a public-IP change, interface rules for the group on a second NIC
+weft-heal stopped and a powered-off node, each named), weft's metrics served by
+prometheus-node-exporter, a removed host, a public-IP change, interface rules for the group on a second NIC
 and a VLAN-like interface, a node behind a 1:1 NAT (vxlan, udp, host-gw's refusal), the
 bad-input matrix, masquerade on and off, TX checksum
 offload off and on, EnableNFTables on a node without iptables, a run killed half-way,
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 import yaml
@@ -252,6 +254,48 @@ def test_check_yml_names_every_pair_of_a_powered_off_host():
         if report["ok"]:
             break
         assert time.time() < deadline, report["failures"]
+
+
+def scrape(node):
+    """{series: value} of weft's series on the node's prometheus-node-exporter (port 9100)."""
+    with urllib.request.urlopen("http://%s:9100/metrics" % lab.node_ip(node), timeout=5) as page:
+        lines = page.read().decode().splitlines()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in lines if line.startswith("weft_")}
+
+
+def test_node_exporter_serves_weft_metrics_and_counts_a_strangers_datagrams():
+    """Debian's prometheus-node-exporter, started on node1 with its defaults, serves the
+    file weft-heal writes; a non-peer's datagrams to 8472 show in the ingress drop counter."""
+    playbook("site.yml", extra={"weft_heal_interval": 5})     # metrics every 5 s here
+    n1 = host("node1")
+    n1.check_output("systemctl start prometheus-node-exporter")
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                series = scrape("node1")
+                if series.get("weft_heal_passes_total", 0) >= 1:
+                    break
+            except OSError:
+                pass
+            assert time.time() < deadline, "no weft_ series on node1:9100 within 30 s"
+            time.sleep(1)
+        for peer in ("node2", "node3"):
+            assert series['weft_path_up{family="ipv4",peer="%s"}' % peer] == 1, series
+            assert series['weft_path_mtu_ok{family="ipv4",peer="%s"}' % peer] == 1, series
+        assert series['weft_peers{family="ipv4"}'] == 2
+        assert any(key.startswith("weft_info{backend=\"vxlan\"") for key in series), series
+        drops = 'weft_ingress_dropped_packets_total{reason="not_a_peer"}'
+        before = series[drops]
+        lab.Outsider().send(lab.node_ip("node1"), 8472, [b"\0" * 16] * 5)
+        deadline = time.time() + 30
+        while scrape("node1")[drops] < before + 5:
+            assert time.time() < deadline, "the drop counter did not rise within 30 s"
+            time.sleep(1)
+    finally:
+        n1.check_output("systemctl stop prometheus-node-exporter")
+        playbook("site.yml")
 
 
 def test_removed_host_leaves_every_peer_and_keeps_its_lease(tmp_path):

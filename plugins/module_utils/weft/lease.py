@@ -23,6 +23,7 @@ IPv6-only network (EnableIPv4: false) has no IPv4 side: subnet and public_ip are
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import json
 import zlib
@@ -132,6 +133,12 @@ def encode_plan(plan: dict) -> str:
     structure per host."""
     text = json.dumps(plan, separators=(",", ":"), sort_keys=True)
     return base64.b64encode(zlib.compress(text.encode(), 6)).decode()
+
+
+def plan_revision(plan: dict) -> str:
+    """A short digest of a plan: hosts that show one revision converged the same plan."""
+    text = json.dumps(plan, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def decode_plan(blob) -> dict:

@@ -32,7 +32,7 @@ WAVE_GAP = 0.02     # seconds between the echoes of one target (all targets at o
 
 
 class Target(NamedTuple):
-    key: str            # what the caller calls it (the peer's name and family)
+    key: object         # what the caller calls it (hashable: the peer, family and size)
     family: int
     source: str         # this host's overlay address
     address: str        # the peer's
@@ -94,7 +94,7 @@ def echo(targets, size, count=3, timeout=1.0) -> dict:
     every target, all in flight together."""
     sizes = size if isinstance(size, dict) else {t.key: size for t in targets}
     ident = (os.getpid() ^ int.from_bytes(os.urandom(2), "big")) & 0xFFFF
-    sockets, errors, pending, rtts, sent = {}, {}, {}, {}, {}
+    sockets, unusable, errors, pending, rtts, sent = {}, {}, {}, {}, {}, {}
     try:
         for target in targets:
             rtts[target.key], sent[target.key] = [], 0
@@ -104,7 +104,7 @@ def echo(targets, size, count=3, timeout=1.0) -> dict:
                     sockets[place] = open_socket(*place)
                 except OSError as exc:
                     sockets[place] = None
-                    errors[place] = "cannot send from %s: %s" % (target.source, exc.strerror)
+                    unusable[place] = "cannot send from %s: %s" % (target.source, exc.strerror)
         seq = 0
         last_send = time.monotonic()
         for wave in range(count):
@@ -128,7 +128,7 @@ def echo(targets, size, count=3, timeout=1.0) -> dict:
             if sock is not None:
                 sock.close()
     return {t.key: Outcome(sent[t.key], tuple(rtts[t.key]),
-                           errors.get(t.key) or errors.get((t.family, t.source)))
+                           errors.get(t.key) or unusable.get((t.family, t.source)))
             for t in targets}
 
 

@@ -71,6 +71,7 @@ READ_BATCH = 64
 READ_SIZE = 65536 + VNET_LEN
 RECV_BUFFER = 1 << 16                   # a GRO batch is at most 64 KiB
 EXIT_BAD_CONFIG = 2
+STATUS_EVERY = 15.0                     # seconds between quiet rewrites of the status file
 EXIT_NOT_RUNNING = 3                    # LSB: program is not running
 # Errors after which a GSO run is retried datagram by datagram; these three also mean the
 # kernel or path has no UDP GSO, so it is not tried again.
@@ -174,6 +175,7 @@ class Daemon:
         self.router = Router(config)
         self.counters = Counters()
         self.reload_wanted = self.status_wanted = self.stop_wanted = False
+        self.status_written = 0.0
         self.started = process_start_time(os.getpid())
         self.poller = select.epoll()
         self.tun = Tun(config.tun, config.offload)
@@ -476,9 +478,11 @@ class Daemon:
                     peers=len(self.config.peers), tun_attached=self.tun.fd is not None,
                     offload=self.tun.offload, gso=self.gso, gro=self.gro, time=time.time())
 
-    def write_status(self, stopped=False):
+    def write_status(self, stopped=False, log=True):
         status = self.status(stopped)
-        self.log("counters " + json.dumps(status, sort_keys=True))
+        self.status_written = time.monotonic()
+        if log:
+            self.log("counters " + json.dumps(status, sort_keys=True))
         path = self.config.status_file
         tmp = path + ".tmp"
         try:
@@ -525,6 +529,8 @@ class Daemon:
         if self.status_wanted:
             self.status_wanted = False
             self.write_status()
+        elif time.monotonic() - self.status_written > STATUS_EVERY:
+            self.write_status(log=False)    # fresh figures for weft-heal's metrics
 
 
 # --------------------------------------------------------------------------- commands
@@ -564,6 +570,13 @@ def status_file_of(config_path):
         raw = None
     path = raw.get("status_file") if isinstance(raw, dict) else None
     return path if isinstance(path, str) and path.startswith("/") else DEFAULT_STATUS_FILE
+
+
+def running_status(path):
+    """The status file's counters if the daemon that wrote them is running (it rewrites
+    them every STATUS_EVERY seconds), else None."""
+    status = read_status(path)
+    return status if status and running_daemon(status) else None
 
 
 def current_status(path, wait=3.0):

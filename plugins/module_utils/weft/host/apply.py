@@ -31,6 +31,7 @@ SETTINGS_SPEC = dict(
     tun_device=dict(type="str", default="flannel0"),
     udpd_user=dict(type="str", default="weft-udpd"),
     heal_interval=dict(type="int", default=60),
+    metrics_file=dict(type="str", default=units.METRICS),
     wireguard_implementation=dict(type="str", choices=["auto", "kernel", "userspace"],
                                   default="auto"),
     cni=dict(type="bool", default=False),
@@ -76,6 +77,12 @@ def check_settings(settings):
                         % settings["route_protocol"])
     if settings["heal_interval"] < 0:
         raise WeftError("settings.heal_interval: %d is negative" % settings["heal_interval"])
+    metrics = settings["metrics_file"]
+    if metrics and not (metrics.startswith("/") and metrics.endswith(".prom") and
+                        "\0" not in metrics and "/../" not in metrics + "/"):
+        raise WeftError("settings.metrics_file: %r must be an absolute path ending in .prom "
+                        "(the textfile collector reads only those), or empty for no metrics"
+                        % metrics)
 
 
 def previous(settings):

@@ -17,12 +17,14 @@ import sys
 
 import ansible.module_utils.weft as package
 from ansible.module_utils.weft import backends, errors, files, lease, module, validate
+from ansible.module_utils.weft.check import paths, probe
 from ansible.module_utils.weft.daemon import config, offload, packets, udpd
-from ansible.module_utils.weft.host import converge, keys, model, restore, units
+from ansible.module_utils.weft.host import converge, keys, metrics, model, restore, units
 from ansible.module_utils.weft.net import (bridge, device, ethtool, fdb, ingress, iptables,
                                            neighbours, netlink, nftables, reconcile, routes, tun,
                                            vxlan, wireguard)
 from ansible.module_utils.weft.runtime import cni, docker
+import ansible.module_utils.weft.check as check_package
 import ansible.module_utils.weft.daemon as daemon_package
 import ansible.module_utils.weft.host as host_package
 import ansible.module_utils.weft.net as net_package
@@ -31,8 +33,9 @@ import ansible.module_utils.weft.runtime as runtime_package
 PREFIX = "ansible.module_utils."
 # The boot and repair paths (weft-restore, weft-heal) and the udp daemon, with all they import.
 BUNDLE = (package, backends, errors, files, lease, module, validate,
+          check_package, paths, probe,
           daemon_package, config, offload, packets, udpd,
-          host_package, converge, keys, model, restore, units, sys.modules[__name__],
+          host_package, converge, keys, metrics, model, restore, units, sys.modules[__name__],
           net_package, bridge, device, ethtool, fdb, ingress, iptables, neighbours, netlink,
           nftables, reconcile, routes, tun, vxlan, wireguard,
           runtime_package, cni, docker)

@@ -178,6 +178,7 @@ def converge(ctx, state, old, record=None, sources=None, services=True, given_se
     gone_files = owned(sorted(set(old.files) - set(state.files)))
     gone_links = sorted(set(old.links) - set(state.links))
     gone_secrets = sorted(old.secrets - state.secrets)
+    gone_outputs = sorted(old.outputs - state.outputs)
     gone_users = [u for u in old.users if u["name"] not in {n["name"] for n in state.users}]
     wanted = {s["name"] for s in state.services}
     gone_services = [s for s in old.services if s["name"] not in wanted]
@@ -204,7 +205,7 @@ def converge(ctx, state, old, record=None, sources=None, services=True, given_se
         for path, target in sorted(state.links.items()):
             if ensure_link(path, target, ctx.check_mode):
                 run.changed_file(path)
-        for path in gone_links + gone_files + gone_secrets:
+        for path in gone_links + gone_files + gone_secrets + gone_outputs:
             if ensure_absent(path, ctx.check_mode):
                 run.changed_file(path)
         for user in gone_users:
@@ -291,7 +292,7 @@ def uninstall(ctx, old, settings, network=None, keep_secrets=False, cni_name=Non
         for family in sorted(nftables.TABLES):
             run.step("nftables", dict(family=family, state="absent"))
         run.step("ingress", dict(state="absent"))
-        for path in sorted(old.links) + owned(sorted(old.files)):
+        for path in sorted(old.links) + owned(sorted(old.files)) + sorted(old.outputs):
             if ensure_absent(path, ctx.check_mode):
                 run.changed_file(path)
         for user in old.users:

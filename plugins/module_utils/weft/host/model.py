@@ -143,11 +143,13 @@ class HostState:
     links: dict = field(default_factory=dict)       # path -> target
     services: list = field(default_factory=list)    # [{"name", "unit", "wants", ...}]
     secrets: set = field(default_factory=set)       # paths of files made on the host (keys)
+    outputs: set = field(default_factory=set)       # paths weft's daemons write (metrics)
 
     def merge(self, other):
         """Everything either state holds (for what may have to go)."""
         merged = HostState(devices=self.devices | other.devices,
                            secrets=self.secrets | other.secrets,
+                           outputs=self.outputs | other.outputs,
                            users=self.users + [u for u in other.users if u not in self.users],
                            files={**other.files, **self.files},
                            links={**other.links, **self.links})
@@ -274,11 +276,18 @@ def derive(plan, identity, settings, with_steps=True) -> HostState:
         devices.add(("bridge", settings["cni_bridge"]))
     state = HostState(devices=devices, users=backend.users(view),
                       modes=backend.modes(view), services=backend.services(view),
-                      secrets=set(backend.secrets(view)))
+                      secrets=set(backend.secrets(view)), outputs=outputs(settings))
     if with_steps:
         state.steps = steps(view, settings)
     files(state, view, settings)
     return state
+
+
+def outputs(settings) -> set:
+    """Files weft-heal writes as it runs: the metrics file, when there are metrics (they
+    are refreshed by its passes, so none without weft-heal)."""
+    wanted = settings.get("metrics_file") and settings.get("heal_interval", 0) > 0
+    return {settings["metrics_file"]} if wanted else set()
 
 
 def runtimes(settings) -> list:
@@ -379,7 +388,8 @@ def leftovers(settings, options=None) -> HostState:
     """What weft may have left on a host it has no record of (uninstall after the record
     was lost): every backend's devices by their default names (with `options`, e.g. the
     network's VNI, over the defaults), users and services, and weft's files and units."""
-    state = HostState(services=[heal_service()])  # stopped first: it would put things back
+    state = HostState(services=[heal_service()],  # stopped first: it would put things back
+                      outputs={settings.get("metrics_file") or units.METRICS})
     for backend in BACKENDS.values():
         network = {**{o.key: o.default for o in backend.options}, **(options or {})}
         light = SimpleNamespace(network=network, settings=settings, ipv4=True, ipv6=True,

@@ -36,7 +36,7 @@ import sys
 import time
 
 from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.host import model, units
+from ansible.module_utils.weft.host import metrics, model, units
 from ansible.module_utils.weft.host.converge import converge
 from ansible.module_utils.weft.module import Context
 from ansible.module_utils.weft.net import ingress, iptables, nftables
@@ -219,6 +219,8 @@ def watch(record_path, interval):
     log("keeping %s: on kernel events and every %ds" % (record_path, interval))
     watched, last = Watched(record_path), 0.0
     counters = dict(pid=os.getpid(), passes=0, on_events=0, repairs=0, failures=0)
+    last_up = {}    # (peer, family): when its path last answered, for the metrics
+    publish_metrics(record_path, counters, last_up)
     while not stop:
         deadline = time.monotonic() + interval
         due = False
@@ -246,9 +248,27 @@ def watch(record_path, interval):
                         repairs=counters["repairs"] + changed, failures=counters["failures"] + failed,
                         last_pass=time.time())
         write_status(counters)
+        publish_metrics(record_path, counters, last_up)
         watched = Watched(record_path)  # a converge may have changed the devices
     log("stopped")
     return 0
+
+
+def publish_metrics(record_path, counters, last_up):
+    """The metrics file the record asks for (host/metrics.py); a failure is logged, and
+    the watch goes on."""
+    try:
+        with open(record_path) as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return
+    ctx = Context()
+    try:
+        metrics.publish(ctx, record, record_path, counters, last_up)
+    except (WeftError, OSError, KeyError, TypeError, ValueError) as exc:
+        log("metrics: %s" % exc)
+    finally:
+        ctx.close()
 
 
 def read_status():

@@ -16,6 +16,8 @@ RECORD = CONFIG + "/host.json"                  # the plan, identity and setting
 DOCKER_ORIGINAL = CONFIG + "/docker-original.json"  # daemon.json's keys before weft set them
 UDPD_CONFIG = CONFIG + "/udpd.json"             # the udp daemon's peers and socket
 UDPD_STATUS = DEFAULT_STATUS_FILE               # the udp daemon's counters
+# weft's figures for Debian's prometheus-node-exporter (its textfile collector's directory)
+METRICS = "/var/lib/prometheus/node-exporter/weft.prom"
 WIREGUARD_KEY = CONFIG + "/wireguard.key"       # this host's WireGuard private key (root, 0400)
 WIREGUARD_KEY_NEXT = WIREGUARD_KEY + ".next"   # its replacement, made by a rotation (weft_facts)
 WIREGUARD_PSK = CONFIG + "/wireguard.psk"       # the network's pre-shared key, if one is given
