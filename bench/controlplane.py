@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Control-plane benchmark: site.yml on 2, 4, 8 and 16 lab nodes, measured in one run.
+"""Control-plane benchmark: site.yml and check.yml on 2, 4, 8 and 16 lab nodes, in one run.
 
 For each size the lab is rebuilt from empty nodes, then: a baseline play that runs one
 module (ansible.builtin.ping) per host (it also opens the SSH connections every later play
-reuses), site.yml from empty, and three rounds of the baseline followed by site.yml again
-with nothing to change (which must report changed=0). Reported: wall time of the first
+reuses), site.yml from empty, three rounds of the baseline followed by site.yml again
+with nothing to change (which must report changed=0), and three rounds of the baseline
+followed by check.yml (which must pass: every pair works). Reported: wall time of the first
 converge and the medians of the re-runs and baselines, time per host, the re-run as a ratio
 to the baseline (these machines are noisy, so ratios are the comparable figures), and module invocations per host (on the host, and on the controller)
 counted by bench/callback_plugins/weft_count.py.
@@ -35,6 +36,7 @@ VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 # 2.9x its baseline.
 RERUN_TARGET_S, RERUN_TARGET_X, RERUN_TARGET_HOSTS = 13.6, 2.9, 16
 ROUNDS = 3
+CHECK_TARGET_X = 2.0        # check.yml at most this many times the one-module play
 BEFORE = "27e7ff0"
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
                    re.M)
@@ -67,7 +69,7 @@ def write_inventory(directory, size):
     return path
 
 
-def playbook(inventory, play, size, counts_file=None, root=ROOT):
+def playbook(inventory, play, size, counts_file=None, root=ROOT, extra=None):
     """Run a playbook of the tree `root`; (seconds, {host: (ok, changed, unreachable,
     failed)}, counts)."""
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(root, "ansible.cfg"),
@@ -76,8 +78,9 @@ def playbook(inventory, play, size, counts_file=None, root=ROOT):
                ANSIBLE_CALLBACKS_ENABLED="weft_count", WEFT_COUNT_FILE=counts_file or "",
                PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
     start = time.monotonic()
-    proc = subprocess.run(["ansible-playbook", "-i", inventory, "-f", str(max(size, 5)), play],
-                          cwd=root, env=env, capture_output=True, text=True)
+    extra = ["-e", json.dumps(extra)] if extra else []
+    proc = subprocess.run(["ansible-playbook", "-i", inventory, "-f", str(max(size, 5)), *extra,
+                           play], cwd=root, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - start
     if proc.returncode:
         raise RuntimeError("%s failed:\n%s" % (play, proc.stdout[-4000:] + proc.stderr[-2000:]))
@@ -121,7 +124,9 @@ def measure(size, workdir, root=ROOT):
     baseline, rerun = statistics.median(baselines), statistics.median(reruns)
     host_empty, ctl_empty = per_host_invocations(counts_empty)
     host_rerun, ctl_rerun = per_host_invocations(counts_rerun)
-    return {
+    checked = measure_check(inventory, baseline_play, size, workdir, root) \
+        if os.path.exists(os.path.join(root, "check.yml")) else {}
+    return dict(checked, **{
         "hosts": size,
         "baseline_s": round(baseline, 2),
         "empty_s": round(empty, 2),
@@ -135,7 +140,24 @@ def measure(size, workdir, root=ROOT):
         "controller_tasks_per_host_rerun": ctl_rerun,
         "slowest_tasks_rerun": counts_rerun["slowest_tasks"],
         "hosts_in_recap": len(recap_empty),
-    }
+    })
+
+
+def measure_check(inventory, baseline_play, size, workdir, root):
+    """check.yml against the baseline, interleaved; its report must say every pair works."""
+    report_path = os.path.join(workdir, "weft-check.json")
+    baselines, checks = [], []
+    for _ in range(ROUNDS):
+        baselines.append(playbook(inventory, baseline_play, size)[0])
+        checks.append(playbook(inventory, "check.yml", size, root=root,
+                               extra={"weft_check_json": report_path})[0])
+        with open(report_path) as handle:
+            report = json.load(handle)
+        if not report["ok"] or len(report["pairs"]) != size * (size - 1):
+            raise RuntimeError("check.yml found failures: %s" % report["failures"][:5])
+    baseline, check = statistics.median(baselines), statistics.median(checks)
+    return {"check_baseline_s": round(baseline, 2), "check_s": round(check, 2),
+            "check_x_baseline": round(check / baseline, 2)}
 
 
 def tree_at(ref, directory):
@@ -179,6 +201,27 @@ def markdown(results, info):
             lines.append("This tree: %.1f s; %s: %.1f s; ratio %.2fx (%s)."
                          % (r["rerun_s"], b["ref"], b["rerun_s"], r["rerun_s"] / b["rerun_s"],
                             "met" if r["rerun_s"] <= b["rerun_s"] else "NOT met"))
+    checked = [r for r in results if "check_s" in r and "ref" not in r]
+    if checked:
+        lines += ["", "check.yml (read-only, every ordered pair probed; must pass) against a "
+                  "play of one no-op module per host, interleaved, medians:", "",
+                  "| hosts | ordered pairs | baseline | check.yml | check.yml x baseline |",
+                  "|---:|---:|---:|---:|---:|"]
+        for r in checked:
+            lines.append("| %d | %d | %.1f s | %.1f s | %.2fx |" % (
+                r["hosts"], r["hosts"] * (r["hosts"] - 1), r["check_baseline_s"], r["check_s"],
+                r["check_x_baseline"]))
+        largest = max(checked, key=lambda r: r["hosts"])
+        four = [r for r in checked if r["hosts"] == 4]
+        lines += ["", "Target: at most %.1fx the baseline at %d hosts: %.2fx (%s)." % (
+            CHECK_TARGET_X, largest["hosts"], largest["check_x_baseline"],
+            "met" if largest["check_x_baseline"] <= CHECK_TARGET_X else "NOT met")]
+        if four:
+            grows = largest["check_x_baseline"] > four[0]["check_x_baseline"] * 1.1
+            lines.append("From 4 to %d hosts the ratio goes %.2fx -> %.2fx (%s, 10%% noise "
+                         "allowed)." % (largest["hosts"], four[0]["check_x_baseline"],
+                                        largest["check_x_baseline"],
+                                        "GROWS" if grows else "does not grow"))
     constant = len({tuple(r["modules_per_host_rerun"]) for r in results if "ref" not in r}) == 1
     lines.append("Module invocations per host %s as hosts grow."
                  % ("stay constant" if constant else "DO NOT stay constant"))

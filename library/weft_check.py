@@ -41,6 +41,13 @@ options:
     description: The host's record, as weft_host writes it.
     type: path
     default: /etc/weft/host.json
+  container:
+    description:
+      - A running Docker or podman container of this name on the host; the same probes
+        are sent from inside it (its network namespace, joined by a forked child) to the
+        same peer addresses, so the containers' path through forwarding is checked too.
+        Each path then has C(container) with its outcome. Omitted, host paths only.
+    type: str
 attributes:
   check_mode:
     support: full

@@ -145,13 +145,13 @@ def test_weft_heal_repairs_drift_without_ansible():
 CHECK_JSON = os.path.join(EPHEMERAL, "weft-check.json")
 
 
-def check_play(nodes=NODES, flags=()):
+def check_play(nodes=NODES, flags=(), extra=None):
     """check.yml as a user runs it: (its JSON report, its output); the nodes' state is
     the same before and after, and no task reports a change."""
     before = lab.on_all(snapshot, nodes)
     if os.path.exists(CHECK_JSON):
         os.unlink(CHECK_JSON)
-    rc, out, changed = playbook("check.yml", extra={"weft_check_json": CHECK_JSON},
+    rc, out, changed = playbook("check.yml", extra=dict(extra or {}, weft_check_json=CHECK_JSON),
                                 check=False, flags=flags)
     assert lab.on_all(snapshot, nodes) == before
     assert {changed.get(node, 0) for node in nodes} == {0}, out[-3000:]
@@ -183,6 +183,33 @@ def test_check_yml_passes_with_a_full_matrix_and_changes_nothing():
         assert all(path["mtu_ok"] and path["mtu"] == lab.MTU["vxlan"] for path in result["paths"])
     report, _ = check_play(flags=("--check",))      # the same in check mode
     assert report["ok"]
+
+
+def test_check_yml_probes_from_containers_and_names_a_host_that_does_not_forward():
+    lab.start_containers()
+    n2 = host("node2")
+    try:
+        report, _ = check_play(extra={"weft_check_container": "weft-verify"})
+        assert report["ok"], report["failures"]
+        for result in report["results"].values():
+            assert all(path["container"]["reachable"] and path["container"]["mtu_ok"]
+                       for path in result["paths"]), result["paths"]
+        # node2 drops what its containers send on: only its own pairs fail, as FWD
+        subnet = leases()["node2"]["subnet"]
+        n2.check_output("iptables -I FORWARD 1 -s %s -j DROP" % subnet)
+        try:
+            report, out = check_play(extra={"weft_check_container": "weft-verify"})
+        finally:
+            n2.check_output("iptables -D FORWARD -s %s -j DROP" % subnet)
+        assert failing(report) == {("node2", "node1"): "FWD", ("node2", "node3"): "FWD"}, out
+        assert "though the host itself reaches it" in " ".join(report["failures"])
+        missing = check_play(extra={"weft_check_container": "no-such-container"})[0]
+        assert not missing["ok"]
+        assert "no running container 'no-such-container' on this host (tried docker, podman)" \
+            in " ".join(report_line for report_line in missing["failures"]), missing["failures"]
+    finally:
+        for node in NODES:
+            host(node).run("docker rm -f weft-verify")
 
 
 def test_check_yml_names_the_pair_a_firewall_drops_vxlan_between():

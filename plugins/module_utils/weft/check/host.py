@@ -25,6 +25,7 @@ ARGUMENT_SPEC = dict(
     count=dict(type="int", default=3),
     timeout=dict(type="float", default=1.0),
     record=dict(type="path", default=units.RECORD),
+    container=dict(type="str"),
 )
 
 
@@ -84,6 +85,7 @@ def run(params, ctx):
     return dict(changed=False, converged=True, host=view.me.name, backend=view.backend.name,
                 revision=plan_revision(record["plan"]), overlay_mtu=view.overlay_mtu,
                 peers=[p.name for p in view.peers],
-                paths=paths.probe(view, params["count"], params["timeout"]),
+                paths=paths.probe(view, params["count"], params["timeout"],
+                                  container=params["container"], ctx=ctx),
                 drift=drift(record), underlay=underlay(ctx, view),
                 counters=dict(paths.overlay_counters(ctx, view), heal=restore.read_status()))

@@ -34,7 +34,7 @@ WAVE_GAP = 0.02     # seconds between the echoes of one target (all targets at o
 class Target(NamedTuple):
     key: object         # what the caller calls it (hashable: the peer, family and size)
     family: int
-    source: str         # this host's overlay address
+    source: str | None  # this host's overlay address (None: the kernel's choice)
     address: str        # the peer's
 
 
@@ -81,7 +81,8 @@ def open_socket(family, source):
         else:
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE)
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_DONTFRAG, 1)
-        sock.bind((source, 0))
+        if source:
+            sock.bind((source, 0))
         sock.setblocking(False)
     except OSError:
         sock.close()
@@ -104,7 +105,8 @@ def echo(targets, size, count=3, timeout=1.0) -> dict:
                     sockets[place] = open_socket(*place)
                 except OSError as exc:
                     sockets[place] = None
-                    unusable[place] = "cannot send from %s: %s" % (target.source, exc.strerror)
+                    unusable[place] = "cannot send from %s: %s" % (target.source or "here",
+                                                                   exc.strerror)
         seq = 0
         last_send = time.monotonic()
         for wave in range(count):

@@ -24,10 +24,13 @@ ARGUMENT_SPEC = dict(
 )
 FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
 HINTS = {
-    "lost": "the encapsulated packets are lost between them: a firewall dropping the "
+    "LOST": "the encapsulated packets are lost between them: a firewall dropping the "
             "encapsulation port on the path or on either host, or a peer that does not take "
             "them (see 'When something is wrong' in the README)",
-    "mtu": "the underlay path carries less than the overlay MTU plus the encapsulation: "
+    "FWD": "the sending host does not forward its containers' packets into the overlay: a "
+           "FORWARD rule or policy that drops them, or weft's WEFT-FWD chain missing "
+           "(iptables -S FORWARD; iptables -S WEFT-FWD)",
+    "MTU": "the underlay path carries less than the overlay MTU plus the encapsulation: "
            "lower the network's MTU or raise the underlay's",
 }
 
@@ -45,6 +48,53 @@ def host_problem(result):
     return None
 
 
+def host_verdict(entries):
+    """(cell or None, lines) of the host's own probes of one peer."""
+    cell, lines = None, []
+    for entry in entries:
+        family = FAMILY_NAMES.get(entry["family"], str(entry["family"]))
+        route = "%s -> %s" % (entry["source"], entry["address"])
+        error = ": " + entry["error"] if entry.get("error") else ""
+        if not entry["reachable"] and not entry["sent"]:
+            cell = "LOST"
+            lines.append("%s: no echo could be sent (%s)%s" % (family, route, error))
+        elif not entry["reachable"]:
+            cell = "LOST"
+            lines.append("%s: no reply to %d of %d echoes (%s)%s" % (
+                family, entry["sent"] - entry["received"], entry["sent"], route, error))
+        elif not entry["mtu_ok"]:
+            cell = cell or "MTU"
+            lines.append("%s: a %d-byte packet with DF set is lost (%s); the largest that "
+                         "passed was %s bytes%s" % (family, entry["mtu"], route,
+                                                    entry.get("largest", "?"), error))
+    return cell, lines
+
+
+def container_verdict(name, entries):
+    """(cell or None, lines) of the probes from the host's container, where the host's own
+    got through."""
+    cell, lines = None, []
+    for entry in entries:
+        inside = entry.get("container")
+        if not inside:
+            continue
+        family = FAMILY_NAMES.get(entry["family"], str(entry["family"]))
+        where = "from %s's container %s to %s" % (name, inside["name"], entry["address"])
+        if "reachable" not in inside:
+            cell = "?"
+            lines.append("%s: cannot probe %s: %s" % (family, where, inside.get("error")))
+        elif not inside["reachable"]:
+            cell = "FWD"
+            lines.append("%s: no reply %s%s, though the host itself reaches it" % (
+                family, where, ": " + inside["error"] if inside.get("error") else ""))
+        elif not inside.get("mtu_ok"):
+            cell = cell or "MTU"
+            lines.append("%s: a %d-byte packet with DF set is lost %s, though the host's own "
+                         "get through (the container's or its bridge's MTU)"
+                         % (family, entry["mtu"], where))
+    return cell, lines
+
+
 def pair_verdict(name, other, results, problems):
     """(cell, [lines explaining it], path entries) for the pair name -> other."""
     mine = results.get(name) or {}
@@ -54,34 +104,19 @@ def pair_verdict(name, other, results, problems):
         return "NOPEER", ["%s does not know %s as a peer (its plan is revision %s)"
                           % (name, other, mine.get("revision"))], []
     entries = [p for p in mine.get("paths", []) if p["peer"] == other]
-    lines, cell = [], None
-    for entry in entries:
-        family = FAMILY_NAMES.get(entry["family"], str(entry["family"]))
-        route = "%s -> %s" % (entry["source"], entry["address"])
-        if not entry["reachable"] and not entry["sent"]:
-            cell = "LOST"
-            lines.append("%s: no echo could be sent (%s): %s" % (family, route, entry.get("error")))
-        elif not entry["reachable"]:
-            cell = "LOST"
-            lines.append("%s: no reply to %d of %d echoes (%s)%s" % (
-                family, entry["sent"] - entry["received"], entry["sent"], route,
-                ": " + entry["error"] if entry.get("error") else ""))
-        elif not entry["mtu_ok"]:
-            cell = cell or "MTU"
-            lines.append("%s: a %d-byte packet with DF set is lost (%s); the largest that "
-                         "passed was %s bytes%s" % (family, entry["mtu"], route,
-                                                    entry.get("largest", "?"),
-                                                    ": " + entry["error"] if entry.get("error") else ""))
+    cell, lines = host_verdict(entries)
+    if cell is None:
+        cell, lines = container_verdict(name, entries)
     if other in problems:       # the likely cause of anything the probes saw
         return "?", lines + ["%s %s" % (other, problems[other])], entries
     if cell is None:
         worst = max((p["rtt_ms"]["avg"] for p in entries if p.get("rtt_ms")), default=None)
-        cell = "ok" if worst is None else "%.2f" % worst
-    elif cell in ("LOST", "MTU"):
-        for host in (name, other):
-            for line in (results.get(host) or {}).get("drift") or []:
-                lines.append("drift on %s: %s" % (host, line))
-        lines.append("usually: " + HINTS["lost" if cell == "LOST" else "mtu"])
+        return ("ok" if worst is None else "%.2f" % worst), lines, entries
+    for host in (name, other):
+        for line in (results.get(host) or {}).get("drift") or []:
+            lines.append("drift on %s: %s" % (host, line))
+    if cell in HINTS:
+        lines.append("usually: " + HINTS[cell])
     return cell, lines, entries
 
 
@@ -124,7 +159,7 @@ def build(results):
                 continue
             cell, lines, entries = pair_verdict(name, other, results, problems)
             cells[(name, other)] = cell
-            ok = cell not in ("LOST", "MTU", "NOPEER", "?")
+            ok = cell not in ("LOST", "MTU", "FWD", "NOPEER", "?")
             pairs.append({"from": name, "to": other, "ok": ok, "cell": cell, "paths": entries,
                           "why": lines})
             if not ok:
