@@ -101,6 +101,16 @@ for _ in range(3):
 """
 
 
+def reaches(ns, source, target, within):
+    """Whether an echo from `source` to `target` is answered within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if subprocess.run(["ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", "-I",
+                           source, target], capture_output=True).returncode == 0:
+            return True
+    return False
+
+
 def rx_packets(ns, dev):
     return json.loads(sh("ip", "-s", "-j", "link", "show", dev, netns=ns))[0]["stats64"]["rx"]["packets"]
 
@@ -227,9 +237,9 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
     assert wg_dump(b)[1] == {}
     b.run("/usr/bin/python3", "/usr/local/lib/weft/weft-restore")
     assert list(wg_dump(b)[1]) == [rotated]
-    out = sh("ping", "-c", "2", "-i", "0.2", "-W", "2", "-I", "100.96.1.0", "100.96.2.0",
-             netns=a.netns)
-    assert " 0% packet loss" in out, out
+    # A fresh handshake: WireGuard retries an unanswered initiation after 5 s (REKEY_TIMEOUT),
+    # which a loaded machine sometimes needs.
+    assert reaches(a.netns, "100.96.1.0", "100.96.2.0", within=12)
 
     # Dual-stack on one device (Mode ipv6): both families through tunnels over IPv6.
     for name, box in boxes.items():
