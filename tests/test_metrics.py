@@ -50,9 +50,8 @@ def parse(text):
 
 
 def test_a_pass_becomes_metric_families_in_the_text_format():
-    probed = [dict(peer="node2", family=4, reachable=True, mtu_ok=True,
-                   rtt_ms=dict(min=0.1, avg=0.25, max=0.4)),
-              dict(peer="node3", family=4, reachable=False, mtu_ok=False)]
+    probed = [dict(peer="node2", family=4, reachable=True, rtt_ms=dict(min=0.1, avg=0.25, max=0.4)),
+              dict(peer="node3", family=4, reachable=False)]
     counters = {"ingress_drops": {"not_a_peer": 7, "inner_source": 0},
                 "udpd": {"udp_rx": 10, "udp_tx": 12, "tun_rx": 13, "tun_tx": 9,
                          "drops_in": {"unknown_sender": 1}, "drops_out": {"no_route": 1}}}

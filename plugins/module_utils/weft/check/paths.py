@@ -30,38 +30,41 @@ def milliseconds(seconds):
     return round(seconds * 1000, 3)
 
 
-def small_and_full(view, found):
-    """Each target twice, small and at the overlay MTU, and the sizes: one round for both
-    (a healthy network answers in one round trip)."""
-    sized = [t._replace(key=(t.key, size)) for t in found for size in ("small", "full")]
+def small_and_full(view, found, full=True):
+    """Each target twice, small and at the overlay MTU (without `full`: small only), and
+    the sizes: one round for both (a healthy network answers in one round trip)."""
+    sized = [t._replace(key=(t.key, size)) for t in found
+             for size in (("small", "full") if full else ("small",))]
     return sized, {t.key: icmp.SMALLEST[t.family] if t.key[1] == "small" else view.overlay_mtu
                    for t in sized}
 
 
 def summary(outcome_small, outcome_full):
-    item = dict(reachable=bool(outcome_small.rtts), mtu_ok=bool(outcome_full.rtts))
+    item = dict(reachable=bool(outcome_small.rtts))
+    if outcome_full is not None:
+        item["mtu_ok"] = bool(outcome_full.rtts)
     if outcome_small.rtts:
         item["rtt_ms"] = dict(min=milliseconds(min(outcome_small.rtts)),
                               avg=milliseconds(statistics.mean(outcome_small.rtts)),
                               max=milliseconds(max(outcome_small.rtts)))
-    error = outcome_small.error or outcome_full.error
+    error = outcome_small.error or (outcome_full.error if outcome_full else None)
     if error:
         item["error"] = error
     return item
 
 
-def probe(view, count, timeout, bisect=True, container=None, ctx=None):
+def probe(view, count, timeout, full=True, container=None, ctx=None):
     """[{peer, family, ...}] for every peer: reachable (small echoes), round trip, and
-    whether a packet of the overlay MTU with DF set gets through (else, with `bisect`,
-    the largest that does). With `container` (a Docker or podman container's name), the
+    with `full` whether a packet of the overlay MTU with DF set gets through (else the
+    largest that does). With `container` (a Docker or podman container's name), the
     same from inside it, to the same addresses: the containers' path, through forwarding."""
     found = targets(view)
-    sized, sizes = small_and_full(view, found)
+    sized, sizes = small_and_full(view, found, full)
     answers = icmp.echo(sized, sizes, count, timeout)
     small = {t.key: answers[(t.key, "small")] for t in found}
-    full = {t.key: answers[(t.key, "full")] for t in found}
+    big = {t.key: answers.get((t.key, "full")) for t in found}
     inside = from_container(ctx, view, container, found, count, timeout) if container else None
-    black_holes = [t for t in found if small[t.key].rtts and not full[t.key].rtts] if bisect else []
+    black_holes = [t for t in found if small[t.key].rtts and not big[t.key].rtts] if full else []
     largest = icmp.largest_passing(black_holes, max(icmp.SMALLEST.values()),
                                    {t.key: view.overlay_mtu for t in black_holes})
     report = []
@@ -69,7 +72,7 @@ def probe(view, count, timeout, bisect=True, container=None, ctx=None):
         peer, family = target.key.rsplit("/", 1)
         item = dict(peer=peer, family=int(family), source=target.source, address=target.address,
                     sent=small[target.key].sent, received=len(small[target.key].rtts),
-                    mtu=view.overlay_mtu, **summary(small[target.key], full[target.key]))
+                    mtu=view.overlay_mtu, **summary(small[target.key], big[target.key]))
         if target.key in largest:
             item["largest"] = largest[target.key]
         if inside is not None:

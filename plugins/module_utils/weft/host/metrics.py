@@ -5,9 +5,8 @@
 prometheus-node-exporter (no port of weft's own): written by weft-heal after each pass.
 
 `families()` turns what a pass knows into metric families without I/O; `render()` writes
-them as the exposition format; `publish()` gathers (one small echo and one full-size echo
-with DF set to every peer at once, the ingress counters, the udp daemon's last status)
-and replaces the file atomically.
+them as the exposition format; `publish()` gathers (one small echo to every peer at once,
+the ingress counters, the udp daemon's last status) and replaces the file atomically.
 """
 
 from __future__ import annotations
@@ -68,9 +67,6 @@ def families(view, revision, record_time, probed, last_up, counters, heal):
         ("weft_path_up", "gauge",
          "Whether the peer's overlay address answered an echo in weft-heal's last pass.",
          [(path_labels(p), p["reachable"]) for p in probed]),
-        ("weft_path_mtu_ok", "gauge",
-         "Whether a packet of the overlay MTU with DF set reached the peer in the last pass.",
-         [(path_labels(p), p["mtu_ok"]) for p in probed]),
         ("weft_path_rtt_seconds", "gauge", "Round trip to the peer in the last pass.",
          [(path_labels(p), p["rtt_ms"]["avg"] / 1000.0) for p in probed if p.get("rtt_ms")]),
         ("weft_path_last_up_timestamp_seconds", "gauge",
@@ -118,7 +114,9 @@ def publish(ctx, record, record_path, heal, last_up):
     if not path:
         return None
     view = model.HostView(record["plan"], record["identity"], settings)
-    probed = paths.probe(view, count=1, timeout=PROBE_TIMEOUT, bisect=False)
+    # Small echoes only: every host probes every peer each pass (N x N on the network);
+    # the full-size probe, and the bisection, are check.yml's.
+    probed = paths.probe(view, count=1, timeout=PROBE_TIMEOUT, full=False)
     now = time.time()
     for entry in probed:
         if entry["reachable"]:
