@@ -159,6 +159,24 @@ def test_drift_is_reported_as_what_a_repair_would_do(boxes):
     assert check(boxes)[1]["ok"]
 
 
+def test_a_host_whose_address_changed_says_so(boxes):
+    a = boxes["node1"]
+    a.run("ip", "addr", "add", "10.9.5.1/24", "dev", "eth0")
+    a.run("ip", "addr", "del", "10.9.0.1/24", "dev", "eth0")
+    try:
+        results, built = check(boxes)
+    finally:
+        a.run("ip", "addr", "add", "10.9.0.1/24", "dev", "eth0")
+        a.run("ip", "addr", "del", "10.9.5.1/24", "dev", "eth0")
+        a.module("weft_host", host_args("node1"))   # the vxlan device followed its address away
+    assert results["node1"]["underlay"] == [
+        "eth0 no longer holds 10.9.0.1, which this host's lease announces (it has 10.9.5.1): "
+        "re-run site.yml"]
+    assert "node1: underlay: eth0 no longer holds 10.9.0.1" in " ".join(built["failures"])
+    assert not built["ok"] and results["node2"]["underlay"] == []
+    assert check(boxes)[1]["ok"]
+
+
 def test_an_unconverged_or_unreachable_host_fails_its_pairs(boxes, tmp_path):
     missing = boxes["node1"].module("weft_check", {"record": "/etc/weft/no-such.json"})
     assert (missing["converged"], missing["failed"]) == (False, False)
