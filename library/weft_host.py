@@ -143,9 +143,10 @@ options:
       metrics_file:
         description: weft-heal writes weft's figures here (Prometheus text format, for
           prometheus-node-exporter's textfile collector) after each pass; an absolute path
-          ending in C(.prom), or empty for none.
+          ending in C(.prom) (Debian's collector reads
+          C(/var/lib/prometheus/node-exporter/weft.prom)), or empty for none.
         type: str
-        default: /var/lib/prometheus/node-exporter/weft.prom
+        default: ""
       wireguard_implementation:
         description: The wireguard backend's devices, V(kernel) or V(userspace)
           (wireguard-go); V(auto), the kernel's where the host has WireGuard loaded.

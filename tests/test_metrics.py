@@ -83,7 +83,7 @@ def test_label_values_are_escaped():
 def test_weft_heal_writes_the_metrics_file_and_a_converge_removes_it_when_off(netns):
     box = Sandbox(netns)
     try:
-        assert not box.module("weft_host", args())["failed"]
+        assert not box.module("weft_host", args(settings={"metrics_file": METRICS}))["failed"]
         watch = box.popen("/usr/bin/python3", RESTORE, "--watch", "60")
         try:
             assert wait_until(lambda: box.exists(METRICS), 10) is not None

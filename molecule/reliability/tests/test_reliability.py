@@ -294,7 +294,8 @@ def scrape(node):
 def test_node_exporter_serves_weft_metrics_and_counts_a_strangers_datagrams():
     """Debian's prometheus-node-exporter, started on node1 with its defaults, serves the
     file weft-heal writes; a non-peer's datagrams to 8472 show in the ingress drop counter."""
-    playbook("site.yml", extra={"weft_heal_interval": 5})     # metrics every 5 s here
+    playbook("site.yml", extra={"weft_heal_interval": 5,       # metrics every 5 s here
+                                "weft_metrics_file": "/var/lib/prometheus/node-exporter/weft.prom"})
     n1 = host("node1")
     n1.check_output("systemctl start prometheus-node-exporter")
     try:

@@ -31,7 +31,7 @@ SETTINGS_SPEC = dict(
     tun_device=dict(type="str", default="flannel0"),
     udpd_user=dict(type="str", default="weft-udpd"),
     heal_interval=dict(type="int", default=60),
-    metrics_file=dict(type="str", default=units.METRICS),
+    metrics_file=dict(type="str", default=""),
     wireguard_implementation=dict(type="str", choices=["auto", "kernel", "userspace"],
                                   default="auto"),
     cni=dict(type="bool", default=False),
