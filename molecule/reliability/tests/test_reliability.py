@@ -187,6 +187,7 @@ def test_check_yml_passes_with_a_full_matrix_and_changes_nothing():
 
 def test_check_yml_probes_from_containers_and_names_a_host_that_does_not_forward():
     lab.start_containers()
+    lab.on_all(settled_snapshot)    # new containers' veths settle first (not the check's doing)
     n2 = host("node2")
     try:
         report, _ = check_play(extra={"weft_check_container": "weft-verify"})
