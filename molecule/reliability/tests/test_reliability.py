@@ -44,7 +44,8 @@ def peer_view(node):
 
 SNAPSHOT = " ; echo @@ ; ".join([
     "ip link show; ip -d link show type vxlan; ip -4 addr show",
-    "ip route show table all", "ip neigh show nud permanent", "bridge fdb show",
+    "ip route show table all", "ip neigh show nud permanent",
+    "bridge fdb show | grep -E ' (permanent|static)'",
     "iptables-save | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'",
     "nft list table inet weft 2>/dev/null | sed 's/packets [0-9]* bytes [0-9]*//'",
     "cat /etc/docker/daemon.json /run/flannel/subnet.env /etc/weft/host.json"])
@@ -54,8 +55,16 @@ def snapshot(node):
     """Everything weft manages on a node, to prove a refused run changed nothing (one
     round trip). ip -d for the VXLAN devices only: a bridge's details include running
     timers; IPv4 addresses only: a device re-created a moment ago still has a tentative
-    IPv6 one; nft without its counters, which count traffic."""
+    IPv6 one; FDB entries that are set (permanent, static), not those a bridge learned
+    from traffic; nft without its counters, which count traffic."""
     return tuple(host(node).check_output(SNAPSHOT).split("@@"))
+
+
+def snapshot_diff(before, after):
+    """The differing parts of two lab.on_all(snapshot) results, as unified diffs."""
+    return "\n".join(
+        "".join(difflib.unified_diff(b.splitlines(True), a.splitlines(True), node, node))
+        for node in before for b, a in zip(before[node], after[node]) if a != b)
 
 
 def settled_snapshot(node, attempts=10):
@@ -153,7 +162,8 @@ def check_play(nodes=NODES, flags=(), extra=None):
         os.unlink(CHECK_JSON)
     rc, out, changed = playbook("check.yml", extra=dict(extra or {}, weft_check_json=CHECK_JSON),
                                 check=False, flags=flags)
-    assert lab.on_all(snapshot, nodes) == before
+    after = lab.on_all(snapshot, nodes)
+    assert after == before, snapshot_diff(before, after)
     assert {changed.get(node, 0) for node in nodes} == {0}, out[-3000:]
     assert os.path.exists(CHECK_JSON), out[-3000:]
     with open(CHECK_JSON) as handle:
@@ -543,9 +553,7 @@ def test_bad_input_stops_before_any_host_changes(untouched, extra, message):
     assert rc != 0 and message in out, out[-3000:]
     assert set(changed.values()) <= {0}
     after = lab.on_all(snapshot)
-    assert after == before, "\n".join(
-        "".join(difflib.unified_diff(b.splitlines(True), a.splitlines(True), node, node))
-        for node in NODES for b, a in zip(before[node], after[node]) if a != b)
+    assert after == before, snapshot_diff(before, after)
     assert open(os.path.join(EPHEMERAL, "weft_leases.yml")).read() == lease_text
 
 
