@@ -8,13 +8,43 @@ change) live in reconcile and the cores, so they can be tested without a kernel.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
+import sys
 
 from ansible.module_utils.weft.errors import WeftError
 
+
+def lean_pyroute2():
+    """Make `import pyroute2.x.y` skip pyroute2's package __init__, which imports all of
+    pyroute2 (NDB, IPDB, conntrack, nl80211, asyncio, unittest.mock...) for its top-level
+    names: 0.25 s of CPU on every host for every weft module call, more than half of what
+    check.yml's module costs a host. weft imports the modules it uses by their own paths;
+    anyone asking the package itself for a name gets the whole package, executed then."""
+    if "pyroute2" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pyroute2")
+    if spec is None or spec.loader is None or not spec.submodule_search_locations:
+        return  # not installed: the import below fails as it would have
+    package = importlib.util.module_from_spec(spec)
+
+    def whole_package(name):
+        if importlib.util.find_spec("pyroute2." + name) is not None:
+            # `from pyroute2 import config`: the import system imports the submodule
+            # when the package says it has no such attribute yet.
+            raise AttributeError(name)
+        del package.__getattr__
+        spec.loader.exec_module(package)
+        return getattr(package, name)
+
+    package.__getattr__ = whole_package
+    sys.modules["pyroute2"] = package
+
+
+lean_pyroute2()
 try:
-    from pyroute2 import IPRoute
+    from pyroute2.iproute.linux import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
     from pyroute2.netlink.rtnl import rt_scope
     from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
