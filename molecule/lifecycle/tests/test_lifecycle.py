@@ -217,7 +217,9 @@ def test_udp_accepts_only_its_peers():
     outsider.send(plan[target]["public_ip"], 8285, [packet] * 3)
     time.sleep(1)
     after = udpd_status(target)
-    assert after["udp_rx"] == before["udp_rx"] and after["drops_in"] == before["drops_in"]
+    # None reached the daemon: it would have dropped them as from an unknown sender (its
+    # udp_rx may still rise: the peers' weft-heal probe the path when metrics are on).
+    assert after["drops_in"] == before["drops_in"]
     assert lab.nft_counters(lab.state(target))["not_a_peer"] >= 3
     # From a real peer, claiming a source outside that peer's subnet: the daemon drops it.
     lab.host("node1").check_output(

@@ -409,7 +409,7 @@ def state6(name):
     return dict(link=link6[0] if link6 else None,
                 addrs=js("ip -j -6 addr show dev flannel-v6.1 scope global") or [],
                 routes=js("ip -j -6 route show proto 119") or [],
-                neigh=js("ip -j -6 neigh show dev flannel-v6.1") or [],
+                neigh=js("ip -j -6 neigh show dev flannel-v6.1 nud permanent") or [],
                 fdb=js("bridge -j fdb show dev flannel-v6.1") or [],
                 ip6tables=h.check_output("ip6tables-save"),
                 forwarding=h.check_output("sysctl -n net.ipv6.conf.all.forwarding"),
