@@ -18,7 +18,11 @@ over IPv6 in a dual-stack network ("vxlan6", its paired runs on the IPv6 underla
 its own row, "underlay6"). Then
 64-byte UDP datagrams, ping mean and p99, the machine's CPU seconds per GB moved by the
 single stream (everything: both stacks, iperf3, the daemons), and for udp the daemons' own
-CPU per GB and the peak RSS of all their processes on a host. wireguard (wireguard-go: this
+CPU per GB and the peak RSS of all their processes on a host, the round trip the overlay
+adds to the underlay's (each round a ping over the underlay right next to one container to
+container: mean and p99) and TCP the other way (B to A); "udp-mixed" measures the same with
+host B's daemon Flannel-like (no offloads, every checksum complete: Flannel's proxy as the
+interop tests stand it in), so A to B is weft to Flannel and B to A Flannel to weft. wireguard (wireguard-go: this
 kernel has no WireGuard module) is measured host to host against a wireguard-go pair
 configured by hand (ip, wg set) on the same hosts at the same time, in interleaved rounds,
 with each pair's wireguard-go CPU seconds per GB.
@@ -59,6 +63,8 @@ WG_PID = "/run/weft-sandbox/units/weft-wireguard-flannel-wg.service.pid"
 BASELINE_PORT = 5202                            # iperf3 on the underlay, for the paired runs
 OPEN = "-open"                                  # "vxlan-open": vxlan with weft_peer_ingress off
 IPV6 = "6"                                      # "vxlan6", "underlay6": measured over IPv6
+MIXED = "-mixed"    # "udp-mixed": host B's daemon Flannel-like (no offloads, no weft peers)
+UDP_TARGET_ADDED_MS = {"mean": 0.15, "p99": 0.30}  # udp's round trip over the underlay's
 
 
 class Family:
@@ -78,7 +84,7 @@ def family_of(name):
 
 def backend_of(name):
     """The backend a result row measures ("vxlan-open" and "vxlan6" are vxlan)."""
-    for suffix in (OPEN, IPV6):
+    for suffix in (OPEN, IPV6, MIXED):
         if name.endswith(suffix):
             return name[:-len(suffix)]
     return name
@@ -144,6 +150,20 @@ def plan(name, reported=None):
     return encode_plan(sample_plan(backend_of(name), hosts, ipv6_network="fd00:96::/48"))
 
 
+FLANNEL_LIKE = """
+import json, sys
+path, plain = sys.argv[1], sys.argv[2] == "1"
+with open(path) as handle:
+    config = json.load(handle)
+for peer in config["peers"]:
+    peer["weft"] = False
+if plain:
+    config["offload"] = False
+with open(path, "w") as handle:
+    json.dump(config, handle)
+"""
+
+
 class Weft:
     """Both hosts converged by weft_host, and (udp) their daemons."""
 
@@ -153,7 +173,9 @@ class Weft:
 
     def converge(self, name):
         """`name`: a backend, or a backend + OPEN: the same with weft_peer_ingress off, or
-        + IPV6: the same in a dual-stack network."""
+        + IPV6: the same in a dual-stack network; "udp" + MIXED: udp with host B's daemon
+        as Flannel's proxy behaves (one plain packet per datagram both ways, every checksum
+        complete), the way the interop tests run it."""
         backend = backend_of(name)
         self.stop_daemons()
         reported = {n: self.facts(box, backend) for n, box in self.boxes.items()} \
@@ -170,6 +192,8 @@ class Weft:
             if result["failed"]:
                 raise RuntimeError("weft_host on host %d: %s" % (n, result.get("msg")))
         if backend == "udp":
+            if name.endswith(MIXED):
+                self.flannel_like(2)
             for n, box in self.boxes.items():
                 # As weft-udpd.service runs it: its own user, no capabilities.
                 self.daemons[n] = box.popen(
@@ -177,6 +201,12 @@ class Weft:
                     "--inh-caps=-all", "--bounding-set=-all", "/usr/bin/python3", UDPD,
                     "run", UDPD_CONFIG)
             time.sleep(1.5)
+
+    def flannel_like(self, n):
+        """Host n's daemon without TUN offloads, and neither side taking the other for a weft
+        host (so each completes the checksums it sends), before the daemons start."""
+        for m, box in self.boxes.items():
+            box.run("python3", "-c", FLANNEL_LIKE, UDPD_CONFIG, "1" if m == n else "0")
 
     @staticmethod
     def facts(box, backend):
@@ -403,6 +433,20 @@ def udp_small_pps(seconds, server="100.96.2.2"):
     return (total["packets"] - total["lost_packets"]) / total["seconds"]
 
 
+def added_rtt(rounds, fam):
+    """What the overlay adds to the underlay's round trip: each round a ping host A to B
+    over the underlay right next to one container to container; the medians over the
+    rounds of the differences of their means and of their p99s, in ms."""
+    means, p99s = [], []
+    for _ in range(rounds):
+        under = ping_ms(HOSTS[1], fam.underlay)
+        over = ping_ms(CONTAINERS[1], fam.container)
+        means.append(over[0] - under[0])
+        p99s.append(over[1] - under[1])
+    return {"added_rtt_mean_ms": round(statistics.median(means), 3),
+            "added_rtt_p99_ms": round(statistics.median(p99s), 3)}
+
+
 def ping_ms(ns, server, count=200):
     out = run_in(ns, "ping", "-c", str(count), "-i", "0.005", server, check=False)
     times = sorted(float(word.split("=")[1]) for word in out.split() if word.startswith("time="))
@@ -447,9 +491,15 @@ def measure(name, seconds, rounds, weft):
             seconds, rounds, client=HOSTS[1], server=fam.bridge, weft=daemons, port=5203,
             underlay=fam.underlay)
         r["udp64_pps"] = udp_small_pps(seconds, fam.container)
+        if backend_of(name) == "udp":
+            r.update(added_rtt(rounds, fam))
+            # B to A: on the mixed pair the Flannel-like side sends and weft receives
+            r["tcp1_reverse_bps"] = statistics.median(
+                iperf(CONTAINERS[1], fam.container, seconds, "-R")["sum_received"]["bits_per_second"]
+                for _ in range(rounds))
         if backend_of(name) == "wireguard":
             r.update(wireguard_against_hand(seconds, rounds, weft))
-        if name == "udp":
+        if backend_of(name) == "udp":
             r["daemon_rss_mb"] = round(max(peak_rss_mb(group) for group in weft.daemon_pids()), 1)
             r["daemon_processes"] = max(len(group) for group in weft.daemon_pids())
         else:
@@ -512,11 +562,28 @@ def verdicts(results):
                  % (udp["tcp1_bps"] / 1e9, UDP_TARGET_BPS / 1e9,
                     "met" if udp["tcp1_bps"] >= UDP_TARGET_BPS else "NOT met",
                     udp["tcp1_bps"] / by["vxlan"]["tcp1_bps"], udp["tcp1_bps"] / udp["tcp1_underlay_bps"]))
+    for row in [udp] + ([by["udp" + MIXED]] if "udp" + MIXED in by else []):
+        lines.append(udp_latency_verdict(row))
     lines.append("udp daemons: %.2f CPU s per GB moved; peak RSS of all %d processes on a host %.1f MB "
                  "(target <= %d MB): %s" % (udp["daemon_cpu_s_per_gb"], udp["daemon_processes"],
                                             udp["daemon_rss_mb"], UDP_TARGET_RSS_MB,
                                             "met" if udp["daemon_rss_mb"] <= UDP_TARGET_RSS_MB else "NOT met"))
     return lines
+
+
+def udp_latency_verdict(row):
+    """The round trip a udp row adds to the underlay's, against the targets (which are the
+    weft pair's; the mixed pair's are shown beside them), and its TCP both ways."""
+    verdict = " and ".join(
+        "%s %.3f ms (target <= %.2f ms): %s" % (
+            kind, row["added_rtt_%s_ms" % kind], limit,
+            "met" if row["added_rtt_%s_ms" % kind] <= limit else "NOT met")
+        for kind, limit in UDP_TARGET_ADDED_MS.items())
+    who = "Flannel-like B (weft sends A to B, Flannel-like B to A)" if row["backend"].endswith(MIXED) \
+        else "weft both ways"
+    return ("%s, %s: round trip added over the underlay, container to container: %s; TCP single "
+            "stream A to B %.2f Gbit/s, B to A %.2f Gbit/s"
+            % (row["backend"], who, verdict, row["tcp1_bps"] / 1e9, row["tcp1_reverse_bps"] / 1e9))
 
 
 def wireguard_verdict(wg):
@@ -535,6 +602,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", nargs="+",
                         default=["host-gw", "vxlan", "vxlan" + OPEN, "vxlan" + IPV6, "udp",
+                                 "udp" + MIXED,
                                  "wireguard"])
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     parser.add_argument("--name", default="dataplane",
@@ -561,8 +629,9 @@ def main():
     lines = table(results)
     if {"host-gw", "vxlan", "udp"} <= {r["backend"] for r in results}:  # the verdicts need all
         lines += [""] + verdicts(results)
-    elif "wireguard" in {r["backend"] for r in results}:
-        lines += ["", wireguard_verdict(next(r for r in results if r["backend"] == "wireguard"))]
+    else:   # a run of some rows: the verdicts those rows carry on their own
+        lines += [""] + [wireguard_verdict(r) for r in results if r["backend"] == "wireguard"] \
+            + [udp_latency_verdict(r) for r in results if backend_of(r["backend"]) == "udp"]
     report = "Measured %s on %s.\n\n%s\n" % (time.strftime("%Y-%m-%d"), machine, "\n".join(lines))
     print(report)
     os.makedirs(args.out, exist_ok=True)
