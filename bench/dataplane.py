@@ -473,7 +473,7 @@ def measure(name, seconds, rounds, weft):
             r["tcp4_bps"], r["tcp4_underlay_bps"], _, _ = tcp(
                 seconds, 1, 4, HOSTS[1], fam.underlay, port=BASELINE_PORT, underlay=fam.underlay)
             return r
-        daemons = weft if name == "udp" else None
+        daemons = weft if backend_of(name) == "udp" else None
         r["ping_mean_ms"], r["ping_p99_ms"] = ping_ms(CONTAINERS[1], fam.container)
         device = DEVICES.get(name)
         sent = tx_bytes(HOSTS[1], device) if device else 0
