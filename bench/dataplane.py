@@ -22,8 +22,8 @@ CPU per GB and the peak RSS of all their processes on a host, the round trip the
 adds to the underlay's (each round a ping over the underlay right next to one container to
 container: mean and p99) and TCP the other way (B to A); "udp-mixed" measures the same with
 host B's daemon Flannel-like (no offloads, every checksum complete: Flannel's proxy as the
-interop tests stand it in), so A to B is weft to Flannel and B to A Flannel to weft. wireguard (wireguard-go: this
-kernel has no WireGuard module) is measured host to host against a wireguard-go pair
+interop tests stand it in), so A to B is weft to Flannel and B to A Flannel to weft.
+wireguard (wireguard-go: this kernel has no WireGuard module) is measured host to host against a wireguard-go pair
 configured by hand (ip, wg set) on the same hosts at the same time, in interleaved rounds,
 with each pair's wireguard-go CPU seconds per GB.
 

@@ -19,8 +19,8 @@ from ansible.module_utils.weft.errors import WeftError
 def lean_pyroute2():
     """Make `import pyroute2.x.y` skip pyroute2's package __init__, which imports all of
     pyroute2 (NDB, IPDB, conntrack, nl80211, asyncio, unittest.mock...) for its top-level
-    names: 0.25 s of CPU on every host for every weft module call, more than half of what
-    check.yml's module costs a host. weft imports the modules it uses by their own paths;
+    names: 0.25 s of CPU on every host for every weft module call, about a quarter of what
+    a weft_check call costs a host. weft imports the modules it uses by their own paths;
     anyone asking the package itself for a name gets the whole package, executed then."""
     if "pyroute2" in sys.modules:
         return
