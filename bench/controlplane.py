@@ -201,6 +201,8 @@ def markdown(results, info):
             lines.append("This tree: %.1f s; %s: %.1f s; ratio %.2fx (%s)."
                          % (r["rerun_s"], b["ref"], b["rerun_s"], r["rerun_s"] / b["rerun_s"],
                             "met" if r["rerun_s"] <= b["rerun_s"] else "NOT met"))
+        else:
+            lines.append("%s was not measured in this run (--before ''): no verdict." % BEFORE)
     checked = [r for r in results if "check_s" in r and "ref" not in r]
     if checked:
         lines += ["", "check.yml (read-only, every ordered pair probed; must pass) against a "
