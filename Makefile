@@ -10,6 +10,7 @@ test:
 bench:
 	bash scripts/install.sh
 	.venv/bin/python bench/dataplane.py
+	.venv/bin/python bench/udpd_trace.py
 	.venv/bin/python bench/hostside.py
 	.venv/bin/python bench/controlplane.py
 	.venv/bin/python bench/controller.py
