@@ -9,11 +9,14 @@ B at 5 ms spacing, each round with an underlay ping right next to it, through:
   floor       the least a Python forwarder can do (FLOOR below: epoll, read, a linear
               subnet match, sendto; recv, write; no checks, no counters, no offloads),
               as the same user: what the interpreter alone costs per wake-up here;
+  candidate   (with --candidate DIR) the daemon of another tree, DIR being its
+              plugins/module_utils: a change measured against the installed one in the
+              same rounds;
   traced      weft-udpd with timers around its two pumps and its four syscalls
               (a few microseconds of their own), and the kernel's receive timestamp on
               its socket (SO_TIMESTAMPNS).
 
-For weft and floor: the round trip added over the underlay (mean and p99, medians over
+For weft, floor and candidate: the round trip added over the underlay (mean and p99, medians over
 rounds). For traced, per host and per wake-up (medians and p90 in microseconds):
 pump_tun (a TUN read to the UDP send), pump_udp (a datagram to the TUN write), the
 syscalls inside them, the Python time that is left, and the wake-up: from the kernel's
@@ -21,7 +24,8 @@ receive timestamp to the daemon holding the datagram. A TUN write and a UDP send
 these veths carry the packet through the receiving stack inline, so their syscall time
 includes kernel work any proxy pays.
 
-    python3 bench/udpd_trace.py [--rounds 3] [--out bench/results] [--name udpd-trace]
+    python3 bench/udpd_trace.py [--rounds 3] [--candidate DIR] [--out bench/results]
+                                [--name udpd-trace]
 
 Writes <name>.json and <name>.md into --out. Run as root; needs ping.
 """
@@ -77,6 +81,13 @@ while True:
                 if destination in net:
                     sock.sendto(data, address)
                     break
+"""
+
+CANDIDATE = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from weft.daemon.udpd import main
+sys.exit(main(["weft-udpd", "run", sys.argv[2]]))
 """
 
 TRACED = r"""
@@ -153,12 +164,14 @@ finally:
 """
 
 
-def start(weft, how):
-    """Both hosts' daemons: weft-udpd as its unit runs it, the floor, or weft traced."""
+def start(weft, how, candidate=None):
+    """Both hosts' daemons: weft-udpd as its unit runs it, the floor, the candidate, or
+    weft traced."""
     weft.stop_daemons()
     for n, box in weft.boxes.items():
         argv = {"weft": (UDPD, "run", UDPD_CONFIG),
                 "floor": ("-c", FLOOR, UDPD_CONFIG),
+                "candidate": ("-c", CANDIDATE, candidate, UDPD_CONFIG),
                 "traced": ("-c", TRACED, MODULE_UTILS, UDPD_CONFIG)}[how]
         weft.daemons[n] = box.popen(*UNPRIVILEGED, *argv)
     time.sleep(1.5)
@@ -209,18 +222,24 @@ def report(added_ms, traced):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--candidate", metavar="DIR",
+                        help="another tree's plugins/module_utils, its daemon measured too")
     parser.add_argument("--out", default=os.path.join(dp.ROOT, "bench", "results"))
     parser.add_argument("--name", default="udpd-trace")
     args = parser.parse_args()
     fam = dp.family_of("udp")
     added_ms, traced, weft = {"weft": [], "floor": []}, {}, None
+    if args.candidate:
+        if not os.path.isfile(os.path.join(args.candidate, "weft", "daemon", "udpd.py")):
+            parser.error("--candidate: %s has no weft/daemon/udpd.py" % args.candidate)
+        added_ms["candidate"] = []
     try:
         dp.setup_hosts()
         weft = dp.Weft()
         weft.converge("udp")
         for _ in range(args.rounds):
             for how in added_ms:
-                start(weft, how)
+                start(weft, how, args.candidate and os.path.abspath(args.candidate))
                 added_ms[how].append(added(weft, fam))
                 print(how, added_ms[how][-1], flush=True)
         start(weft, "traced")
