@@ -67,6 +67,11 @@ MIXED = "-mixed"    # "udp-mixed": host B's daemon Flannel-like (no offloads, no
 UDP_TARGET_ADDED_MS = {"mean": 0.15, "p99": 0.30}  # udp's round trip over the underlay's
 
 
+# The daemon's user without capabilities, as weft-udpd.service runs it; then python3.
+AS_UDPD_USER = ("setpriv", "--reuid=weft-udpd", "--regid=weft-udpd", "--clear-groups",
+                "--inh-caps=-all", "--bounding-set=-all", "/usr/bin/python3")
+
+
 class Family:
     """The addresses one address family's runs use: B's container, underlay and bridge."""
 
@@ -196,10 +201,7 @@ class Weft:
                 self.flannel_like(2)
             for n, box in self.boxes.items():
                 # As weft-udpd.service runs it: its own user, no capabilities.
-                self.daemons[n] = box.popen(
-                    "setpriv", "--reuid=weft-udpd", "--regid=weft-udpd", "--clear-groups",
-                    "--inh-caps=-all", "--bounding-set=-all", "/usr/bin/python3", UDPD,
-                    "run", UDPD_CONFIG)
+                self.daemons[n] = box.popen(*AS_UDPD_USER, UDPD, "run", UDPD_CONFIG)
             time.sleep(1.5)
 
     def flannel_like(self, n):
@@ -437,14 +439,26 @@ def added_rtt(rounds, fam):
     """What the overlay adds to the underlay's round trip: each round a ping host A to B
     over the underlay right next to one container to container; the medians over the
     rounds of the differences of their means and of their p99s, in ms."""
-    means, p99s = [], []
-    for _ in range(rounds):
-        under = ping_ms(HOSTS[1], fam.underlay)
-        over = ping_ms(CONTAINERS[1], fam.container)
-        means.append(over[0] - under[0])
-        p99s.append(over[1] - under[1])
+    means, p99s = zip(*(added_once(fam) for _ in range(rounds)))
     return {"added_rtt_mean_ms": round(statistics.median(means), 3),
             "added_rtt_p99_ms": round(statistics.median(p99s), 3)}
+
+
+def added_once(fam):
+    """One round: (mean, p99) of a container-to-container ping minus those of an underlay
+    ping right before it, in ms."""
+    under = ping_ms(HOSTS[1], fam.underlay)
+    over = ping_ms(CONTAINERS[1], fam.container)
+    if under[0] is None or over[0] is None:
+        raise RuntimeError("a ping got no answer (underlay %s, overlay %s)" % (under, over))
+    return over[0] - under[0], over[1] - under[1]
+
+
+def machine_name():
+    """This machine, as every result file names it."""
+    return "%s, %d cores, kernel %s, Python %s" % (
+        platform.processor() or platform.machine(), os.cpu_count(), platform.release(),
+        platform.python_version())
 
 
 def ping_ms(ns, server, count=200):
@@ -623,9 +637,7 @@ def main():
         if weft:
             weft.remove()
         teardown_hosts()
-    machine = "%s, %d cores, kernel %s, Python %s" % (
-        platform.processor() or platform.machine(), os.cpu_count(), platform.release(),
-        platform.python_version())
+    machine = machine_name()
     lines = table(results)
     if {"host-gw", "vxlan", "udp"} <= {r["backend"] for r in results}:  # the verdicts need all
         lines += [""] + verdicts(results)

@@ -16,8 +16,8 @@ B at 5 ms spacing, each round with an underlay ping right next to it, through:
               (a few microseconds of their own), and the kernel's receive timestamp on
               its socket (SO_TIMESTAMPNS).
 
-For weft, floor and candidate: the round trip added over the underlay (mean and p99, medians over
-rounds). For traced, per host and per wake-up (medians and p90 in microseconds):
+For weft, floor and candidate: the round trip added over the underlay (mean and p99,
+medians over rounds). For traced, per host and per wake-up (medians and p90 in microseconds):
 pump_tun (a TUN read to the UDP send), pump_udp (a datagram to the TUN write), the
 syscalls inside them, the Python time that is left, and the wake-up: from the kernel's
 receive timestamp to the daemon holding the datagram. A TUN write and a UDP send on
@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -43,9 +42,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataplane as dp  # noqa: E402  (its hosts, its weft, its ping)
 from ansible.module_utils.weft.host.units import MODULE_UTILS, UDPD, UDPD_CONFIG  # noqa: E402
-
-UNPRIVILEGED = ("setpriv", "--reuid=weft-udpd", "--regid=weft-udpd", "--clear-groups",
-                "--inh-caps=-all", "--bounding-set=-all", "/usr/bin/python3")
 
 FLOOR = r"""
 import fcntl, ipaddress, json, os, select, socket, struct, sys
@@ -153,12 +149,13 @@ udpd.Daemon.open_socket = lambda self, config: Socket(open_socket(self, config))
 udpd.Daemon.pump_tun = pump("pump_tun", udpd.Daemon.pump_tun)
 udpd.Daemon.pump_udp = pump("pump_udp", udpd.Daemon.pump_udp)
 try:
-    status = udpd.main(["weft-udpd", "run", sys.argv[2]])
+    udpd.main(["weft-udpd", "run", sys.argv[2]])
 finally:
     summary = {}
     for what, values in samples.items():
         values.sort()
-        summary[what] = {"count": len(values), "median_us": round(values[len(values) // 2] / 1e3, 1),
+        summary[what] = {"count": len(values),
+                         "median_us": round(values[len(values) // 2] / 1e3, 1),
                          "p90_us": round(values[int(len(values) * 0.9)] / 1e3, 1)}
     print("TRACE " + json.dumps(summary), flush=True)
 """
@@ -173,19 +170,18 @@ def start(weft, how, candidate=None):
                 "floor": ("-c", FLOOR, UDPD_CONFIG),
                 "candidate": ("-c", CANDIDATE, candidate, UDPD_CONFIG),
                 "traced": ("-c", TRACED, MODULE_UTILS, UDPD_CONFIG)}[how]
-        weft.daemons[n] = box.popen(*UNPRIVILEGED, *argv)
+        weft.daemons[n] = box.popen(*dp.AS_UDPD_USER, *argv)
     time.sleep(1.5)
 
 
 def added(weft, fam):
-    under = dp.ping_ms(dp.HOSTS[1], fam.underlay)
-    over = dp.ping_ms(dp.CONTAINERS[1], fam.container)
-    if over[0] is None or under[0] is None:
-        outputs = "".join(proc.communicate(timeout=10)[0] for proc in weft.daemons.values()
-                          if proc.poll() is not None)
-        raise RuntimeError("a ping got no answer (underlay %s, overlay %s)%s"
-                           % (under, over, outputs and ": a daemon ended:\n" + outputs))
-    return over[0] - under[0], over[1] - under[1]
+    """dataplane's round, with what a daemon printed if it ended (a launcher broken)."""
+    try:
+        return dp.added_once(fam)
+    except RuntimeError as exc:
+        ended = "".join(proc.communicate(timeout=10)[0] for proc in weft.daemons.values()
+                        if proc.poll() is not None)
+        raise RuntimeError("%s%s" % (exc, ended and ": a daemon ended:\n" + ended)) from None
 
 
 def traces(weft):
@@ -249,9 +245,7 @@ def main():
         if weft:
             weft.remove()
         dp.teardown_hosts()
-    machine = "%s, %d cores, kernel %s, Python %s" % (
-        platform.processor() or platform.machine(), os.cpu_count(), platform.release(),
-        platform.python_version())
+    machine = dp.machine_name()
     text = "Measured %s on %s.\n\n%s\n" % (time.strftime("%Y-%m-%d"), machine,
                                         "\n".join(report(added_ms, traced)))
     print(text)
