@@ -23,12 +23,14 @@ adds to the underlay's (each round a ping over the underlay right next to one co
 container: mean and p99) and TCP the other way (B to A); "udp-mixed" measures the same with
 host B's daemon Flannel-like (no offloads, every checksum complete: Flannel's proxy as the
 interop tests stand it in), so A to B is weft to Flannel and B to A Flannel to weft.
-wireguard (wireguard-go: this kernel has no WireGuard module) is measured host to host against a wireguard-go pair
-configured by hand (ip, wg set) on the same hosts at the same time, in interleaved rounds,
-with each pair's wireguard-go CPU seconds per GB.
+wireguard (wireguard-go: this kernel has no WireGuard module) is measured host to host
+against two identical wireguard-go pairs configured by hand (ip, wg set) on the same hosts
+at the same time, in interleaved rounds of 5 s (--wireguard-rounds), with each data path's
+wireguard-go CPU seconds per GB; the second hand pair against the first shows the
+benchmark's own spread.
 
-    python3 bench/dataplane.py [--seconds 10] [--rounds 3] [--out bench/results]
-                               [--backends ...] [--name dataplane]
+    python3 bench/dataplane.py [--seconds 10] [--rounds 3] [--wireguard-rounds 18]
+                               [--out bench/results] [--backends ...] [--name dataplane]
 
 Writes <name>.json and <name>.md into --out. Run as root; needs iperf3 and ping.
 Bounded: every iperf3 run stops after --seconds, every ping after 200 packets.
@@ -60,6 +62,7 @@ TARGETS = {"host-gw": 0.95, "vxlan": 0.9}       # x underlay, TCP single stream 
 UDP_TARGET_BPS, UDP_TARGET_RSS_MB = 2.7e9, 40
 WIREGUARD_TARGET = 0.95                         # weft's wireguard x a hand-configured pair
 WG_PID = "/run/weft-sandbox/units/weft-wireguard-flannel-wg.service.pid"
+WG_SECONDS = 5        # wireguard against the hand pairs: many short rounds, for the median
 BASELINE_PORT = 5202                            # iperf3 on the underlay, for the paired runs
 OPEN = "-open"                                  # "vxlan-open": vxlan with weft_peer_ingress off
 IPV6 = "6"                                      # "vxlan6", "underlay6": measured over IPv6
@@ -321,16 +324,18 @@ DEVICES = {"vxlan": "flannel.1", "vxlan-open": "flannel.1", "vxlan6": "flannel-v
 
 class HandWireguard:
     """A wireguard-go pair configured by hand (ip, wg set) beside weft's, as an admin would
-    make one: devices wgh1/wgh2 on 10.200.0.1 and .2, port 51830, MTU 1420, root. Each runs
-    in a session of its own, as systemd starts any service (wg-quick@, or weft's unit; the
-    sandbox's stub does the same for weft's): with the scheduler's autogroups, a wireguard-go
-    left in the benchmark's session shares the CPUs with iperf3 differently, and that alone
-    moved the ratio by 10-15% (2026-12-01: the same root pair 0.69 Gbit/s in this session,
-    0.60 under setsid, weft's 0.63 in the same rounds)."""
+    make one: devices wgh1/wgh2 on 10.200.0.1 and .2, port 51830, MTU 1420, root; pair
+    `index` 1 (the control pair) is the same on wgi1/wgi2, 10.201.0.0/24, port 51831. Each
+    wireguard-go runs in a session of its own, as systemd starts any service (wg-quick@, or
+    weft's unit; the sandbox's stub does the same for weft's): with the scheduler's
+    autogroups, a wireguard-go left in the benchmark's session shares the CPUs with iperf3
+    differently, and that alone moved the ratio by 10-15% (2026-12-01: the same root pair
+    0.69 Gbit/s in this session, 0.60 under setsid, weft's 0.63 in the same rounds)."""
 
-    PORT, MTU = 51830, 1420
+    MTU = 1420
 
-    def __init__(self):
+    def __init__(self, index=0):
+        self.index, self.port = index, 51830 + index
         self.procs, self.keys = {}, {}
         try:
             for n in (1, 2):
@@ -348,9 +353,12 @@ class HandWireguard:
             self.remove()
             raise
 
-    @staticmethod
-    def device(n):
-        return "wgh%d" % n      # one name per host: the UAPI sockets share /run/wireguard
+    def device(self, n):
+        # one name per host and pair: the UAPI sockets share /run/wireguard
+        return "%s%d" % ("wgh" if self.index == 0 else "wgi", n)
+
+    def address(self, n):
+        return "10.%d.0.%d" % (200 + self.index, n)
 
     def configure(self, n):
         other, dev = 3 - n, self.device(n)
@@ -365,11 +373,11 @@ class HandWireguard:
         os.close(fd)
         try:
             run_in(HOSTS[n], "wg", "set", dev, "private-key", key_file, "listen-port",
-                   str(self.PORT), "peer", self.keys[other][1], "endpoint",
-                   "10.9.0.%d:%d" % (other, self.PORT), "allowed-ips", "10.200.0.%d/32" % other)
+                   str(self.port), "peer", self.keys[other][1], "endpoint",
+                   "10.9.0.%d:%d" % (other, self.port), "allowed-ips", self.address(other) + "/32")
         finally:
             os.unlink(key_file)
-        run_in(HOSTS[n], "ip", "addr", "add", "10.200.0.%d/24" % n, "dev", dev)
+        run_in(HOSTS[n], "ip", "addr", "add", self.address(n) + "/24", "dev", dev)
         run_in(HOSTS[n], "ip", "link", "set", dev, "mtu", str(self.MTU), "up")
 
     def pids(self):
@@ -383,25 +391,32 @@ class HandWireguard:
         self.procs = {}
 
 
-def wireguard_against_hand(seconds, rounds, weft):
-    """weft's wireguard and the hand-made pair host to host, in interleaved rounds (each
-    round both, back to back, the order alternating from round to round so that neither
-    always runs first): medians of each and of their per-round ratio; the wireguard-go
-    processes' CPU seconds per GB for each."""
-    hand = HandWireguard()
-    servers = [subprocess.Popen(["ip", "netns", "exec", HOSTS[2], "iperf3", "-s", "-B", address,
-                                 "-p", str(port)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-               for address, port in (("100.96.2.1", 5203), ("10.200.0.2", 5204))]
+def wireguard_against_hand(rounds, weft, seconds=WG_SECONDS):
+    """weft's wireguard against two hand-made pairs, host to host, in interleaved rounds
+    (each round one run through each, back to back, the order rotating from round to round
+    so that none always runs first). Single-stream wireguard-go on two shared cores swings
+    by +-15% from one run to the next, so: many short rounds, and the hand pairs are two,
+    the same configuration twice. weft's ratio is to their mean in its round; the second
+    pair's to the first (the "control", which would be 1.0 on a quiet machine) shows how
+    far this benchmark itself can tell two identical data paths apart. Medians over the
+    rounds, and each data path's wireguard-go CPU seconds per GB."""
+    hands = [HandWireguard(0)]
+    servers = []
     try:
+        hands.append(HandWireguard(1))
+        paths = [("100.96.2.1", 5203, weft.wireguard_pids())] + [
+            (hand.address(2), 5204 + hand.index, hand.pids()) for hand in hands]
+        servers = [subprocess.Popen(["ip", "netns", "exec", HOSTS[2], "iperf3", "-s", "-B",
+                                     address, "-p", str(port)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+                   for address, port, _ in paths]
         time.sleep(0.5)
         ticks = os.sysconf("SC_CLK_TCK")
         runs = []
-        pairs = (("100.96.2.1", 5203, weft.wireguard_pids()), ("10.200.0.2", 5204, hand.pids()))
         for number in range(rounds):
             round_ = {}
-            for which in ((0, 1) if number % 2 == 0 else (1, 0)):
-                server, port, pids = pairs[which]
+            for which in [(number + k) % len(paths) for k in range(len(paths))]:
+                server, port, pids = paths[which]
                 flat = [p for group in pids for p in group]
                 before = cpu_ticks(flat)
                 end = iperf(HOSTS[1], server, seconds, port=port)
@@ -410,18 +425,26 @@ def wireguard_against_hand(seconds, rounds, weft):
                                  (cpu_ticks(flat) - before) / ticks / gb)
             runs.append(round_)
         med = statistics.median
-        return {"weft_host_tcp1_bps": med(r[0][0] for r in runs),
-                "hand_host_tcp1_bps": med(r[1][0] for r in runs),
-                "weft_vs_hand": med(r[0][0] / r[1][0] for r in runs),
+        hand_mean = [(r[1][0] + r[2][0]) / 2 for r in runs]
+        control = sorted(r[2][0] / r[1][0] for r in runs)
+        return {"wg_rounds": rounds, "wg_seconds": seconds,
+                "weft_host_tcp1_bps": med(r[0][0] for r in runs),
+                "hand_host_tcp1_bps": med(hand_mean),
+                "weft_vs_hand": med(r[0][0] / h for r, h in zip(runs, hand_mean)),
+                "control_vs_hand": med(control),
+                "control_range": [control[len(control) // 10], control[-1 - len(control) // 10]],
                 "weft_wg_cpu_s_per_gb": med(r[0][1] for r in runs),
-                "hand_wg_cpu_s_per_gb": med(r[1][1] for r in runs),
-                "hand_ping_mean_ms": ping_ms(HOSTS[1], "10.200.0.2")[0],
+                "hand_wg_cpu_s_per_gb": med((r[1][1] + r[2][1]) / 2 for r in runs),
+                "hand_ping_mean_ms": ping_ms(HOSTS[1], hands[0].address(2))[0],
+                "wg_rounds_gbps": [[round(r[k][0] / 1e9, 3) for k in range(len(paths))]
+                                   for r in runs],     # weft, hand pair, control pair
                 "weft_ping_mean_ms": ping_ms(HOSTS[1], "100.96.2.1")[0]}
     finally:
         for proc in servers:
             proc.terminate()
             proc.wait(5)
-        hand.remove()
+        for hand in hands:
+            hand.remove()
 
 
 def tx_bytes(ns, device):
@@ -469,7 +492,7 @@ def ping_ms(ns, server, count=200):
     return statistics.mean(times), times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
-def measure(name, seconds, rounds, weft):
+def measure(name, seconds, rounds, weft, wireguard_rounds=0):
     fam = family_of(name)
     servers = [subprocess.Popen(["ip", "netns", "exec", ns, "iperf3", "-s", "-B", address, "-p", str(port)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -512,7 +535,7 @@ def measure(name, seconds, rounds, weft):
                 iperf(CONTAINERS[1], fam.container, seconds, "-R")["sum_received"]["bits_per_second"]
                 for _ in range(rounds))
         if backend_of(name) == "wireguard":
-            r.update(wireguard_against_hand(seconds, rounds, weft))
+            r.update(wireguard_against_hand(wireguard_rounds, weft))
         if backend_of(name) == "udp":
             r["daemon_rss_mb"] = round(max(peak_rss_mb(group) for group in weft.daemon_pids()), 1)
             r["daemon_processes"] = max(len(group) for group in weft.daemon_pids())
@@ -601,11 +624,15 @@ def udp_latency_verdict(row):
 
 
 def wireguard_verdict(wg):
-    return ("wireguard (wireguard-go both ways) host to host: weft %.2f Gbit/s, a hand-configured "
-            "wireguard-go pair %.2f Gbit/s in the same rounds: %.3fx (target >= %.2fx): %s; "
-            "wireguard-go CPU s per GB %.2f (weft) / %.2f (hand); ping mean %.3f / %.3f ms"
-            % (wg["weft_host_tcp1_bps"] / 1e9, wg["hand_host_tcp1_bps"] / 1e9, wg["weft_vs_hand"],
-               WIREGUARD_TARGET, "met" if wg["weft_vs_hand"] >= WIREGUARD_TARGET else "NOT met",
+    return ("wireguard (wireguard-go both ways) host to host: weft %.2f Gbit/s, two hand-configured "
+            "wireguard-go pairs %.2f Gbit/s in the same %d rounds of %d s: %.3fx (target >= %.2fx): "
+            "%s; the second hand pair against the first (the benchmark's own spread): %.3fx, "
+            "%.2f-%.2fx from the 10th to the 90th percentile of the rounds; wireguard-go CPU s per "
+            "GB %.2f (weft) / %.2f (hand); ping mean %.3f / %.3f ms"
+            % (wg["weft_host_tcp1_bps"] / 1e9, wg["hand_host_tcp1_bps"] / 1e9, wg["wg_rounds"],
+               wg["wg_seconds"], wg["weft_vs_hand"], WIREGUARD_TARGET,
+               "met" if wg["weft_vs_hand"] >= WIREGUARD_TARGET else "NOT met",
+               wg["control_vs_hand"], wg["control_range"][0], wg["control_range"][1],
                wg["weft_wg_cpu_s_per_gb"], wg["hand_wg_cpu_s_per_gb"],
                wg["weft_ping_mean_ms"], wg["hand_ping_mean_ms"]))
 
@@ -618,6 +645,8 @@ def main():
                         default=["host-gw", "vxlan", "vxlan" + OPEN, "vxlan" + IPV6, "udp",
                                  "udp" + MIXED,
                                  "wireguard"])
+    parser.add_argument("--wireguard-rounds", type=int, default=18,
+                        help="rounds of wireguard against the hand pairs (%d s each)" % WG_SECONDS)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     parser.add_argument("--name", default="dataplane",
                         help="file name of the results (a run of some rows: its own name)")
@@ -631,7 +660,7 @@ def main():
             results.append(measure("underlay" + IPV6, args.seconds, args.rounds, None))
         for backend in args.backends:
             weft.converge(backend)
-            results.append(measure(backend, args.seconds, args.rounds, weft))
+            results.append(measure(backend, args.seconds, args.rounds, weft, args.wireguard_rounds))
             print(json.dumps(results[-1]), flush=True)
     finally:
         if weft:
