@@ -60,9 +60,9 @@ HOSTS = {1: PREFIX + "-A", 2: PREFIX + "-B"}
 CONTAINERS = {1: PREFIX + "-CA", 2: PREFIX + "-CB"}
 TARGETS = {"host-gw": 0.95, "vxlan": 0.9}       # x underlay, TCP single stream host to host
 UDP_TARGET_BPS, UDP_TARGET_RSS_MB = 2.7e9, 40
-WIREGUARD_TARGET = 0.95                         # weft's wireguard x a hand-configured pair
+WIREGUARD_TARGET = 0.95                         # weft's wireguard x the hand-made pairs
 WG_PID = "/run/weft-sandbox/units/weft-wireguard-flannel-wg.service.pid"
-WG_SECONDS = 5        # wireguard against the hand pairs: many short rounds, for the median
+WG_ROUNDS, WG_SECONDS = 18, 5   # wireguard against the hand pairs: many short rounds
 BASELINE_PORT = 5202                            # iperf3 on the underlay, for the paired runs
 OPEN = "-open"                                  # "vxlan-open": vxlan with weft_peer_ingress off
 IPV6 = "6"                                      # "vxlan6", "underlay6": measured over IPv6
@@ -492,7 +492,7 @@ def ping_ms(ns, server, count=200):
     return statistics.mean(times), times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
-def measure(name, seconds, rounds, weft, wireguard_rounds=0):
+def measure(name, seconds, rounds, weft, wireguard_rounds=WG_ROUNDS):
     fam = family_of(name)
     servers = [subprocess.Popen(["ip", "netns", "exec", ns, "iperf3", "-s", "-B", address, "-p", str(port)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -645,7 +645,7 @@ def main():
                         default=["host-gw", "vxlan", "vxlan" + OPEN, "vxlan" + IPV6, "udp",
                                  "udp" + MIXED,
                                  "wireguard"])
-    parser.add_argument("--wireguard-rounds", type=int, default=18,
+    parser.add_argument("--wireguard-rounds", type=int, default=WG_ROUNDS,
                         help="rounds of wireguard against the hand pairs (%d s each)" % WG_SECONDS)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     parser.add_argument("--name", default="dataplane",
