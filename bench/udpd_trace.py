@@ -9,6 +9,9 @@ B at 5 ms spacing, each round with an underlay ping right next to it, through:
   floor       the least a Python forwarder can do (FLOOR below: epoll, read, a linear
               subnet match, sendto; recv, write; no checks, no counters, no offloads),
               as the same user: what the interpreter alone costs per wake-up here;
+  kernel      no daemon: Flannel's wire format put on and taken off by two tc-BPF
+              programs per host (bench/tc_udp.py: a probe with one peer and no checks
+              but the outer headers'), what a data path in the kernel would add;
   candidate   (with --candidate DIR) the daemon of another tree, DIR being its
               plugins/module_utils: a change measured against the installed one in the
               same rounds;
@@ -16,7 +19,7 @@ B at 5 ms spacing, each round with an underlay ping right next to it, through:
               (a few microseconds of their own), and the kernel's receive timestamp on
               its socket (SO_TIMESTAMPNS).
 
-For weft, floor and candidate: the round trip added over the underlay (mean and p99,
+For weft, floor, kernel and candidate: the round trip added over the underlay (mean and p99,
 medians over rounds). For traced, per host and per wake-up (medians and p90 in microseconds):
 pump_tun (a TUN read to the UDP send), pump_udp (a datagram to the TUN write), the
 syscalls inside them, the Python time that is left, and the wake-up: from the kernel's
@@ -41,6 +44,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataplane as dp  # noqa: E402  (its hosts, its weft, its ping)
+import tc_udp  # noqa: E402
 from ansible.module_utils.weft.host.units import MODULE_UTILS, UDPD, UDPD_CONFIG  # noqa: E402
 
 FLOOR = r"""
@@ -163,8 +167,19 @@ finally:
 
 def start(weft, how, candidate=None):
     """Both hosts' daemons: weft-udpd as its unit runs it, the floor, the candidate, or
-    weft traced."""
+    weft traced; or none, with the kernel's programs on both hosts instead."""
     weft.stop_daemons()
+    for n in weft.boxes:
+        tc_udp.detach(dp.HOSTS[n], "flannel0", "eth0")
+    if how == "kernel":
+        for n in weft.boxes:
+            peer = 3 - n
+            tc_udp.attach(dp.HOSTS[n], "flannel0", "eth0", "10.9.0.%d" % n, "10.9.0.%d" % peer,
+                          tc_udp.mac_of(dp.HOSTS[peer], "eth0"))
+        fam = dp.family_of("udp")   # the programs carry the pings, in Flannel's format
+        tc_udp.wire_check(dp.HOSTS[2], "eth0", lambda: dp.ping_ms(dp.CONTAINERS[1], fam.container, 3),
+                          "100.96.1.2", fam.container)
+        return
     for n, box in weft.boxes.items():
         argv = {"weft": (UDPD, "run", UDPD_CONFIG),
                 "floor": ("-c", FLOOR, UDPD_CONFIG),
@@ -224,7 +239,7 @@ def main():
     parser.add_argument("--name", default="udpd-trace")
     args = parser.parse_args()
     fam = dp.family_of("udp")
-    added_ms, traced, weft = {"weft": [], "floor": []}, {}, None
+    added_ms, traced, weft = {"weft": [], "floor": [], "kernel": []}, {}, None
     if args.candidate:
         if not os.path.isfile(os.path.join(args.candidate, "weft", "daemon", "udpd.py")):
             parser.error("--candidate: %s has no weft/daemon/udpd.py" % args.candidate)
