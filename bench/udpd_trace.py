@@ -10,8 +10,8 @@ B at 5 ms spacing, each round with an underlay ping right next to it, through:
               subnet match, sendto; recv, write; no checks, no counters, no offloads),
               as the same user: what the interpreter alone costs per wake-up here;
   kernel      no daemon: Flannel's wire format put on and taken off by two tc-BPF
-              programs per host (bench/tc_udp.py: a probe with one peer and no checks
-              but the outer headers'), what a data path in the kernel would add;
+              programs per host (bench/tc_udp.py, a prototype of a fast path in front
+              of the daemon), what a data path in the kernel adds;
   candidate   (with --candidate DIR) the daemon of another tree, DIR being its
               plugins/module_utils: a change measured against the installed one in the
               same rounds;
@@ -174,11 +174,11 @@ def start(weft, how, candidate=None):
     if how == "kernel":
         for n in weft.boxes:
             peer = 3 - n
-            tc_udp.attach(dp.HOSTS[n], "flannel0", "eth0", "10.9.0.%d" % n, "10.9.0.%d" % peer,
-                          tc_udp.mac_of(dp.HOSTS[peer], "eth0"))
-        fam = dp.family_of("udp")   # the programs carry the pings, in Flannel's format
-        tc_udp.wire_check(dp.HOSTS[2], "eth0", lambda: dp.ping_ms(dp.CONTAINERS[1], fam.container, 3),
-                          "100.96.1.2", fam.container)
+            # the peer's MAC known, as the daemon's first datagram to it would have made it
+            dp.ping_ms(dp.HOSTS[n], "10.9.0.%d" % peer, 1)
+            tc_udp.attach(dp.HOSTS[n], "flannel0", "eth0", "10.9.0.%d" % n, "100.96.%d.0/24" % n,
+                          [("10.9.0.%d" % peer, "100.96.%d.0/24" % peer)])
+        kernel_checks()
         return
     for n, box in weft.boxes.items():
         argv = {"weft": (UDPD, "run", UDPD_CONFIG),
@@ -187,6 +187,27 @@ def start(weft, how, candidate=None):
                 "traced": ("-c", TRACED, MODULE_UTILS, UDPD_CONFIG)}[how]
         weft.daemons[n] = box.popen(*dp.AS_UDPD_USER, *argv)
     time.sleep(1.5)
+
+
+def kernel_checks():
+    """The programs carry the pings in Flannel's format, and take from the underlay only
+    what weft-udpd would: a peer's datagram with an inner source in its subnet (no daemon
+    runs, so nothing else could deliver it), neither a spoofed inner source nor a
+    stranger's datagram."""
+    fam = dp.family_of("udp")
+    tc_udp.wire_check(dp.HOSTS[2], "eth0", lambda: dp.run_in(
+        dp.CONTAINERS[1], "ping", "-c", "1", "-W", "0.2", fam.container, check=False),
+        "100.96.1.2", fam.container)
+    dp.run_in(dp.HOSTS[1], "ip", "addr", "add", "10.9.0.3/24", "dev", "eth0")  # a stranger
+    try:
+        found = {(source, inner): tc_udp.delivers(dp.HOSTS[1], source, "10.9.0.2", inner,
+                                                  fam.container, dp.CONTAINERS[2])
+                 for source, inner in (("10.9.0.1", "100.96.1.2"), ("10.9.0.1", "100.96.7.9"),
+                                       ("10.9.0.3", "100.96.1.2"))}
+    finally:
+        dp.run_in(dp.HOSTS[1], "ip", "addr", "del", "10.9.0.3/24", "dev", "eth0")
+    if list(found.values()) != [True, False, False]:
+        raise RuntimeError("the kernel path delivered (outer source, inner source): %s" % found)
 
 
 def added(weft, fam):
