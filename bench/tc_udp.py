@@ -24,6 +24,7 @@ counters, nothing keeps it across reboots, and weft-udpd does not know of it.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import socket
 import struct
@@ -31,6 +32,7 @@ import subprocess
 import time
 
 from pyroute2 import NetNS
+from pyroute2.netlink.exceptions import NetlinkError
 
 libc = ctypes.CDLL(None, use_errno=True)
 SYS_BPF = 321                                            # x86_64
@@ -413,8 +415,9 @@ def detach(netns, *devices):
             for index in ipr.link_lookup(ifname=device):
                 try:
                     ipr.tc("del", "clsact", index)
-                except Exception:   # none there: nothing to take away
-                    pass
+                except NetlinkError as exc:
+                    if exc.code != errno.ENOENT:    # ENOENT: none there, nothing to take away
+                        raise
 
 
 CAPTURE = """
@@ -433,7 +436,8 @@ while True:
 def wire_check(receiver_netns, underlay, send, inner_source, inner_destination):
     """One datagram as the receiver's underlay device sees it (before the programs) while
     `send()` runs: UDP to PORT whose payload is the IPv4 packet inner_source ->
-    inner_destination, untouched: Flannel's wire format. Raises when it is not."""
+    inner_destination, untouched but for its TTL: Flannel's wire format. Raises when it is
+    not."""
     capture = subprocess.Popen(["ip", "netns", "exec", receiver_netns, "python3", "-c", CAPTURE,
                                 underlay], stdout=subprocess.PIPE, text=True)
     out = ""
