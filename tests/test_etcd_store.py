@@ -378,3 +378,22 @@ def test_wireguard_leases_are_flannels_with_the_public_key_the_host_reported(etc
     quiet = ansible_module("weft_plan", dict(args, hosts=[{"name": n} for n in keys]))
     assert not quiet["changed"] and stored(etcd) == keys_in_etcd, quiet
     assert quiet["nodes"]["node1"]["backend_data"] == {"public_key": keys["node1"], "port": 51820}
+
+
+def test_a_flannel_wireguard_lease_is_a_peer_with_its_public_key(etcd, ansible_module):
+    # What flanneld's wireguard backend writes for its own host (key and port in BackendData).
+    key = "F" * 43 + "="
+    value = ('{"PublicIP":"10.168.0.50","PublicIPv6":null,"BackendType":"wireguard",'
+             '"BackendData":{"PublicKey":"%s","Port":51820}}' % key)
+    lease_id = etcdctl(etcd, "lease", "grant", "86400").split()[1]
+    etcdctl(etcd, "put", PREFIX + "/subnets/100.96.1.0-24", value, "--lease=" + lease_id)
+    network = dict(NETWORK, Backend={"Type": "wireguard"})
+    args = plan_args(etcd, ["node1"], network=network)
+    args["hosts"][0]["reported"] = {"public_key": "A" * 43 + "="}
+    result = ansible_module("weft_plan", args)
+    assert not result["failed"], result
+    assert result["nodes"]["node1"]["subnet"] == "100.96.2.0/24"
+    peer = result["foreign"]["100.96.1.0-24"]
+    assert (peer["public_ip"], peer["backend_data"]) == \
+        ("10.168.0.50", {"public_key": key, "port": 51820})
+    assert stored(etcd)[PREFIX + "/subnets/100.96.1.0-24"][0] == value
