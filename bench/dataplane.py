@@ -67,6 +67,7 @@ BASELINE_PORT = 5202                            # iperf3 on the underlay, for th
 OPEN = "-open"                                  # "vxlan-open": vxlan with weft_peer_ingress off
 IPV6 = "6"                                      # "vxlan6", "underlay6": measured over IPv6
 MIXED = "-mixed"    # "udp-mixed": host B's daemon Flannel-like (no offloads, no weft peers)
+DAEMON = "-daemon"  # "udp-daemon": weft-udpd alone, the kernel fast path off (as "udp-mixed")
 UDP_TARGET_ADDED_MS = {"mean": 0.15, "p99": 0.30}  # udp's round trip over the underlay's
 
 
@@ -92,7 +93,7 @@ def family_of(name):
 
 def backend_of(name):
     """The backend a result row measures ("vxlan-open" and "vxlan6" are vxlan)."""
-    for suffix in (OPEN, IPV6, MIXED):
+    for suffix in (OPEN, IPV6, MIXED, DAEMON):
         if name.endswith(suffix):
             return name[:-len(suffix)]
     return name
@@ -183,7 +184,9 @@ class Weft:
         """`name`: a backend, or a backend + OPEN: the same with weft_peer_ingress off, or
         + IPV6: the same in a dual-stack network; "udp" + MIXED: udp with host B's daemon
         as Flannel's proxy behaves (one plain packet per datagram both ways, every checksum
-        complete), the way the interop tests run it."""
+        complete), the way the interop tests run it; "udp" + DAEMON, and MIXED too: without
+        the kernel fast path (Flannel has none, and weft sends a Flannel peer nothing from
+        the kernel)."""
         backend = backend_of(name)
         self.stop_daemons()
         reported = {n: self.facts(box, backend) for n, box in self.boxes.items()} \
@@ -196,6 +199,7 @@ class Weft:
                          "underlay6": "fd09::/64", "mtu": 1500},
                 "settings": {"docker": False, "heal_interval": 0,
                              "peer_ingress": not name.endswith(OPEN),
+                             "udp_fastpath": not name.endswith((MIXED, DAEMON)),
                              "wireguard_implementation": "userspace"}})
             if result["failed"]:
                 raise RuntimeError("weft_host on host %d: %s" % (n, result.get("msg")))
@@ -319,7 +323,8 @@ def tcp(seconds, rounds, streams=1, client=CONTAINERS[1], server="100.96.2.2", w
 
 # The device each encapsulating row's traffic must leave host A by (host-gw has none).
 DEVICES = {"vxlan": "flannel.1", "vxlan-open": "flannel.1", "vxlan6": "flannel-v6.1",
-           "udp": "flannel0", "wireguard": "flannel-wg", "wireguard-open": "flannel-wg"}
+           "udp": "flannel0", "udp-daemon": "flannel0", "udp-mixed": "flannel0",
+           "wireguard": "flannel-wg", "wireguard-open": "flannel-wg"}
 
 
 class HandWireguard:
@@ -568,6 +573,8 @@ def verdicts(results):
     by = {r["backend"]: r for r in results}
     lines = []
     for name, target in TARGETS.items():
+        if name not in by:      # a run of some rows
+            continue
         got = by[name]["host_tcp1_bps"] / by[name]["host_tcp1_underlay_bps"]
         hop = by[name]["tcp1_bps"] / by[name]["tcp1_underlay_bps"]
         lines.append("%s TCP single stream, host to host through the overlay: %.3fx underlay "
@@ -599,7 +606,7 @@ def verdicts(results):
                  % (udp["tcp1_bps"] / 1e9, UDP_TARGET_BPS / 1e9,
                     "met" if udp["tcp1_bps"] >= UDP_TARGET_BPS else "NOT met",
                     udp["tcp1_bps"] / by["vxlan"]["tcp1_bps"], udp["tcp1_bps"] / udp["tcp1_underlay_bps"]))
-    for row in [udp] + ([by["udp" + MIXED]] if "udp" + MIXED in by else []):
+    for row in [udp] + [by["udp" + s] for s in (DAEMON, MIXED) if "udp" + s in by]:
         lines.append(udp_latency_verdict(row))
     lines.append("udp daemons: %.2f CPU s per GB moved; peak RSS of all %d processes on a host %.1f MB "
                  "(target <= %d MB): %s" % (udp["daemon_cpu_s_per_gb"], udp["daemon_processes"],
@@ -616,8 +623,9 @@ def udp_latency_verdict(row):
             kind, row["added_rtt_%s_ms" % kind], limit,
             "met" if row["added_rtt_%s_ms" % kind] <= limit else "NOT met")
         for kind, limit in UDP_TARGET_ADDED_MS.items())
-    who = "Flannel-like B (weft sends A to B, Flannel-like B to A)" if row["backend"].endswith(MIXED) \
-        else "weft both ways"
+    who = {MIXED: "Flannel-like B (weft sends A to B, Flannel-like B to A), no fast path",
+           DAEMON: "weft-udpd both ways, no fast path"}.get(
+               "-" + row["backend"].partition("-")[2], "weft both ways, with the kernel fast path")
     return ("%s, %s: round trip added over the underlay, container to container: %s; TCP single "
             "stream A to B %.2f Gbit/s, B to A %.2f Gbit/s"
             % (row["backend"], who, verdict, row["tcp1_bps"] / 1e9, row["tcp1_reverse_bps"] / 1e9))
@@ -643,7 +651,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", nargs="+",
                         default=["host-gw", "vxlan", "vxlan" + OPEN, "vxlan" + IPV6, "udp",
-                                 "udp" + MIXED,
+                                 "udp" + DAEMON, "udp" + MIXED,
                                  "wireguard"])
     parser.add_argument("--wireguard-rounds", type=int, default=WG_ROUNDS,
                         help="rounds of wireguard against the hand pairs (%d s each)" % WG_SECONDS)

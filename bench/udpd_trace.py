@@ -170,7 +170,7 @@ def start(weft, how, candidate=None):
     weft traced; or none, with the kernel's programs on both hosts instead."""
     weft.stop_daemons()
     for n in weft.boxes:
-        tc_udp.detach(dp.HOSTS[n], "flannel0", "eth0")
+        tc_udp.detach(dp.HOSTS[n], "flannel0")
     if how == "kernel":
         for n in weft.boxes:
             peer = 3 - n

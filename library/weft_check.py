@@ -113,7 +113,8 @@ underlay:
   elements: str
 counters:
   description: C(ingress_drops) by reason, C(udpd) (the udp daemon's counters, null when it
-    is not running), C(heal) (weft-heal's passes and repairs since boot, null before its
+    is not running), C(udp_fastpath) (the packets the udp backend's kernel fast path carried,
+    C(sent) and C(received); null when it is not attached), C(heal) (weft-heal's passes and repairs since boot, null before its
     first pass).
   returned: when converged
   type: dict

@@ -135,6 +135,11 @@ options:
         description: The udp daemon's unprivileged user.
         type: str
         default: weft-udpd
+      udp_fastpath:
+        description: udp backend. Carry lone packets in the kernel, in front of the daemon
+          (see M(weft_udp_fastpath)); false leaves every packet to the daemon.
+        type: bool
+        default: true
       heal_interval:
         description: weft-heal re-applies the record on kernel events and at least every this
           many seconds; V(0) turns it off.

@@ -136,6 +136,22 @@ def test_udp_device_daemon_user_and_unit():
     assert steps(state, "ingress")[0]["inner"] == "none"
 
 
+def test_udp_fast_path_sends_to_weft_peers_and_takes_in_every_peer():
+    flannel = [("100.96.200.0/24", "10.0.0.250", {})]
+    state = model.derive(plan("udp", foreign=flannel), dict(ME, public_ip="203.0.113.1",
+                                                           iface_ip="10.0.0.1"), SETTINGS)
+    assert [s["core"] for s in state.steps][:2] == ["tun", "udp_fastpath"]   # the device first
+    assert steps(state, "udp_fastpath") == [dict(
+        name="flannel0", underlay="eth0", address="10.0.0.1", subnet="100.96.1.0/24", port=8285,
+        peers=[{"ip": "10.0.0.250", "subnet": "100.96.200.0/24", "send": False},
+               {"ip": "10.0.0.2", "subnet": "100.96.2.0/24", "send": True},
+               {"ip": "10.1.0.3", "subnet": "100.96.3.0/24", "send": True}])]
+    assert state.devices == {("tun", "flannel0"), ("udp_fastpath", "flannel0")}
+    # Off: not derived, and so removed as any device the state no longer holds.
+    off = derive("udp", settings=dict(udp_fastpath=False))
+    assert steps(off, "udp_fastpath") == [] and off.devices == {("tun", "flannel0")}
+
+
 def test_flannel_hosts_of_the_network_are_peers_too():
     flannel = [("100.96.200.0/24", "10.0.0.250", {"VNI": 1, "VtepMAC": "5a:d4:10:00:00:fa"})]
     state = derive("vxlan", foreign=flannel)
@@ -175,7 +191,7 @@ def test_the_network_mtu_overrides_the_underlay():
 def test_known_holds_every_backend_so_a_switch_removes_the_old_one():
     everything = model.known(plan("host-gw"), ME, SETTINGS)
     assert everything.devices == {("vxlan", "flannel.1"), ("tun", "flannel0"),
-                                  ("wireguard", "flannel-wg")}
+                                  ("udp_fastpath", "flannel0"), ("wireguard", "flannel-wg")}
     assert "/etc/weft/udpd.json" in everything.files and "/etc/weft/state.json" in everything.files
     assert everything.secrets == WIREGUARD_SECRETS
     assert {s["name"] for s in everything.services} == {"weft-udpd", "weft-heal"}

@@ -54,7 +54,8 @@ def test_a_pass_becomes_metric_families_in_the_text_format():
               dict(peer="node3", family=4, reachable=False)]
     counters = {"ingress_drops": {"not_a_peer": 7, "inner_source": 0},
                 "udpd": {"udp_rx": 10, "udp_tx": 12, "tun_rx": 13, "tun_tx": 9,
-                         "drops_in": {"unknown_sender": 1}, "drops_out": {"no_route": 1}}}
+                         "drops_in": {"unknown_sender": 1}, "drops_out": {"no_route": 1}},
+                "udp_fastpath": {"sent": 5, "received": 6}}
     heal = {"passes": 4, "repairs": 1, "failures": 0, "last_pass": 1700000000.5}
     text = metrics.render(metrics.families(view(), "abc123", 1690000000.0, probed,
                                            {("node2", 4): 1700000001.0}, counters, heal))
@@ -69,6 +70,8 @@ def test_a_pass_becomes_metric_families_in_the_text_format():
     assert got[("weft_ingress_dropped_packets_total", '{reason="not_a_peer"}')] == 7
     assert got[("weft_udpd_received_packets_total", '{side="udp"}')] == 10
     assert got[("weft_udpd_dropped_packets_total", '{direction="out",reason="no_route"}')] == 1
+    assert got[("weft_udp_fastpath_packets_total", '{direction="out"}')] == 5
+    assert got[("weft_udp_fastpath_packets_total", '{direction="in"}')] == 6
     assert got[("weft_heal_passes_total", "")] == 4
     assert got[("weft_record_timestamp_seconds", "")] == 1690000000.0
     assert got[("weft_overlay_mtu_bytes", "")] == 1472

@@ -16,7 +16,8 @@ MODULES = sorted(f[:-3] for f in os.listdir(LIBRARY) if f.endswith(".py"))
 READ_ONLY = {"weft_facts", "weft_check", "weft_check_report"}  # change nothing: no diff to show
 # Each netlink module with arguments that pass its argument spec.
 NETLINK_MODULES = {"weft_fdb": {"dev": "x"}, "weft_neighbours": {"dev": "x"},
-                   "weft_routes": {"purge": False}, "weft_tun": {"name": "x"}, "weft_vxlan": {"name": "x"}}
+                   "weft_routes": {"purge": False}, "weft_tun": {"name": "x"}, "weft_vxlan": {"name": "x"},
+                   "weft_udp_fastpath": {"name": "x", "state": "absent"}}
 
 
 def test_every_netlink_module_exists():

@@ -4,6 +4,7 @@ weft-restore rebuilds the host with, and uninstall."""
 
 import json
 import os
+import re
 
 import pytest
 
@@ -79,7 +80,7 @@ def test_check_mode_on_a_fresh_host_changes_nothing_and_reports_everything(box):
     result = box.module("weft_host", args("udp"), check=True, diff=True)
     assert result["changed"] and not result["failed"], result
     assert [s["core"] for s in result["steps"] if s["changed"]] == \
-        ["tun", "routes", "iptables", "iptables", "ingress", "docker"]
+        ["tun", "udp_fastpath", "routes", "iptables", "iptables", "ingress", "docker"]
     assert "start weft-udpd" in result["services"] and "user weft-udpd" in result["files_changed"]
     assert "flannel0" not in sh("ip", "link", netns=box.netns)
     assert not box.exists("/etc/weft") and not box.exists("/usr/local/lib/weft")
@@ -102,9 +103,20 @@ def test_switching_backends_leaves_nothing_of_the_old_one(box):
     assert box.systemctl() == ["daemon-reload", "start weft-udpd", "try-restart docker.service"]
     assert "user weft-udpd" in udp["files_changed"] and "mode 0666 /dev/net/tun" in udp["files_changed"]
     assert kernel_view(box.netns)["routes"] == ["100.96.0.0/16 dev flannel0 scope link linkdown"]  # no daemon here
+    # The kernel fast path in front of the daemon; weft-restore puts a removed program back.
+    assert "weft-udp-encap-" in sh("tc", "filter", "show", "dev", "flannel0", "egress", netns=box.netns)
+    decap = sh("tc", "filter", "show", "dev", "u0", "ingress", netns=box.netns)
+    assert "weft-udp-decap-" in decap
+    sh("tc", "filter", "del", "dev", "u0", "ingress", netns=box.netns)
+    assert "weft-udp-decap-" not in sh("tc", "filter", "show", "dev", "u0", "ingress", netns=box.netns)
+    assert "weft-restore: repaired udp" in box.run("/usr/bin/python3", RESTORE).stdout
+    assert re.sub(r" id \d+", "", sh("tc", "filter", "show", "dev", "u0", "ingress",
+                                     netns=box.netns)) == re.sub(r" id \d+", "", decap)
+    assert not box.module("weft_host", args("udp"))["changed"]
 
     hostgw = converged(box, "host-gw")
     assert "flannel0" not in sh("ip", "link", netns=box.netns)
+    assert "clsact" not in sh("tc", "qdisc", "show", "dev", "u0", netns=box.netns)
     assert not box.exists("/etc/weft/udpd.json") and not box.exists("/etc/systemd/system/weft-udpd.service")
     assert "weft-udpd" not in box.read("/etc/passwd")
     assert box.systemctl()[0] == "stop weft-udpd"
@@ -167,6 +179,7 @@ def test_uninstall_removes_everything_weft_put_there(box):
     assert result["changed"] and not result["failed"], result
     links = sh("ip", "link", netns=box.netns)
     assert "flannel" not in links
+    assert "clsact" not in sh("tc", "qdisc", "show", "dev", "u0", netns=box.netns)
     view = kernel_view(box.netns)
     assert view == {"routes": [], "nft": False, "chains": []}
     assert "198.51.100.0/24 via 10.9.0.2" in sh("ip", "route", netns=box.netns)  # not weft's

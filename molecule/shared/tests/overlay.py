@@ -122,6 +122,17 @@ def key_mode(path):
     except OSError:
         return None
     return "%o %s" % (st.st_mode & 0o777, pwd.getpwuid(st.st_uid).pw_name)
+def weft_filters():
+    # (device, hook, filter name) of weft's tc filters on every device with a clsact qdisc
+    found = []
+    for q in js("tc", "-j", "qdisc", "show") or []:
+        if q.get("kind") == "clsact":
+            for hook in ("ingress", "egress"):
+                for line in (run("tc", "filter", "show", "dev", q["dev"], hook) or "").splitlines():
+                    for word in line.split():
+                        if word.startswith("weft-udp-"):
+                            found.append([q["dev"], hook, word.split("-")[2].split(":")[0]])
+    return sorted(found)
 user = has_user("weft-udpd")
 paths = ["/etc/docker/daemon.json", "/run/flannel/subnet.env", "/etc/weft/udpd.json",
          "/etc/sysctl.d/60-weft.conf", "/etc/weft/host.json", "/etc/cni/net.d/10-weft.conflist"]
@@ -139,6 +150,7 @@ print(json.dumps({
     "units": {u: unit(u) for u in ("weft-restore", "weft-heal", "weft-udpd")},
     "unit_files": [f for f in os.listdir("/etc/systemd/system") if f.startswith("weft-")],
     "udpd_user": user,
+    "tc": weft_filters(),
     "wg": wg_dump(),
     "wg_unit": unit("weft-wireguard-flannel-wg.service"),
     "wg_user": has_user("weft-wireguard"),
@@ -252,8 +264,11 @@ def check_converged(name, st, backend, plan, peers, runtime="docker"):
         assert sorted((p["subnet"], p["ip"]) for p in config["peers"]) == \
             sorted((p["subnet"], p["public_ip"]) for p in others.values())
         assert st["udpd_user"]
+        # The kernel fast path in front of the daemon: one program each way.
+        assert st["tc"] == [["eth0", "ingress", "decap"], ["flannel0", "egress", "encap"]], st["tc"]
     else:
         assert tun is None, "a TUN device is left on %s" % name
+        assert st["tc"] == [], "weft's tc filters are left on %s: %s" % (name, st["tc"])
         assert "weft-udpd.service" not in st["unit_files"]
         assert st["files"]["/etc/weft/udpd.json"] is None and not st["udpd_user"]
 

@@ -333,12 +333,27 @@ class Udp(Backend):
         return ""  # Flannel's udp backend leaves BackendType empty
 
     def devices(self, view):
-        return [("tun", view.settings["tun_device"])]
+        tun = view.settings["tun_device"]
+        return [("tun", tun)] + ([("udp_fastpath", tun)] if self.fast_path(view) else [])
+
+    @staticmethod
+    def fast_path(view):
+        return view.settings.get("udp_fastpath", True)
 
     def steps(self, view):
-        user = view.settings["udpd_user"]
-        return [step("tun", name=view.settings["tun_device"], owner=user, group=user,
-                     mtu=view.overlay_mtu, address=vtep_address(view.me.subnet) + "/32")]
+        user, tun = view.settings["udpd_user"], view.settings["tun_device"]
+        found = [step("tun", name=tun, owner=user, group=user, mtu=view.overlay_mtu,
+                      address=vtep_address(view.me.subnet) + "/32")]
+        if self.fast_path(view):
+            # Lone packets in the kernel, in front of the daemon; weft peers only are sent
+            # to from there: a Flannel peer needs the complete inner checksums the daemon
+            # writes (see daemon_config).
+            found.append(step("udp_fastpath", name=tun, underlay=view.identity["iface"],
+                              address=view.own_address(4), subnet=view.me.subnet,
+                              port=view.network["port"],
+                              peers=[{"ip": p.public_ip, "subnet": p.subnet, "send": p.weft}
+                                     for p in view.peers4]))
+        return found
 
     def routes(self, view):
         return [{"dst": view.network["network"], "dev": view.settings["tun_device"]}]

@@ -14,7 +14,7 @@ import statistics
 from ansible.module_utils.weft.check import probe as icmp
 from ansible.module_utils.weft.daemon import udpd
 from ansible.module_utils.weft.host import units
-from ansible.module_utils.weft.net import ingress
+from ansible.module_utils.weft.net import ingress, udp_fastpath
 
 
 def targets(view):
@@ -148,4 +148,9 @@ def overlay_counters(ctx, view, refresh=True):
         found["udpd"] = None if status is None else {
             key: status.get(key) for key in ("udp_rx", "udp_tx", "tun_rx", "tun_tx",
                                              "drops_in", "drops_out", "faults", "started")}
+        # What the kernel fast path carried past the daemon (None: not attached).
+        try:
+            found["udp_fastpath"] = udp_fastpath.counters(ctx.kernel)
+        except OSError:     # a host that forbids reading BPF maps
+            found["udp_fastpath"] = None
     return found

@@ -30,6 +30,7 @@ SETTINGS_SPEC = dict(
     subnet_env=dict(type="path", default="/run/flannel/subnet.env"),
     tun_device=dict(type="str", default="flannel0"),
     udpd_user=dict(type="str", default="weft-udpd"),
+    udp_fastpath=dict(type="bool", default=True),
     heal_interval=dict(type="int", default=60),
     metrics_file=dict(type="str", default=""),
     wireguard_implementation=dict(type="str", choices=["auto", "kernel", "userspace"],

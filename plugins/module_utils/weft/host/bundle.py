@@ -20,9 +20,9 @@ from ansible.module_utils.weft import backends, errors, files, lease, module, va
 from ansible.module_utils.weft.check import paths, probe
 from ansible.module_utils.weft.daemon import config, offload, packets, udpd
 from ansible.module_utils.weft.host import converge, keys, metrics, model, restore, units
-from ansible.module_utils.weft.net import (bridge, device, ethtool, fdb, ingress, iptables,
-                                           neighbours, netlink, nftables, reconcile, routes, tun,
-                                           vxlan, wireguard)
+from ansible.module_utils.weft.net import (bpf, bridge, device, ethtool, fdb, ingress, iptables,
+                                           neighbours, netlink, nftables, reconcile, routes, tc,
+                                           tun, udp_fastpath, vxlan, wireguard)
 from ansible.module_utils.weft.runtime import cni, docker
 import ansible.module_utils.weft.check as check_package
 import ansible.module_utils.weft.daemon as daemon_package
@@ -36,8 +36,8 @@ BUNDLE = (package, backends, errors, files, lease, module, validate,
           check_package, paths, probe,
           daemon_package, config, offload, packets, udpd,
           host_package, converge, keys, metrics, model, restore, units, sys.modules[__name__],
-          net_package, bridge, device, ethtool, fdb, ingress, iptables, neighbours, netlink,
-          nftables, reconcile, routes, tun, vxlan, wireguard,
+          net_package, bpf, bridge, device, ethtool, fdb, ingress, iptables, neighbours, netlink,
+          nftables, reconcile, routes, tc, tun, udp_fastpath, vxlan, wireguard,
           runtime_package, cni, docker)
 
 

@@ -22,12 +22,12 @@ from ansible.module_utils.weft.host import units
 from ansible.module_utils.weft.host.keys import promote_pending
 from ansible.module_utils.weft.module import call
 from ansible.module_utils.weft.net import (bridge, fdb, ingress, iptables, neighbours, nftables,
-                                           routes, tun, vxlan, wireguard)
+                                           routes, tun, udp_fastpath, vxlan, wireguard)
 from ansible.module_utils.weft.runtime import cni, docker
 
 CORES = {"vxlan": vxlan, "tun": tun, "neighbours": neighbours, "fdb": fdb, "routes": routes,
          "iptables": iptables, "nftables": nftables, "ingress": ingress, "docker": docker,
-         "wireguard": wireguard, "bridge": bridge}
+         "wireguard": wireguard, "bridge": bridge, "udp_fastpath": udp_fastpath}
 RECORD_VERSION = 2
 
 

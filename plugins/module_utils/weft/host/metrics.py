@@ -93,6 +93,12 @@ def families(view, revision, record_time, probed, last_up, counters, heal):
               for direction, key in (("in", "drops_in"), ("out", "drops_out"))
               for reason, count in sorted((udpd.get(key) or {}).items())]),
         ]
+    fast = counters.get("udp_fastpath")
+    if fast is not None:
+        found.append(("weft_udp_fastpath_packets_total", "counter",
+                      "Packets the udp backend's kernel fast path carried past the daemon, by "
+                      "direction (out: to peers, in: from peers).",
+                      [({"direction": "out"}, fast["sent"]), ({"direction": "in"}, fast["received"])]))
     found += [
         ("weft_heal_passes_total", "counter", "weft-heal's passes since it started.",
          [({}, heal.get("passes", 0))]),
