@@ -631,6 +631,18 @@ def udp_latency_verdict(row):
             % (row["backend"], who, verdict, row["tcp1_bps"] / 1e9, row["tcp1_reverse_bps"] / 1e9))
 
 
+def fast_path_verdict(fast, daemon):
+    """The udp row (the kernel fast path in front of weft-udpd) against weft-udpd alone in
+    the same run: #24's TCP target is "no lower than without it"."""
+    ratios = [fast[key] / daemon[key] for key in ("tcp1_bps", "tcp1_reverse_bps")]
+    return ("udp with the kernel fast path against weft-udpd alone (udp-daemon), same run: TCP "
+            "single stream A to B %.2fx, B to A %.2fx (target >= 1.0x): %s; added round trip "
+            "%.3f against %.3f ms mean, %.3f against %.3f ms p99; UDP 64 B %.0f against %.0f kpps"
+            % (ratios[0], ratios[1], "met" if min(ratios) >= 1.0 else "NOT met",
+               fast["added_rtt_mean_ms"], daemon["added_rtt_mean_ms"], fast["added_rtt_p99_ms"],
+               daemon["added_rtt_p99_ms"], fast["udp64_pps"] / 1e3, daemon["udp64_pps"] / 1e3))
+
+
 def wireguard_verdict(wg):
     return ("wireguard (wireguard-go both ways) host to host: weft %.2f Gbit/s, two hand-configured "
             "wireguard-go pairs %.2f Gbit/s in the same %d rounds of %d s: %.3fx (target >= %.2fx): "
@@ -681,6 +693,9 @@ def main():
     else:   # a run of some rows: the verdicts those rows carry on their own
         lines += [""] + [wireguard_verdict(r) for r in results if r["backend"] == "wireguard"] \
             + [udp_latency_verdict(r) for r in results if backend_of(r["backend"]) == "udp"]
+    by = {r["backend"]: r for r in results}
+    if "udp" in by and "udp" + DAEMON in by:
+        lines.append(fast_path_verdict(by["udp"], by["udp" + DAEMON]))
     report = "Measured %s on %s.\n\n%s\n" % (time.strftime("%Y-%m-%d"), machine, "\n".join(lines))
     print(report)
     os.makedirs(args.out, exist_ok=True)

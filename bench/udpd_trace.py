@@ -9,9 +9,9 @@ B at 5 ms spacing, each round with an underlay ping right next to it, through:
   floor       the least a Python forwarder can do (FLOOR below: epoll, read, a linear
               subnet match, sendto; recv, write; no checks, no counters, no offloads),
               as the same user: what the interpreter alone costs per wake-up here;
-  kernel      no daemon: Flannel's wire format put on and taken off by two tc-BPF
-              programs per host (bench/tc_udp.py, a prototype of a fast path in front
-              of the daemon), what a data path in the kernel adds;
+  kernel      no daemon: weft's kernel fast path alone (net/udp_fastpath.py, attached by
+              bench/tc_udp.py with weft's own core), what a data path in the kernel adds
+              (the other rounds detach it, so they measure their daemon alone);
   candidate   (with --candidate DIR) the daemon of another tree, DIR being its
               plugins/module_utils: a change measured against the installed one in the
               same rounds;
