@@ -54,6 +54,7 @@ from ansible.module_utils.weft.host.units import UDPD, UDPD_CONFIG  # noqa: E402
 from ansible.module_utils.weft.lease import encode_plan  # noqa: E402
 from plans import numbered_plan, sample_plan  # noqa: E402
 from sandbox import Sandbox, sh  # noqa: E402
+import tc_udp  # noqa: E402  (bench/: the fast path attached and detached)
 
 PREFIX = "weft-b-%d" % os.getpid()
 HOSTS = {1: PREFIX + "-A", 2: PREFIX + "-B"}
@@ -403,8 +404,6 @@ def fast_path_against_daemon(rounds=FAST_ROUNDS, seconds=FAST_SECONDS):
     machine's drift between rows measured minutes apart is larger than what is compared.
     Per direction, the median of the per-round ratios, and the senders' retransmits (the
     fast path may let a flow's small segments overtake its bulk in the daemon)."""
-    import tc_udp
-
     def fast_path(on):
         for n in (1, 2):
             if on:      # what weft_host attached: the same parameters, the same programs

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from ansible.module_utils.weft.daemon.packets import checksum
 from conftest import NETNS_PREFIX, run_ansible_module, sh
 
 LAB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab")
@@ -107,10 +108,7 @@ def datagram(inner_source, inner_destination="100.96.2.2", ttl=64):
     """What a udp peer sends: an ICMP echo request in a UDP payload, header checksum right."""
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0x4000, ttl, 1, 0,
                          socket.inet_aton(inner_source), socket.inet_aton(inner_destination))
-    total = sum(struct.unpack("!10H", header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:] + \
+    return header[:10] + struct.pack("!H", checksum(header)) + header[12:] + \
         bytes.fromhex("0800f7ff00000000")
 
 

@@ -7,6 +7,7 @@ weft finds the maps of the programs it attached. Standard library only."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -50,9 +51,9 @@ def bpf_filters(index, parent):
                     return found
                 if kind == NLMSG_ERROR:
                     code = -struct.unpack_from("=i", body)[0]
-                    if code in (0,):
+                    if code == 0:
                         return found
-                    if code in (22, 2, 19):     # EINVAL, ENOENT, ENODEV: no such hook
+                    if code in (errno.EINVAL, errno.ENOENT, errno.ENODEV):   # no such hook
                         return []
                     raise OSError(code, os.strerror(code))
                 if kind != RTM_NEWTFILTER:

@@ -50,6 +50,7 @@ HEADERS = 14 + 20 + 8                             # Ethernet, IPv4, UDP
 FIB_LOOKUP_OUTPUT, REDIRECT_INGRESS, ADJ_ROOM_MAC = 2, 1, 1
 MAX_PEERS = 65536
 SLOTS = ("sent", "received")                      # the counters, by slot
+GONE = (errno.ENOENT, errno.EINVAL, errno.ENODEV)  # what removal finds already away
 
 PEER_SPEC = dict(ip=dict(type="str", required=True), subnet=dict(type="str", required=True),
                  send=dict(type="bool", default=True))
@@ -343,7 +344,7 @@ def detach(kernel, found, keep=()):
             try:
                 kernel.ipr.tc("del-filter", "bpf", index, parent=hook, prio=prio)
             except NetlinkError as exc:
-                if exc.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
+                if exc.code not in GONE:
                     raise
     for index in sorted({index for index, _ in found}):
         try:
@@ -352,7 +353,7 @@ def detach(kernel, found, keep=()):
             if empty:
                 kernel.ipr.tc("del", "clsact", index)
         except NetlinkError as exc:
-            if exc.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
+            if exc.code not in GONE:
                 raise
 
 
