@@ -184,6 +184,17 @@ class Sandbox:
     def module(self, module, args, check=False, diff=False, python="/usr/bin/python3",
                verbose=False):
         """A module run through the real ansible CLI inside the sandbox."""
+        proc = self.start_module(module, args, check, diff, python, verbose)
+        try:
+            out, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        return minimal_result(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+
+    def start_module(self, module, args, check=False, diff=False, python="/usr/bin/python3",
+                     verbose=False):
+        """The same run, started: a Popen whose output minimal_result() reads."""
         cmd = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-i",
                "localhost,", "-c", "local", "-m", module, "-a", json.dumps(args), "-e",
                "ansible_python_interpreter=%s" % python]
@@ -195,9 +206,8 @@ class Sandbox:
                    "ANSIBLE_CALLBACK_RESULT_FORMAT=json", "ANSIBLE_NOCOLOR=1",
                    "ANSIBLE_LOCAL_TEMP=/run/weft-sandbox/ansible-tmp",
                    "ANSIBLE_REMOTE_TEMP=/run/weft-sandbox/ansible-tmp"]
-        proc = subprocess.run(self.argv(*env_cmd, *cmd), capture_output=True, text=True,
-                              cwd=ROOT, timeout=300)
-        return minimal_result(proc)
+        return subprocess.Popen(self.argv(*env_cmd, *cmd), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
     def remove(self):
         remove_sandbox(self.dir)

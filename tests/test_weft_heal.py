@@ -32,7 +32,9 @@ def healed(netns):
     result = box.module("weft_host", args())
     assert not result["failed"], result
     watch = box.popen("/usr/bin/python3", RESTORE, "--watch", "60")
-    time.sleep(1.5)
+    # The watch's first pass runs at once; the tests start after it.
+    assert wait_until(lambda: json.loads(box.read("/run/weft/heal.json") or '{"passes": 0}')
+                      ["passes"] >= 1, 15) is not None
     yield box, watch
     if watch.poll() is None:
         watch.kill()
@@ -131,7 +133,7 @@ def test_tx_checksum_offload_stays_off_through_hand_changes_and_recreation(netns
         assert "tx-checksumming: off" in offload()
         watch = box.popen("/usr/bin/python3", RESTORE, "--watch", "60")
         try:
-            time.sleep(1.5)
+            assert wait_until(lambda: box.exists("/run/weft/heal.json"), 15) is not None
             sh("ethtool", "-K", "flannel.1", "tx", "on", netns=netns)
             assert wait_until(lambda: "tx-checksumming: off" in offload(), 10) is not None
             sh("ip", "link", "del", "flannel.1", netns=netns)

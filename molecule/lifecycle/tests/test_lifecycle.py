@@ -573,6 +573,38 @@ def test_switch_wireguard_to_vxlan():
     switch("wireguard", "vxlan")
 
 
+# What each backend's device is called on a node; a node holds exactly its backend's.
+DEVICES = {"vxlan": "flannel.1", "udp": "flannel0", "wireguard": "flannel-wg"}
+
+
+def overlay_now(name):
+    """(the overlay devices of the node, weft-heal's state, the device's WireGuard public
+    key or None)."""
+    h = lab.host(name)
+    links = [line.split(":")[1].strip().split("@")[0] for line in
+             h.check_output("ip -o link show").splitlines()]
+    key = h.run("wg show flannel-wg public-key")
+    return (sorted(link for link in links if link in DEVICES.values()),
+            h.run("systemctl is-active weft-heal").stdout.strip(),
+            key.stdout.strip() if key.rc == 0 else None)
+
+
+def test_twenty_switches_in_a_row_with_weft_heal_running():
+    """udp, vxlan and wireguard, twenty runs of site.yml in a row while weft-heal keeps
+    every node (woken by each converge's kernel events, racing weft_facts' new keys): every
+    run passes, every node holds the backend just converged, and every WireGuard device has
+    the key its lease announces."""
+    order = ["udp", "wireguard", "vxlan"] * 6 + ["udp", "vxlan"]
+    for i, backend in enumerate(order):
+        changed = site(backend)
+        assert all(changed[name] > 0 for name in NODES), (i, backend, changed)
+        now = lab.on_all(overlay_now)
+        keys = public_keys() if backend == "wireguard" else {name: None for name in NODES}
+        assert now == {name: ([DEVICES[backend]], "active", keys[name]) for name in NODES}, \
+            (i, backend, now)
+    check_all("vxlan")
+
+
 # ---- CNI runtimes: podman, and the plugins as containerd and the kubelet drive them ------
 
 def test_docker_and_cni_on_every_node():

@@ -11,9 +11,14 @@ import fcntl
 import os
 import shutil
 import tempfile
+import time
 
-# Held by a converge (weft_host) and by each weft-restore pass, so they never interleave.
+# The host's one lock: whoever reads weft's record to act on it (weft_host's converge and
+# uninstall, each weft-restore and weft-heal pass, weft_check's drift, weft_facts making a
+# key) reads it and acts under this lock, so nobody acts on a record a converge is replacing.
 APPLY_LOCK = "/run/weft/apply.lock"
+LOCK_POLL = 0.05    # seconds between tries of a wait that may be abandoned
+_held = []          # the lock's descriptor while this process holds it
 
 
 def read_text(path) -> str | None:
@@ -44,16 +49,44 @@ def write_atomic(path, text, mode=0o644):
         raise
 
 
+class LockAbandoned(Exception):
+    """The wait for the lock was given up (the process is asked to stop)."""
+
+
 @contextlib.contextmanager
-def exclusive_lock(path=APPLY_LOCK):
-    """flock() on `path` (created, mode 0600) for the duration of the block."""
+def exclusive_lock(path=APPLY_LOCK, abandon=None):
+    """flock() on `path` (created, mode 0600) for the duration of the block. With
+    `abandon`, a callable asked while waiting: when it says True the wait ends with
+    LockAbandoned (a watch told to stop must not wait for a converge that is stopping it)."""
+    if _held:
+        raise RuntimeError("the apply lock is already held by this process")
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        if abandon is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if abandon():
+                        raise LockAbandoned(path) from None
+                    time.sleep(LOCK_POLL)
+        _held.append(fd)
+        try:
+            yield
+        finally:
+            _held.remove(fd)
     finally:
         os.close(fd)
+
+
+def require_lock(what):
+    """Refuse to `what` (change the host from its record) without the apply lock."""
+    if not _held:
+        raise RuntimeError("%s without the apply lock (files.exclusive_lock)" % what)
 
 
 def ensure_file(path, content, mode=0o644, check_mode=False):

@@ -13,10 +13,11 @@ the counters weft keeps (ingress drops by reason, the udp daemon's, weft-heal's)
 
 from __future__ import annotations
 
-import json
+import os
 
 from ansible.module_utils.weft.check import paths
 from ansible.module_utils.weft.errors import WeftError
+from ansible.module_utils.weft.files import exclusive_lock
 from ansible.module_utils.weft.host import model, restore, units
 from ansible.module_utils.weft.lease import plan_revision
 from ansible.module_utils.weft.module import Context
@@ -31,10 +32,7 @@ ARGUMENT_SPEC = dict(
 
 def read_record(path):
     try:
-        with open(path) as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return None
+        return restore.read_record(path)
     except ValueError as exc:
         raise WeftError("%s: %s" % (path, exc)) from None
 
@@ -74,18 +72,25 @@ def run(params, ctx):
     if params["count"] < 1 or params["timeout"] <= 0:
         raise WeftError("count and timeout must be positive (count=%s, timeout=%s)"
                         % (params["count"], params["timeout"]))
-    record = read_record(params["record"])
-    if record is None:
-        return dict(changed=False, converged=False,
-                    problems=["%s is missing: weft has not converged this host" % params["record"]])
-    try:
-        view = model.HostView(record["plan"], record["identity"], record["settings"])
-    except (KeyError, TypeError) as exc:
-        raise WeftError("%s: not a record weft wrote (%s)" % (params["record"], exc)) from None
+    missing = dict(changed=False, converged=False,
+                   problems=["%s is missing: weft has not converged this host" % params["record"]])
+    if not os.path.exists(params["record"]):
+        return missing
+    # The record and the drift from it under the apply lock: a converge writing a newer
+    # record finishes first, so drift is never measured against a record being replaced.
+    with exclusive_lock():
+        record = read_record(params["record"])
+        if record is None:
+            return missing
+        try:
+            view = model.HostView(record["plan"], record["identity"], record["settings"])
+        except (KeyError, TypeError) as exc:
+            raise WeftError("%s: not a record weft wrote (%s)" % (params["record"], exc)) from None
+        drifted = drift(record)
     return dict(changed=False, converged=True, host=view.me.name, backend=view.backend.name,
                 revision=plan_revision(record["plan"]), overlay_mtu=view.overlay_mtu,
                 peers=[p.name for p in view.peers],
                 paths=paths.probe(view, params["count"], params["timeout"],
                                   container=params["container"], ctx=ctx),
-                drift=drift(record), underlay=underlay(ctx, view),
+                drift=drifted, underlay=underlay(ctx, view),
                 counters=dict(paths.overlay_counters(ctx, view), heal=restore.read_status()))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 from ansible.module_utils.weft.errors import WeftError
+from ansible.module_utils.weft.files import exclusive_lock, require_lock
 from ansible.module_utils.weft.host import bundle, model, units
 from ansible.module_utils.weft.host.converge import converge, uninstall
 from ansible.module_utils.weft.net.netlink import RTPROT_WEFT
@@ -86,8 +87,10 @@ def check_settings(settings):
                         % metrics)
 
 
-def previous(settings):
-    """What the record says this host held before (None without a record)."""
+def previous():
+    """What the record says this host held before, and the record (None, None without
+    one). Read under the apply lock: a record read before it may be replaced meanwhile."""
+    require_lock("reading the record for a converge")
     try:
         with open(units.RECORD) as handle:
             record = json.load(handle)
@@ -110,13 +113,14 @@ def released_cni(record, settings, serving):
 def run(params, ctx):
     settings = params["settings"]
     check_settings(settings)
-    old, record = previous(settings)
     if params["state"] == "absent":
         leftovers = model.leftovers(settings, {"vni": params["vni"]})
-        network = params["network"] or (record["plan"]["network"]["network"] if record else None)
-        return uninstall(ctx, leftovers.merge(old) if old else leftovers, settings, network,
-                         keep_secrets=params["keep_keys"],
-                         cni_name=released_cni(record, settings, None))
+        with exclusive_lock():
+            old, record = previous()
+            network = params["network"] or (record["plan"]["network"]["network"] if record else None)
+            return uninstall(ctx, leftovers.merge(old) if old else leftovers, settings, network,
+                             keep_secrets=params["keep_keys"],
+                             cni_name=released_cni(record, settings, None))
     try:
         psk = preshared_key(params["wireguard_psk"], "wireguard_psk")
     except ValueError as exc:
@@ -126,10 +130,12 @@ def run(params, ctx):
     identity = params["host"]
     state = model.derive(plan, identity, settings)
     everything = model.known(plan, identity, settings)
-    result = converge(ctx, state, everything.merge(old) if old else everything,
-                      record=dict(plan=plan, identity=identity, settings=settings),
-                      sources=bundle.sources(),
-                      given_secrets={units.WIREGUARD_PSK: psk + "\n" if psk else None},
-                      released_cni=released_cni(record, settings, settings))
+    with exclusive_lock():
+        old, record = previous()
+        result = converge(ctx, state, everything.merge(old) if old else everything,
+                          record=dict(plan=plan, identity=identity, settings=settings),
+                          sources=bundle.sources(),
+                          given_secrets={units.WIREGUARD_PSK: psk + "\n" if psk else None},
+                          released_cni=released_cni(record, settings, settings))
     result["backend"] = plan["network"]["backend_type"]
     return result

@@ -17,7 +17,7 @@ import os
 
 from ansible.module_utils.weft.errors import WeftError
 from ansible.module_utils.weft.files import (ensure_absent, ensure_file, ensure_link, ensure_mode,
-                                             exclusive_lock, read_text, write_atomic)
+                                             read_text, require_lock, write_atomic)
 from ansible.module_utils.weft.host import units
 from ansible.module_utils.weft.host.keys import promote_pending
 from ansible.module_utils.weft.module import call
@@ -167,62 +167,65 @@ def owned(paths):
 def converge(ctx, state, old, record=None, sources=None, services=True, given_secrets=None,
              released_cni=None):
     """Bring the host to `state`, removing what `old` (everything weft may have put here)
-    holds and `state` does not. With `record` (plan, identity, settings) and `sources`
-    (the code), write both for weft-restore; with `services`, start, restart and reload
-    weft's units and dockerd as their files changed. `given_secrets` ({path: content, or
-    None for none}; weft_host only) are written first, and the secrets' pending
-    replacements put in place, so the devices start from the keys the plan announced.
-    `released_cni`: the CNI network the host served before and no longer does."""
+    holds and `state` does not. The caller holds the apply lock and read `old`'s record
+    under it. With `record` (plan, identity, settings) and `sources` (the code), write both
+    for weft-restore; with `services`, start, restart and reload weft's units and dockerd
+    as their files changed. `given_secrets` ({path: content, or None for none}) marks
+    weft_host's converge: those are written first, and the secrets' pending replacements
+    put in place, so the devices start from the keys the plan announced; only such a
+    converge removes the secrets a state no longer keeps (a weft-restore pass never does:
+    weft_facts may have made a key for a converge still to come, which the pass's record
+    predates). `released_cni`: the CNI network the host served before and no longer does."""
+    require_lock("converge")
     run = Run(ctx)
     gone_devices = sorted(old.devices - state.devices)
     gone_files = owned(sorted(set(old.files) - set(state.files)))
     gone_links = sorted(set(old.links) - set(state.links))
-    gone_secrets = sorted(old.secrets - state.secrets)
+    gone_secrets = sorted(old.secrets - state.secrets) if given_secrets is not None else []
     gone_outputs = sorted(old.outputs - state.outputs)
     gone_users = [u for u in old.users if u["name"] not in {n["name"] for n in state.users}]
     wanted = {s["name"] for s in state.services}
     gone_services = [s for s in old.services if s["name"] not in wanted]
-    with exclusive_lock():
-        if services:
-            stop_services(run, gone_services)
-        for user in state.users:
-            ensure_user(run, user)
-        for item in state.modes:
-            if ensure_mode(item["path"], int(item["mode"], 8), ctx.check_mode):
-                run.changed_file("mode %s %s" % (item["mode"], item["path"]))
-        for core, name in gone_devices:
-            run.step(core, dict(name=name, state="absent"))
-        if given_secrets is not None:
-            ensure_secrets(run, state.secrets, given_secrets)
-        restart_docker_wanted = False
-        for item in state.steps:
-            outcome = run.step(item["core"], item["params"])
-            restart_docker_wanted |= bool(outcome.get("daemon_json_changed"))
-        for path, (content, mode) in sorted(state.files.items()):
-            changed, before = ensure_file(path, content, int(mode, 8), ctx.check_mode)
-            if changed:
-                run.changed_file(path, before, content)
-        for path, target in sorted(state.links.items()):
-            if ensure_link(path, target, ctx.check_mode):
-                run.changed_file(path)
-        for path in gone_links + gone_files + gone_secrets + gone_outputs:
-            if ensure_absent(path, ctx.check_mode):
-                run.changed_file(path)
-        for user in gone_users:
-            remove_user(run, user["name"])
-        release_ipam(run, released_cni)
-        if record is not None:
-            text = json.dumps(dict(record, version=RECORD_VERSION), indent=1, sort_keys=True) + "\n"
-            changed, before = ensure_file(units.RECORD, text, 0o644, ctx.check_mode)
-            if changed:
-                run.changed_file(units.RECORD)
-        if sources is not None:
-            install_runtime(run, sources)
-        if services:
-            unit_paths = [p for p in run.result["files_changed"] if p.endswith(".service")]
-            start_services(run, state, bool(unit_paths))
-            if restart_docker_wanted:
-                restart_docker(run)
+    if services:
+        stop_services(run, gone_services)
+    for user in state.users:
+        ensure_user(run, user)
+    for item in state.modes:
+        if ensure_mode(item["path"], int(item["mode"], 8), ctx.check_mode):
+            run.changed_file("mode %s %s" % (item["mode"], item["path"]))
+    for core, name in gone_devices:
+        run.step(core, dict(name=name, state="absent"))
+    if given_secrets is not None:
+        ensure_secrets(run, state.secrets, given_secrets)
+    restart_docker_wanted = False
+    for item in state.steps:
+        outcome = run.step(item["core"], item["params"])
+        restart_docker_wanted |= bool(outcome.get("daemon_json_changed"))
+    for path, (content, mode) in sorted(state.files.items()):
+        changed, before = ensure_file(path, content, int(mode, 8), ctx.check_mode)
+        if changed:
+            run.changed_file(path, before, content)
+    for path, target in sorted(state.links.items()):
+        if ensure_link(path, target, ctx.check_mode):
+            run.changed_file(path)
+    for path in gone_links + gone_files + gone_secrets + gone_outputs:
+        if ensure_absent(path, ctx.check_mode):
+            run.changed_file(path)
+    for user in gone_users:
+        remove_user(run, user["name"])
+    release_ipam(run, released_cni)
+    if record is not None:
+        text = json.dumps(dict(record, version=RECORD_VERSION), indent=1, sort_keys=True) + "\n"
+        changed, before = ensure_file(units.RECORD, text, 0o644, ctx.check_mode)
+        if changed:
+            run.changed_file(units.RECORD)
+    if sources is not None:
+        install_runtime(run, sources)
+    if services:
+        unit_paths = [p for p in run.result["files_changed"] if p.endswith(".service")]
+        start_services(run, state, bool(unit_paths))
+        if restart_docker_wanted:
+            restart_docker(run)
     return run.summary()
 
 
@@ -279,35 +282,37 @@ def uninstall(ctx, old, settings, network=None, keep_secrets=False, cni_name=Non
     """Remove everything weft put on this host (`old`: what the record and weft's defaults
     say that is), and put Docker back as it was before weft's first run. `keep_secrets`:
     leave the secret files (keys), so that a reinstall keeps the host's identity.
-    `cni_name`: the CNI network weft served (see release_ipam)."""
+    `cni_name`: the CNI network weft served (see release_ipam). The caller holds the apply
+    lock and read the record under it."""
+    require_lock("uninstall")
     run = Run(ctx)
-    with exclusive_lock():
-        stop_services(run, old.services)    # weft-heal first: it would put everything back
-        for core, name in sorted(old.devices):
-            run.step(core, dict(name=name, state="absent"))
-        run.step("routes", dict(routes=[], purge=True, protocol=settings["route_protocol"]))
-        for chain in iptables.CHAINS:
-            for family in sorted(iptables.COMMANDS):
-                run.step("iptables", dict(chain, family=family, state="absent"))
-        for family in sorted(nftables.TABLES):
-            run.step("nftables", dict(family=family, state="absent"))
-        run.step("ingress", dict(state="absent"))
-        for path in sorted(old.links) + owned(sorted(old.files)) + sorted(old.outputs):
-            if ensure_absent(path, ctx.check_mode):
-                run.changed_file(path)
-        for user in old.users:
-            remove_user(run, user["name"])
-        release_ipam(run, cni_name)
-        if settings["docker"]:
-            put_docker_back(run, settings, network)
-        kept = set(old.secrets) if keep_secrets else set()
-        for path in remove_tree_except(units.CONFIG, kept) + [units.RUNTIME]:
-            if ensure_absent(path, ctx.check_mode):
-                run.changed_file(path)
-        if any(p.endswith(".service") for p in run.result["files_changed"]):
-            if not ctx.check_mode:
-                systemctl(ctx, "daemon-reload")
-            run.service("daemon-reload")
+    # weft-heal first: a pass waiting for this lock abandons its wait when told to stop.
+    stop_services(run, old.services)
+    for core, name in sorted(old.devices):
+        run.step(core, dict(name=name, state="absent"))
+    run.step("routes", dict(routes=[], purge=True, protocol=settings["route_protocol"]))
+    for chain in iptables.CHAINS:
+        for family in sorted(iptables.COMMANDS):
+            run.step("iptables", dict(chain, family=family, state="absent"))
+    for family in sorted(nftables.TABLES):
+        run.step("nftables", dict(family=family, state="absent"))
+    run.step("ingress", dict(state="absent"))
+    for path in sorted(old.links) + owned(sorted(old.files)) + sorted(old.outputs):
+        if ensure_absent(path, ctx.check_mode):
+            run.changed_file(path)
+    for user in old.users:
+        remove_user(run, user["name"])
+    release_ipam(run, cni_name)
+    if settings["docker"]:
+        put_docker_back(run, settings, network)
+    kept = set(old.secrets) if keep_secrets else set()
+    for path in remove_tree_except(units.CONFIG, kept) + [units.RUNTIME]:
+        if ensure_absent(path, ctx.check_mode):
+            run.changed_file(path)
+    if any(p.endswith(".service") for p in run.result["files_changed"]):
+        if not ctx.check_mode:
+            systemctl(ctx, "daemon-reload")
+        run.service("daemon-reload")
     return run.summary()
 
 

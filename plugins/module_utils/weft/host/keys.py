@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.files import read_text, write_atomic
+from ansible.module_utils.weft.files import exclusive_lock, read_text, write_atomic
 from ansible.module_utils.weft.host.units import WIREGUARD_KEY, WIREGUARD_KEY_NEXT
 
 
@@ -29,6 +29,14 @@ def wireguard_public_key(ctx, path=WIREGUARD_KEY, pending=WIREGUARD_KEY_NEXT, ro
     wg = ctx.which("wg")
     if wg is None:
         return None, None
+    if ctx.check_mode:
+        return key_pair(ctx, wg, path, pending, rotate)
+    # Under the apply lock: a converge or a weft-heal pass never sees a key half-made.
+    with exclusive_lock():
+        return key_pair(ctx, wg, path, pending, rotate)
+
+
+def key_pair(ctx, wg, path, pending, rotate):
     current = (read_text(path) or "").strip()
     if not current:
         made = "new"

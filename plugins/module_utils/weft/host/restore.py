@@ -18,9 +18,14 @@ With --watch it converges again whenever the kernel reports a change that may be
 (weft's devices or the underlay changed, an address of theirs, a weft route or one of their
 neighbour or FDB entries deleted, weft's nftables tables (ingress; the chains with
 EnableNFTables) or its iptables-nft chains and the jumps into them changed) and at least
-every SECONDS; each pass changes only what drifted and logs what it
-repaired. A converge from the controller and a pass never overlap (both hold
-/run/weft/apply.lock), and each pass reads the record afresh.
+every SECONDS; each pass changes only what drifted and logs what it repaired.
+
+Against a converge from the controller: a pass reads the record only once it holds
+/run/weft/apply.lock, which weft_host holds while it converges and writes the record, so a
+pass converges the record that is current when it changes the kernel, and what the last
+converge from the controller made is what stays. A pass never removes a key: weft_facts may
+have made one for a converge still to come. Told to stop while it waits for the lock (as
+an uninstall, holding it, tells weft-heal), a pass gives up its wait and changes nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import sys
 import time
 
 from ansible.module_utils.weft.errors import WeftError
+from ansible.module_utils.weft.files import LockAbandoned, exclusive_lock
 from ansible.module_utils.weft.host import metrics, model, units
 from ansible.module_utils.weft.host.converge import converge
 from ansible.module_utils.weft.module import Context
@@ -76,28 +82,38 @@ def describe(step):
 
 def converge_record(ctx, record):
     """Converge the state a record derives, services left alone (in check mode: what a
-    pass would repair, which is how weft_check sees drift)."""
+    pass would repair, which is how weft_check sees drift). The caller holds the apply
+    lock and read `record` under it."""
     state = model.derive(record["plan"], record["identity"], record["settings"])
     old = model.known(record["plan"], record["identity"], record["settings"])
     return converge(ctx, state, old, services=False)
 
 
-def one_pass(record_path):
-    """Converge the recorded state once; returns (changed, failed)."""
+def read_record(record_path):
+    """The record, or None when there is none (not converged yet, or uninstalled); a
+    record that is not JSON raises ValueError."""
     try:
         with open(record_path) as handle:
-            record = json.load(handle)
+            return json.load(handle)
     except FileNotFoundError:
-        return False, False  # not converged yet, or uninstalled: nothing to keep
-    except ValueError as exc:
-        log("%s: %s" % (record_path, exc))
-        return False, True
-    ctx = Context()
+        return None
+
+
+def one_pass(record_path, abandon=None):
+    """Converge the recorded state once, reading the record under the apply lock;
+    (changed, failed, the record read or None). `abandon`: see files.exclusive_lock."""
+    ctx, record = Context(), None
     try:
-        result = converge_record(ctx, record)
-    except (WeftError, KeyError, TypeError) as exc:
+        with exclusive_lock(abandon=abandon):
+            record = read_record(record_path)
+            if record is None:
+                return False, False, None
+            result = converge_record(ctx, record)
+    except LockAbandoned:
+        return False, False, None
+    except (WeftError, KeyError, TypeError, ValueError) as exc:
         log("%s: %s" % (record_path, exc))
-        return False, True
+        return False, True, record
     finally:
         ctx.close()
     for step in result["steps"]:
@@ -105,7 +121,7 @@ def one_pass(record_path):
             log("repaired " + describe(step))
     for path in result["files_changed"]:
         log("repaired %s" % path)
-    return result["changed"], False
+    return result["changed"], False, record
 
 
 def event_sockets():
@@ -146,15 +162,14 @@ class Watched:
     weft's routes and nftables tables and chains. Other events (containers coming and
     going, ARP on the underlay, Docker's own rules) wake no pass."""
 
-    def __init__(self, record_path):
+    def __init__(self, record):
+        """`record`: the one the last pass converged (None: nothing yet)."""
         self.devices, self.protocol = set(), RTPROT_WEFT
         try:
-            with open(record_path) as handle:
-                record = json.load(handle)
             state = model.derive(record["plan"], record["identity"], record["settings"])
             self.devices = {dev for _, dev in state.devices} | {record["identity"]["iface"]}
             self.protocol = record["settings"]["route_protocol"]
-        except (OSError, ValueError, KeyError, TypeError, WeftError):
+        except (KeyError, TypeError, WeftError):
             pass
         self.indexes = set()
         for dev in self.devices:
@@ -217,11 +232,28 @@ def watch(record_path, interval):
     signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     sockets = event_sockets()
     log("keeping %s: on kernel events and every %ds" % (record_path, interval))
-    watched, last = Watched(record_path), 0.0
+    abandon = lambda: bool(stop)    # noqa: E731
     counters = dict(pid=os.getpid(), passes=0, on_events=0, repairs=0, failures=0)
     last_up = {}    # (peer, family): when its path last answered, for the metrics
-    publish_metrics(record_path, counters, last_up)
+    # The first pass at once: it tells the watch what is weft's (and repairs a host that
+    # drifted while weft-heal was not running).
+    last, due = 0.0, False
     while not stop:
+        last = time.monotonic()
+        try:
+            changed, failed, record = one_pass(record_path, abandon)
+        except Exception as exc:  # keep watching; the next pass may succeed
+            log("pass failed: %r" % (exc,))
+            changed, failed, record = False, True, None
+        if stop:
+            break
+        counters.update(passes=counters["passes"] + 1, on_events=counters["on_events"] + due,
+                        repairs=counters["repairs"] + changed, failures=counters["failures"] + failed,
+                        last_pass=time.time())
+        write_status(counters)
+        if record and record["settings"].get("metrics_file"):
+            publish_metrics(record_path, counters, last_up, abandon)
+        watched = Watched(record)   # a converge may have changed the devices
         deadline = time.monotonic() + interval
         due = False
         while not stop and not due and time.monotonic() < deadline:
@@ -238,33 +270,22 @@ def watch(record_path, interval):
                 break
             for sock in sockets:
                 watched.drifted(sock)
-        last = time.monotonic()
-        try:
-            changed, failed = one_pass(record_path)
-        except Exception as exc:  # keep watching; the next pass may succeed
-            log("pass failed: %r" % (exc,))
-            changed, failed = False, True
-        counters.update(passes=counters["passes"] + 1, on_events=counters["on_events"] + due,
-                        repairs=counters["repairs"] + changed, failures=counters["failures"] + failed,
-                        last_pass=time.time())
-        write_status(counters)
-        publish_metrics(record_path, counters, last_up)
-        watched = Watched(record_path)  # a converge may have changed the devices
     log("stopped")
     return 0
 
 
-def publish_metrics(record_path, counters, last_up):
-    """The metrics file the record asks for (host/metrics.py); a failure is logged, and
-    the watch goes on."""
-    try:
-        with open(record_path) as handle:
-            record = json.load(handle)
-    except (OSError, ValueError):
-        return
+def publish_metrics(record_path, counters, last_up, abandon=None):
+    """The metrics file the record asks for (host/metrics.py), written under the apply
+    lock from the record read under it (a converge may have moved or removed the file
+    since the pass); a failure is logged, and the watch goes on."""
     ctx = Context()
     try:
-        metrics.publish(ctx, record, record_path, counters, last_up)
+        with exclusive_lock(abandon=abandon):
+            record = read_record(record_path)
+            if record is not None:
+                metrics.publish(ctx, record, record_path, counters, last_up)
+    except LockAbandoned:
+        pass
     except (WeftError, OSError, KeyError, TypeError, ValueError) as exc:
         log("metrics: %s" % exc)
     finally:
@@ -314,5 +335,5 @@ def main(argv):
         return watch(record_path, number)
     if mode == "--cost":
         return cost(record_path, number)
-    _, failed = one_pass(record_path)
+    failed = one_pass(record_path)[1]
     return 1 if failed else 0
