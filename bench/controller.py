@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Controller benchmark: what site.yml costs the controller for 250 to 2,000 hosts.
+"""Controller benchmark: what weft.overlay.site costs the controller for 250 to 2,000 hosts.
 
 Thousands of hosts cannot run here, so they are simulated: every host is reached with the
-local connection, and the two modules that would run on the hosts, weft_facts and
-weft_host, are replaced by stubs (bench/stubs/) that take the same arguments and return at
-once. Everything else is the real site.yml (a copy of it, run from a directory without
-weft's library/ beside it, so the stubs take their place): the role, its templating, the real weft_plan
+local connection, and the two modules that would run on the hosts, weft.overlay.facts and
+weft.overlay.host, are replaced by stubs (bench/stubs/) that take the same arguments and
+return at once. Everything else is the real playbook, from a shadow of the collection in
+which the stubs take those two modules' places: the role, its templating, the real planner
 (over a lease file), and the real plan string handed to every host. The baseline is a
 play with the same tasks and the same stubs whose tasks carry no data (no plan, no
 settings), so the ratio isolates what weft's data costs the controller.
@@ -40,7 +40,7 @@ BASELINE = """\
   gather_facts: false
   tasks:
     - name: Facts
-      weft_facts: {}
+      weft.overlay.facts: {}
     - name: Install (skipped, as on a converged host)
       ansible.builtin.debug: {msg: skipped}
       when: false
@@ -56,7 +56,7 @@ BASELINE = """\
     - name: Check the lease
       ansible.builtin.assert: {that: true, quiet: true}
     - name: Converge
-      weft_host: {}
+      weft.overlay.host: {}
 """
 
 
@@ -101,10 +101,30 @@ def tree_pss_kb(root):
     return total
 
 
-def run(play, inventory, size):
+def shadow_collection(directory):
+    """A collections path in `directory` whose weft.overlay is this checkout with the two
+    host-side modules replaced by the stubs; its path."""
+    top = os.path.join(directory, "collections")
+    target = os.path.join(top, "ansible_collections", "weft", "overlay")
+    os.makedirs(os.path.join(target, "plugins", "modules"))
+    for name in os.listdir(ROOT):
+        if name not in ("plugins", ".cache", ".git", ".venv"):
+            os.symlink(os.path.join(ROOT, name), os.path.join(target, name))
+    for name in os.listdir(os.path.join(ROOT, "plugins")):
+        if name != "modules":
+            os.symlink(os.path.join(ROOT, "plugins", name), os.path.join(target, "plugins", name))
+    stubs = os.path.join(ROOT, "bench", "stubs")
+    for name in os.listdir(os.path.join(ROOT, "plugins", "modules")):
+        source = os.path.join(stubs if name in os.listdir(stubs) else
+                              os.path.join(ROOT, "plugins", "modules"), name)
+        os.symlink(source, os.path.join(target, "plugins", "modules", name))
+    return top
+
+
+def run(play, inventory, size, collections):
     """(seconds, peak MiB) of one ansible-playbook run."""
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-               ANSIBLE_LIBRARY=os.path.join(ROOT, "bench", "stubs") + ":" + os.path.join(ROOT, "library"),
+               ANSIBLE_COLLECTIONS_PATH=collections,
                ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
                PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
     start = time.monotonic()
@@ -139,18 +159,15 @@ def main():
         baseline = os.path.join(directory, "baseline.yml")
         with open(baseline, "w") as handle:
             handle.write(BASELINE)
-        # site.yml as it is, run from here: a library/ beside a playbook would win over
-        # the stubs.
-        site = os.path.join(directory, "site.yml")
-        with open(os.path.join(ROOT, "site.yml")) as source, open(site, "w") as handle:
-            handle.write(source.read())
+        collections = shadow_collection(directory)
+        site = "weft.overlay.site"
         for size in args.sizes:
             inventory = write_inventory(directory, size)
             lease_file = os.path.join(directory, "weft_leases.yml")
             if os.path.exists(lease_file):
                 os.unlink(lease_file)
-            weft_s, weft_mb = run(site, inventory, size)
-            base_s, base_mb = run(baseline, inventory, size)
+            weft_s, weft_mb = run(site, inventory, size, collections)
+            base_s, base_mb = run(baseline, inventory, size, collections)
             row = dict(hosts=size, weft_s=round(weft_s, 1), baseline_s=round(base_s, 1),
                        ratio=round(weft_s / base_s, 2), weft_peak_mb=round(weft_mb),
                        baseline_peak_mb=round(base_mb),

@@ -59,6 +59,7 @@ def write_inventory(directory, size):
     inventory = {"weft_nodes": {"hosts": hosts, "vars": {
         "ansible_user": "root",
         "ansible_ssh_private_key_file": "/var/lib/weftlab/id_ed25519",
+        "ansible_ssh_common_args": "-o UserKnownHostsFile=/var/lib/weftlab/known_hosts",
         "ansible_python_interpreter": "/usr/bin/python3",
         "weft_iface": "eth0",
         "weft_lease_file": os.path.join(directory, "weft_leases.yml"),
@@ -67,6 +68,13 @@ def write_inventory(directory, size):
     with open(path, "w") as handle:
         json.dump(inventory, handle)  # JSON is YAML
     return path
+
+
+def play_path(root, play):
+    """A playbook of the tree `root`: under playbooks/ since weft is a collection, at the
+    top before."""
+    inside = os.path.join(root, "playbooks", play)
+    return inside if os.path.exists(inside) else os.path.join(root, play)
 
 
 def playbook(inventory, play, size, counts_file=None, root=ROOT, extra=None):
@@ -80,7 +88,7 @@ def playbook(inventory, play, size, counts_file=None, root=ROOT, extra=None):
     start = time.monotonic()
     extra = ["-e", json.dumps(extra)] if extra else []
     proc = subprocess.run(["ansible-playbook", "-i", inventory, "-f", str(max(size, 5)), *extra,
-                           play], cwd=root, env=env, capture_output=True, text=True)
+                           play_path(root, play)], cwd=root, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - start
     if proc.returncode:
         raise RuntimeError("%s failed:\n%s" % (play, proc.stdout[-4000:] + proc.stderr[-2000:]))
@@ -125,7 +133,7 @@ def measure(size, workdir, root=ROOT):
     host_empty, ctl_empty = per_host_invocations(counts_empty)
     host_rerun, ctl_rerun = per_host_invocations(counts_rerun)
     checked = measure_check(inventory, baseline_play, size, workdir, root) \
-        if os.path.exists(os.path.join(root, "check.yml")) else {}
+        if os.path.exists(play_path(root, "check.yml")) else {}
     return dict(checked, **{
         "hosts": size,
         "baseline_s": round(baseline, 2),

@@ -49,9 +49,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lab"))
-import weftcode  # noqa: E402,F401  (weft's code, as ansible.module_utils.weft)
-from ansible.module_utils.weft.host.units import UDPD, UDPD_CONFIG  # noqa: E402
-from ansible.module_utils.weft.lease import encode_plan  # noqa: E402
+import weftcode  # noqa: E402,F401  (weft's code, as weft)
+from weft.host.units import UDPD, UDPD_CONFIG  # noqa: E402
+from weft.lease import encode_plan  # noqa: E402
 from plans import numbered_plan, sample_plan  # noqa: E402
 from sandbox import Sandbox, sh  # noqa: E402
 import tc_udp  # noqa: E402  (bench/: the fast path attached and detached)
@@ -194,7 +194,7 @@ class Weft:
         reported = {n: self.facts(box, backend) for n, box in self.boxes.items()} \
             if backend == "wireguard" else None
         for n, box in self.boxes.items():
-            result = box.module("weft_host", {
+            result = box.module("weft.overlay.host", {
                 "plan": plan(name, reported),
                 "host": {"name": "node%d" % n, "iface": "eth0", "public_ip": "10.9.0.%d" % n,
                          "underlay": "10.9.0.0/24", "public_ipv6": "fd09::%d" % n,
@@ -222,7 +222,7 @@ class Weft:
     @staticmethod
     def facts(box, backend):
         """What weft_facts reports on a host for its lease (a key made there first)."""
-        result = box.module("weft_facts", {"iface": "eth0", "backend": backend})
+        result = box.module("weft.overlay.facts", {"iface": "eth0", "backend": backend})
         if result["failed"]:
             raise RuntimeError("weft_facts: %s" % result.get("msg"))
         return result["ansible_facts"]["weft_backend_facts"]

@@ -24,8 +24,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lab"))
-import weftcode  # noqa: E402,F401  (weft's code, as ansible.module_utils.weft)
-from ansible.module_utils.weft.lease import encode_plan  # noqa: E402
+import weftcode  # noqa: E402,F401  (weft's code, as weft)
+from weft.lease import encode_plan  # noqa: E402
 from plans import sample_plan  # noqa: E402
 from sandbox import Sandbox, sh  # noqa: E402
 
@@ -63,8 +63,8 @@ def main():
             sh("ip", "link", "set", "eth0", "up", netns=NETNS)
             module_args = {"plan": plan(peers), "host": IDENTITY,
                            "settings": {"docker": False, "heal_interval": 0}}
-            first_s, first = timed(lambda: box.module("weft_host", module_args))
-            again_s, again = timed(lambda: box.module("weft_host", module_args))
+            first_s, first = timed(lambda: box.module("weft.overlay.host", module_args))
+            again_s, again = timed(lambda: box.module("weft.overlay.host", module_args))
             if first["failed"] or not first["changed"] or again["changed"]:
                 raise RuntimeError("unexpected result: %s / %s" % (first, again))
             routes = len(sh("ip", "route", "show", "proto", "119", netns=NETNS).splitlines())

@@ -22,8 +22,8 @@ CORE = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import weftcode  # noqa: F401
-from ansible.module_utils.weft.module import Context, call
-from ansible.module_utils.weft.net import udp_fastpath
+from weft.module import Context, call
+from weft.net import udp_fastpath
 ctx = Context()
 try:
     print(json.dumps(call(udp_fastpath, json.loads(sys.argv[2]), ctx)))

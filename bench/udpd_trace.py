@@ -45,7 +45,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataplane as dp  # noqa: E402  (its hosts, its weft, its ping)
 import tc_udp  # noqa: E402
-from ansible.module_utils.weft.host.units import MODULE_UTILS, UDPD, UDPD_CONFIG  # noqa: E402
+from weft.host.units import MODULE_UTILS, UDPD, UDPD_CONFIG  # noqa: E402
 
 FLOOR = r"""
 import fcntl, ipaddress, json, os, select, socket, struct, sys

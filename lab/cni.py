@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 
-from ansible.module_utils.weft.runtime.cni import PLUGINS
+from weft.runtime.cni import PLUGINS
 
 
 class Network:

@@ -182,9 +182,10 @@ class Sandbox:
         return [line.strip() for line in log.splitlines() if not line.startswith("is-active")]
 
     def module(self, module, args, check=False, diff=False, python="/usr/bin/python3",
-               verbose=False):
-        """A module run through the real ansible CLI inside the sandbox."""
-        proc = self.start_module(module, args, check, diff, python, verbose)
+               verbose=False, collections=None):
+        """A module run through the real ansible CLI inside the sandbox (from the
+        collections path `collections` when given, else this checkout)."""
+        proc = self.start_module(module, args, check, diff, python, verbose, collections)
         try:
             out, err = proc.communicate(timeout=300)
         except subprocess.TimeoutExpired:
@@ -193,7 +194,7 @@ class Sandbox:
         return minimal_result(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
 
     def start_module(self, module, args, check=False, diff=False, python="/usr/bin/python3",
-                     verbose=False):
+                     verbose=False, collections=None):
         """The same run, started: a Popen whose output minimal_result() reads."""
         cmd = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-i",
                "localhost,", "-c", "local", "-m", module, "-a", json.dumps(args), "-e",
@@ -206,6 +207,7 @@ class Sandbox:
                    "ANSIBLE_CALLBACK_RESULT_FORMAT=json", "ANSIBLE_NOCOLOR=1",
                    "ANSIBLE_LOCAL_TEMP=/run/weft-sandbox/ansible-tmp",
                    "ANSIBLE_REMOTE_TEMP=/run/weft-sandbox/ansible-tmp"]
+        env_cmd += ["ANSIBLE_COLLECTIONS_PATH=%s" % collections] if collections else []
         return subprocess.Popen(self.argv(*env_cmd, *cmd), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, cwd=ROOT)
 

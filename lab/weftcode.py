@@ -1,15 +1,13 @@
-"""weft's code importable the way Ansible and the hosts import it, as
-ansible.module_utils.weft, from this checkout. Tests, benchmarks and lab helpers import
-this module before anything of weft's."""
+"""weft's code importable from this checkout as the package `weft`, the way weft-restore,
+weft-heal and weft-udpd import the copy installed on a host (its modules import each other
+relatively, so the name the package is found by does not matter). Tests, benchmarks and lab
+helpers import this module before anything of weft's."""
 
 import os
-
-import ansible.module_utils
+import sys
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE_UTILS = os.path.join(PROJECT, "plugins", "module_utils")
 
-# Extend that package's search path as AnsiballZ does on a host (and weft-restore with the
-# installed copy).
-if MODULE_UTILS not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(MODULE_UTILS)
+if MODULE_UTILS not in sys.path:
+    sys.path.insert(0, MODULE_UTILS)

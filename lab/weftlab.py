@@ -25,6 +25,7 @@ one whose creator was killed half-way. Standard library only; run as root.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import re
@@ -42,6 +43,10 @@ STATE = "/var/lib/weftlab"
 NODES_DIR = os.path.join(STATE, "nodes")
 ETCD_DIR = os.path.join(STATE, "etcd")
 KEY = os.path.join(STATE, "id_ed25519")
+# Every node's own SSH host key, recorded as the node is made: ssh, Ansible and testinfra
+# check it (the lab makes the nodes, so it knows their keys; nothing is trusted on first use).
+KNOWN_HOSTS = os.path.join(STATE, "known_hosts")
+SSH_CHECKED = ["-o", "UserKnownHostsFile=%s" % KNOWN_HOSTS, "-o", "StrictHostKeyChecking=yes"]
 IMAGE_TAR = os.path.join(STATE, "weft-busybox.tar")
 BRIDGE = "weftlab0"
 PREFIX = "10.168.0"
@@ -122,9 +127,37 @@ def netns_exists(name):
 
 
 def ssh_cmd(name):
-    return ["ssh", "-i", KEY, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=3", "-o", "BatchMode=yes",
-            "root@%s" % node_ip(name)]
+    return ["ssh", "-i", KEY, *SSH_CHECKED, "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=3",
+            "-o", "BatchMode=yes", "root@%s" % node_ip(name)]
+
+
+def host_key(name, base, root):
+    """The node's own ed25519 host key (made once per node, kept across its reboots; the
+    keys it would otherwise share with this machine through the overlay are hidden), and
+    its public half recorded in KNOWN_HOSTS under the node's addresses."""
+    if not os.path.exists(os.path.join(base, "upper", "etc", "ssh", "ssh_host_ed25519_key")):
+        for inherited in glob.glob(os.path.join(root, "etc", "ssh", "ssh_host_*")):
+            os.unlink(inherited)
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "root@" + name, "-f",
+            os.path.join(root, "etc", "ssh", "ssh_host_ed25519_key"))
+    with open(os.path.join(root, "etc", "ssh", "ssh_host_ed25519_key.pub")) as handle:
+        kind, key = handle.read().split()[:2]
+    record_host_key(name, "%s,%s %s %s" % (node_ip(name), node_ip6(name), kind, key))
+
+
+def record_host_key(name, line=None):
+    """Replace the node's line of KNOWN_HOSTS (remove it without `line`), atomically."""
+    own = (node_ip(name) + ",", node_ip(name) + " ")
+    lines = []
+    if os.path.exists(KNOWN_HOSTS):
+        with open(KNOWN_HOSTS) as handle:
+            lines = [entry for entry in handle.read().splitlines() if not entry.startswith(own)]
+    lines += [line] if line else []
+    fd, tmp = tempfile.mkstemp(dir=STATE, prefix=".known_hosts.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write("".join(entry + "\n" for entry in lines))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, KNOWN_HOSTS)
 
 
 # ---------------------------------------------------------------------------- up
@@ -180,6 +213,7 @@ def prepare_root(name):
     for stale in ("etc/machine-id", "etc/docker/daemon.json"):
         if os.path.lexists(path(stale)):
             os.unlink(path(stale))
+    host_key(name, base, root)
     with open(path("etc/hostname"), "w") as handle:
         handle.write(name + "\n")
     units = path("etc/systemd/system")
@@ -429,6 +463,7 @@ def remove(name):
     for leftover in (pid_file(name), os.path.join(STATE, "%s.log" % name)):
         if os.path.exists(leftover):
             os.unlink(leftover)
+    record_host_key(name)
 
 
 def down(names=None):

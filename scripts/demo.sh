@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on the local lab: install, boot two nodes, run site.yml, then start a
-# container on each node and ping from one to the other across the overlay.
+# The main job on the local lab: install, build the collection and install it as a user
+# would (not this checkout), boot two nodes, run weft.overlay.site, then start a container
+# on each node and ping from one to the other across the overlay.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
@@ -10,8 +11,13 @@ lab="python3 lab/weftlab.py"
 echo "== booting lab nodes node1 and node2 (weftlab0, 10.168.0.0/24)"
 $lab up node1 node2
 
-echo "== ansible-playbook site.yml -i inventories/lab"
-ansible-playbook site.yml -i inventories/lab
+echo "== ansible-galaxy collection build, then install (into .cache/installed)"
+rm -rf .cache/dist .cache/installed
+ansible-galaxy collection build --output-path .cache/dist . >/dev/null
+ansible-galaxy collection install -p .cache/installed .cache/dist/weft-overlay-*.tar.gz >/dev/null
+
+echo "== ansible-playbook weft.overlay.site -i inventories/lab (the installed collection)"
+ANSIBLE_COLLECTIONS_PATH="$PWD/.cache/installed" ansible-playbook weft.overlay.site -i inventories/lab
 
 start_container() {  # node name
   $lab ssh "$1" "docker image inspect weft/busybox >/dev/null 2>&1 || docker import /var/tmp/weft-busybox.tar weft/busybox >/dev/null

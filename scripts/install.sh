@@ -41,10 +41,19 @@ for unit in docker.service docker.socket containerd.service ssh.service etcd.ser
 done
 
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import ansible, pyroute2, molecule' 2>/dev/null \
-   || [ requirements.txt -nt .venv/.installed ]; then
+   || [ requirements.txt -nt .venv/.installed ] || [ requirements-dev.txt -nt .venv/.installed ]; then
   echo "weft: preparing the controller venv (.venv)"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r requirements.txt
+  .venv/bin/pip install -q -r requirements-dev.txt
   touch .venv/.installed
+fi
+
+# The checkout is the collection weft.overlay: found by FQCN through ansible.cfg's
+# collections_path, as an installed copy would be (ansible-lint makes the same link).
+link=.cache/collections/ansible_collections/weft/overlay
+if [ "$(readlink "$link" 2>/dev/null)" != "../../../.." ]; then
+  mkdir -p "$(dirname "$link")"
+  rm -rf "$link"
+  ln -s ../../../.. "$link"
 fi

@@ -17,10 +17,10 @@ settings.register_profile("weft", deadline=None)
 settings.load_profile("weft")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LIBRARY = os.path.join(ROOT, "library")
+MODULES_DIR = os.path.join(ROOT, "plugins", "modules")
 
 sys.path.insert(0, os.path.join(ROOT, "lab"))
-from weftcode import MODULE_UTILS  # noqa: E402  (weft's code, as ansible.module_utils.weft)
+from weftcode import MODULE_UTILS  # noqa: E402  (weft's code, as the package weft)
 from sandbox import minimal_result  # noqa: E402
 
 

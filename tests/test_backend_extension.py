@@ -19,15 +19,15 @@ import sys
 
 import pytest
 
-from ansible.module_utils.weft.backends import BACKENDS, Backend, Option, mtu_option, register
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.lease import decode_plan
-from ansible.module_utils.weft.module import Context, call
-from ansible.module_utils.weft.plan import leases as plan_core
-from ansible.module_utils.weft.plan import migrate as migrate_core
-from ansible.module_utils.weft.plan.etcd import EtcdClient
-from ansible.module_utils.weft.plan.etcdstore import EtcdStore
-from ansible.module_utils.weft.plan.leasefile import FileStore
+from weft.backends import BACKENDS, Backend, Option, mtu_option, register
+from weft.errors import WeftError
+from weft.lease import decode_plan
+from weft.module import Context, call
+from weft.plan import leases as plan_core
+from weft.plan import migrate as migrate_core
+from weft.plan.etcd import EtcdClient
+from weft.plan.etcdstore import EtcdStore
+from weft.plan.leasefile import FileStore
 from conftest import MODULE_UTILS, sh
 from sandbox import Sandbox
 from test_etcd_store import stored
@@ -77,8 +77,8 @@ def host_side(action, args):
     """Run inside the sandbox host (this file is its own helper there): register the
     backend in that process, then weft_facts' or weft_host's core, as its module would."""
     register(StaticGw())
-    from ansible.module_utils.weft.facts import gather
-    from ansible.module_utils.weft.host import apply
+    from weft.facts import gather
+    from weft.host import apply
     ctx = Context()
     try:
         print(json.dumps(call(gather if action == "facts" else apply, args, ctx)))
@@ -110,7 +110,7 @@ def on_host(box, action, args):
 
 
 def test_option_and_reported_facts_are_validated_by_the_backend(backend, tmp_path):
-    from ansible.module_utils.weft.plan.subnets import PlanError, parse_hosts, parse_network_config
+    from weft.plan.subnets import PlanError, parse_hosts, parse_network_config
     with pytest.raises(PlanError, match=r"^weft_network.Backend.Metric: 0 is out of range 1..9999$"):
         parse_network_config(dict(NETWORK, Backend={"Type": "static-gw", "Metric": 0}))
     config = parse_network_config(NETWORK)

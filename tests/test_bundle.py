@@ -5,16 +5,18 @@ run from a freshly installed copy of it alone."""
 import ast
 import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 
-from ansible.module_utils.weft.host import bundle, units
-from conftest import MODULE_UTILS
+from weft.host import bundle, units
+from conftest import MODULE_UTILS, ROOT
 from sandbox import Sandbox
 from test_weft_host import IDENTITY, plan
 
-PREFIX = "ansible.module_utils."
+PREFIX = ""          # the checkout's code is the package weft (lab/weftcode.py)
 
 
 def imported(module):
@@ -58,20 +60,41 @@ def box(netns):
     sandbox.remove()
 
 
-def test_restore_and_udpd_run_from_a_fresh_bundle_alone(box):
-    result = box.module("weft_host", {"plan": plan("udp"), "host": IDENTITY, "settings": {}})
+@pytest.fixture(scope="module")
+def installed_collection(tmp_path_factory):
+    """The collection as a user has it: built into a tarball and installed from it (its
+    collections path), nothing of this checkout on the path."""
+    top = tmp_path_factory.mktemp("collection")
+    galaxy = os.path.join(os.path.dirname(sys.executable), "ansible-galaxy")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    for argv in ([galaxy, "collection", "build", "--output-path", str(top), ROOT],
+                 [galaxy, "collection", "install", "-p", str(top / "installed"),
+                  str(top / "weft-overlay-1.0.0.tar.gz")]):
+        proc = subprocess.run(argv, cwd=str(top), env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return str(top / "installed")
+
+
+def test_restore_and_udpd_run_from_a_fresh_bundle_alone(box, installed_collection):
+    result = box.module("weft.overlay.host", {"plan": plan("udp"), "host": IDENTITY, "settings": {}},
+                        collections=installed_collection)
     assert result["changed"] and not result["failed"], result
     installed = sorted(box.run("find", units.MODULE_UTILS, "-name", "*.py").stdout.split())
     assert installed == sorted(os.path.join(units.MODULE_UTILS, path) for path in bundle.sources())
+    # ... byte for byte the installed collection's code (which is this checkout's).
+    for path in bundle.sources():
+        with open(os.path.join(installed_collection, "ansible_collections", "weft", "overlay",
+                               "plugins", "module_utils", path)) as handle:
+            assert box.read(os.path.join(units.MODULE_UTILS, path)) == handle.read(), path
     # Every weft module the boot path loads comes from the bundle (Debian's python and
     # ansible-core; the project's checkout is not on the path).
     probe = ("import runpy, sys; sys.argv = ['weft-restore']; "
              "code = open(%r).read().replace('sys.exit(main(sys.argv))', 'main(sys.argv)'); "
              "exec(code); import json; print(json.dumps({n: getattr(m, '__file__', None) "
-             "for n, m in sys.modules.items() if n.startswith('ansible.module_utils.weft')}))"
+             "for n, m in sys.modules.items() if n.startswith('weft')}))"
              % units.RESTORE)
     loaded = json.loads(box.run("/usr/bin/python3", "-c", probe).stdout.strip().splitlines()[-1])
-    assert "ansible.module_utils.weft.host.restore" in loaded
+    assert "weft.host.restore" in loaded
     assert all(path.startswith(units.MODULE_UTILS) for path in loaded.values() if path), loaded
     assert box.run("/usr/bin/python3", units.RESTORE).returncode == 0
     # The udp daemon starts from the bundle too, attaches to its TUN device and reports

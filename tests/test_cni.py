@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from ansible.module_utils.weft.lease import encode_plan
+from weft.lease import encode_plan
 from cni import Network
 from conftest import NETNS_PREFIX
 from plans import sample_plan
@@ -59,9 +59,9 @@ def test_cni_runtimes_share_the_network_with_docker_and_leave_nothing(two_boxes)
     a, b = two_boxes["node1"], two_boxes["node2"]
     # node1 serves CNI alone (its whole subnet); node2 Docker and CNI, each its own half.
     for box, name, extra in ((a, "node1", {}), (b, "node2", {"docker": True})):
-        result = box.module("weft_host", host_args(name, **extra), diff=True)
+        result = box.module("weft.overlay.host", host_args(name, **extra), diff=True)
         assert result["changed"] and not result["failed"], result
-        again = box.module("weft_host", host_args(name, **extra))
+        again = box.module("weft.overlay.host", host_args(name, **extra))
         assert not again["changed"], again
     conf = json.loads(a.read(CONFLIST))
     assert (conf["cniVersion"], conf["name"], [p["type"] for p in conf["plugins"]]) == \
@@ -104,7 +104,7 @@ def test_cni_runtimes_share_the_network_with_docker_and_leave_nothing(two_boxes)
         assert seen == (ip_a if src == "ctr-a" else ip_b), seen
     for ctr, box in (("ctr-a", a), ("ctr-b", b)):
         networks[ctr].check(ctr, "/run/netns/" + ctr)    # CHECK passes
-    assert not a.module("weft_host", host_args("node1"))["changed"]   # a container changes nothing
+    assert not a.module("weft.overlay.host", host_args("node1"))["changed"]   # a container changes nothing
 
     # The bridge is weft's: gone behind its back, the repair pass brings it back.
     a.run("ip", "link", "del", "cni0")
@@ -120,7 +120,7 @@ def test_cni_runtimes_share_the_network_with_docker_and_leave_nothing(two_boxes)
         assert not [f for f in reserved if f[0].isdigit()], reserved
 
     # node2 back to Docker alone: the CNI network goes, Docker gets the whole subnet again.
-    result = b.module("weft_host", host_args("node2", docker=True, cni=False))
+    result = b.module("weft.overlay.host", host_args("node2", docker=True, cni=False))
     assert result["changed"] and not result["failed"], result
     assert not b.exists(CONFLIST) and "cni0" not in b.run("ip", "link").stdout
     assert not b.exists(IPAM)   # no container held an address: host-local's bookkeeping goes
@@ -131,14 +131,14 @@ def test_cni_runtimes_share_the_network_with_docker_and_leave_nothing(two_boxes)
     a.run("ip", "netns", "add", "ctr-c")
     networks["ctr-c"] = Network(a.read(CONFLIST), run_in(a))
     networks["ctr-c"].add("ctr-c", "/run/netns/ctr-c")
-    gone = a.module("weft_host", {"state": "absent", "settings": {"docker": False}})
+    gone = a.module("weft.overlay.host", {"state": "absent", "settings": {"docker": False}})
     assert gone["changed"] and not gone["failed"], gone
     assert not a.exists(CONFLIST) and "cni0" not in a.run("ip", "link").stdout
     assert [f for f in a.listdir(IPAM) if f[0].isdigit()], "the held address's record went"
     networks["ctr-c"].delete("ctr-c", "/run/netns/ctr-c")
-    gone = a.module("weft_host", {"state": "absent", "settings": SETTINGS})
+    gone = a.module("weft.overlay.host", {"state": "absent", "settings": SETTINGS})
     assert gone["changed"] and not a.exists(IPAM), gone
-    assert not a.module("weft_host", {"state": "absent", "settings": SETTINGS})["changed"]
+    assert not a.module("weft.overlay.host", {"state": "absent", "settings": SETTINGS})["changed"]
 
 
 def sh_in(box, *cmd):
@@ -152,12 +152,12 @@ def test_a_cni_network_name_another_configuration_has_is_refused(two_boxes):
     a.run("mkdir", "-p", "/etc/cni/net.d")
     a.run("sh", "-c", "echo '{\"cniVersion\": \"1.0.0\", \"name\": \"weft\", \"plugins\": []}' "
           "> /etc/cni/net.d/87-podman.conflist")
-    facts = a.module("weft_facts", {"iface": "eth0", "cni_name": "weft"})
+    facts = a.module("weft.overlay.facts", {"iface": "eth0", "cni_name": "weft"})
     error = facts["ansible_facts"].get("weft_runtime_error", "")
     assert error.startswith("weft_cni_name: the CNI network 'weft' is already defined by "
                             "/etc/cni/net.d/87-podman.conflist"), facts
-    assert "weft_runtime_error" not in a.module("weft_facts", {"iface": "eth0", "cni_name": "other"})[
+    assert "weft_runtime_error" not in a.module("weft.overlay.facts", {"iface": "eth0", "cni_name": "other"})[
         "ansible_facts"]
-    bad = a.module("weft_host", host_args("node1", cni_name="no spaces"))
+    bad = a.module("weft.overlay.host", host_args("node1", cni_name="no spaces"))
     assert bad["failed"] and "settings.cni_name: 'no spaces' is not a CNI network name" in bad["msg"]
     assert not a.exists(CONFLIST)

@@ -47,7 +47,7 @@ def network(backend):
 def test_an_old_lease_file_replans_unchanged(backend, ansible_module, tmp_path):
     path = tmp_path / "weft_leases.yml"
     path.write_text(old_lease_file(backend))
-    result = ansible_module("weft_plan", dict(network=network(backend), hosts=HOSTS,
+    result = ansible_module("weft.overlay.plan", dict(network=network(backend), hosts=HOSTS,
                                               lease_file=str(path)))
     assert not result["failed"] and not result["changed"], result
     assert path.read_text() == old_lease_file(backend)
@@ -62,7 +62,7 @@ def test_old_etcd_values_replan_unchanged(backend, etcd, ansible_module):
         etcdctl(etcd, "put", "%s/subnets/100.96.%d.0-24" % (PREFIX, n), value)
         etcdctl(etcd, "put", "%s/weft/hosts/node%d" % (PREFIX, n), "100.96.%d.0/24" % n)
     before = stored(etcd)
-    result = ansible_module("weft_plan", dict(network=network(backend), hosts=HOSTS, store="etcd",
+    result = ansible_module("weft.overlay.plan", dict(network=network(backend), hosts=HOSTS, store="etcd",
                                               etcd=dict(endpoints=[etcd])))
     assert not result["failed"] and not result["changed"], result
     assert stored(etcd) == before

@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "plugins", "filter"))
-from weft import weft_plan_hosts, weft_plan_table  # noqa: E402
+from planning import plan_hosts, plan_table  # noqa: E402
 
 NODES = {
     "a": {"subnet": "100.96.1.0/24", "public_ip": "10.0.0.1", "vtep_address": "100.96.1.0",
@@ -23,7 +23,7 @@ def test_plan_hosts_prefer_detected_underlay_over_variables():
                       "weft_public_ip": "192.0.2.99", "weft_backend_facts": {"key": "pub-a"}},
                 "b": {"weft_public_ip": "10.0.0.2", "weft_subnet": "100.96.9.0/24"},
                 "c": {}, "d": {"weft_underlay": {"public_ip": "10.0.0.4"}, "weft_backend_facts": {}}}
-    assert weft_plan_hosts(["a", "b", "c", "d"], hostvars) == [
+    assert plan_hosts(["a", "b", "c", "d"], hostvars) == [
         {"name": "a", "public_ip": "10.0.0.1", "underlay": "10.0.0.0/24",
          "reported": {"key": "pub-a"}},
         {"name": "b", "public_ip": "10.0.0.2", "subnet": "100.96.9.0/24"},
@@ -36,7 +36,7 @@ def test_plan_table():
                "retained": ["gone"], "unplanned": ["new"],
                "capacity": {"used": 2, "subnets": 255, "free": 253,
                             "range": "100.96.1.0/24 to 100.96.255.0/24"}}
-    lines = weft_plan_table(planned)
+    lines = plan_table(planned)
     rows = [re.split(r"\s{2,}", line) for line in lines[:3]]
     assert rows == [["HOST", "SUBNET", "PUBLIC IP", "LEASE DATA"],
                     ["a", "100.96.1.0/24", "10.0.0.1", "vni=1 vtep_mac=0e:77:64:60:01:00"],
@@ -51,7 +51,7 @@ def test_plan_table():
 def table_rows(nodes):
     planned = {"nodes": nodes, "leases": {}, "capacity": {"used": 1, "subnets": 9, "free": 8,
                                                           "range": "x"}}
-    return [re.split(r"\s{2,}", line) for line in weft_plan_table(planned)[:-1]]
+    return [re.split(r"\s{2,}", line) for line in plan_table(planned)[:-1]]
 
 
 def test_plan_table_shows_each_family_the_network_has():
@@ -71,6 +71,6 @@ def test_plan_hosts_of_an_ipv6_only_underlay():
     hostvars = {"a": {"weft_underlay": {"public_ip": None, "network": None,
                                         "public_ipv6": "fd09::1", "network6": "fd09::/64"},
                       "weft_backend_facts": {"key": "pub-a"}}}
-    assert weft_plan_hosts(["a"], hostvars) == [
+    assert plan_hosts(["a"], hostvars) == [
         {"name": "a", "public_ipv6": "fd09::1", "underlay6": "fd09::/64",
          "reported": {"key": "pub-a"}}]

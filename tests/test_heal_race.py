@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from ansible.module_utils.weft.host.model import decode_plan
-from ansible.module_utils.weft.lease import encode_plan, plan_revision
+from weft.host.model import decode_plan
+from weft.lease import encode_plan, plan_revision
 from conftest import sh
 from plans import sample_plan
 from sandbox import Sandbox, kernel_view, minimal_result
@@ -206,7 +206,7 @@ def watched(netns):
     """A sandbox host with a second underlay address, converged, and weft-heal on it."""
     sh("ip", "addr", "add", SECOND_ADDRESS + "/24", "dev", "u0", netns=netns)
     box = Sandbox(netns)
-    first = box.module("weft_host", PLANS[0][1])
+    first = box.module("weft.overlay.host", PLANS[0][1])
     assert not first["failed"], first
     box.heal = box.popen("/usr/bin/python3", RESTORE, "--watch", str(HEAL_INTERVAL))
     box.heal_pids = wait_for(lambda: {p for p in descendants(box.heal.pid)
@@ -237,7 +237,7 @@ def test_the_last_converge_stays_however_heal_passes_fall(watched):
     for i in range(8):
         name, arguments, expected = PLANS[(i + 1) % len(PLANS)]
         label = "round %d (%s, %s)" % (i, name, "forced" if i % 2 == 0 else "free")
-        proc = box.start_module("weft_host", arguments)
+        proc = box.start_module("weft.overlay.host", arguments)
         if i % 2 == 0:
             held = hold(proc, box.lock, "the converge")
             wake_heal(netns)
@@ -257,9 +257,9 @@ def test_two_converges_at_once_each_start_from_the_record_the_other_left(watched
     removes the first one's device, which its own plan does not know of."""
     box, netns = watched, watched.netns
     (_, first, _), (_, second, expected) = PLANS[2], PLANS[1]     # vxlan VNI 2, then udp
-    one = box.start_module("weft_host", first)
+    one = box.start_module("weft.overlay.host", first)
     held = hold(one, box.lock, "the first converge")
-    two = box.start_module("weft_host", second)
+    two = box.start_module("weft.overlay.host", second)
     wait_for(lambda: opened(descendants(two.pid) - {two.pid}, box.lock), 60,
              "the second converge to wait for the lock")
     go_on(held)
@@ -275,9 +275,9 @@ def test_a_check_during_a_converge_measures_drift_from_the_record_it_writes(watc
     the converge it waited for, not of the record that converge replaced."""
     box = watched
     name, arguments, _ = PLANS[2]
-    proc = box.start_module("weft_host", arguments)
+    proc = box.start_module("weft.overlay.host", arguments)
     held = hold(proc, box.lock, "the converge")
-    check = box.start_module("weft_check", {"count": 1, "timeout": 0.2})
+    check = box.start_module("weft.overlay.check", {"count": 1, "timeout": 0.2})
     wait_for(lambda: opened(descendants(check.pid) - {check.pid}, box.lock), 60,
              "the check to wait for the lock")
     go_on(held)
@@ -295,7 +295,7 @@ def gone(box):
 
 def test_an_uninstall_that_a_heal_pass_waits_for_stays_done(watched):
     box = watched
-    proc = box.start_module("weft_host", {"state": "absent"})
+    proc = box.start_module("weft.overlay.host", {"state": "absent"})
     held = hold(proc, box.lock, "the uninstall")
     wake_heal(box.netns)
     wait_for(lambda: opened(box.heal_pids, box.lock), 15, "weft-heal's pass to wait")
@@ -311,7 +311,7 @@ def test_an_uninstall_during_a_heal_pass_waits_for_it_and_stays_done(watched):
     wake_heal(box.netns)
     held = stop(min(wait_for(lambda: lock_holders(box.lock) & box.heal_pids, 15,
                              "weft-heal's pass to hold the lock")))
-    proc = box.start_module("weft_host", {"state": "absent"})
+    proc = box.start_module("weft.overlay.host", {"state": "absent"})
     wait_for(lambda: opened(descendants(proc.pid) - {proc.pid}, box.lock), 60,
              "the uninstall to wait for the lock")
     go_on(held)
@@ -324,7 +324,7 @@ def test_an_uninstall_during_a_heal_pass_waits_for_it_and_stays_done(watched):
 def test_a_pass_waiting_for_the_lock_stops_at_once_when_told(watched):
     """As an uninstall holding the lock stops weft-heal: the pass gives up its wait."""
     box = watched
-    proc = box.start_module("weft_host", PLANS[2][1])
+    proc = box.start_module("weft.overlay.host", PLANS[2][1])
     held = hold(proc, box.lock, "the converge")
     wake_heal(box.netns)
     wait_for(lambda: opened(box.heal_pids, box.lock), 15, "weft-heal's pass to wait")
@@ -343,14 +343,14 @@ def test_a_key_made_for_a_converge_to_come_outlives_the_passes_of_the_record_bef
     leaves both, and the device then runs with the key the lease announces."""
     box = Sandbox(netns)
     try:
-        assert not box.module("weft_host", args("udp"))["failed"]
-        facts = box.module("weft_facts", {"iface": "u0", "backend": "wireguard"})
+        assert not box.module("weft.overlay.host", args("udp"))["failed"]
+        facts = box.module("weft.overlay.facts", {"iface": "u0", "backend": "wireguard"})
         reported = facts["ansible_facts"]["weft_backend_facts"]
         assert reported["key_made"] == "new", facts
         made = box.read(KEY)
         assert made
         # A rotation started too: the new key waits beside the first as <key>.next.
-        rotated = box.module("weft_facts", {"iface": "u0", "backend": "wireguard",
+        rotated = box.module("weft.overlay.facts", {"iface": "u0", "backend": "wireguard",
                                             "rotate_keys": True})
         reported = rotated["ansible_facts"]["weft_backend_facts"]
         assert reported["key_made"] == "rotated", rotated
@@ -363,7 +363,7 @@ def test_a_key_made_for_a_converge_to_come_outlives_the_passes_of_the_record_bef
         plan = encode_plan(sample_plan("wireguard", [
             ("node1", "10.9.0.1", "100.96.1.0/24", {"public_key": reported["public_key"]}),
             ("node2", "10.9.0.2", "100.96.2.0/24", {"public_key": other})]))
-        result = box.module("weft_host", {"plan": plan, "host": IDENTITY, "settings": {
+        result = box.module("weft.overlay.host", {"plan": plan, "host": IDENTITY, "settings": {
             "docker": False, "wireguard_implementation": "userspace"}})
         assert not result["failed"], result
         assert box.run("wg", "show", "flannel-wg", "public-key").stdout.strip() == \

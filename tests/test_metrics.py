@@ -6,8 +6,8 @@ turned off)."""
 import re
 import signal
 
-from ansible.module_utils.weft.host import metrics, model
-from ansible.module_utils.weft.host.apply import SETTINGS_SPEC
+from weft.host import metrics, model
+from weft.host.apply import SETTINGS_SPEC
 from plans import sample_plan
 from sandbox import Sandbox
 from test_weft_heal import NODE2, wait_until
@@ -86,7 +86,7 @@ def test_label_values_are_escaped():
 def test_weft_heal_writes_the_metrics_file_and_a_converge_removes_it_when_off(netns):
     box = Sandbox(netns)
     try:
-        assert not box.module("weft_host", args(settings={"metrics_file": METRICS}))["failed"]
+        assert not box.module("weft.overlay.host", args(settings={"metrics_file": METRICS}))["failed"]
         watch = box.popen("/usr/bin/python3", RESTORE, "--watch", "60")
         try:
             assert wait_until(lambda: box.exists(METRICS), 10) is not None
@@ -104,9 +104,9 @@ def test_weft_heal_writes_the_metrics_file_and_a_converge_removes_it_when_off(ne
         finally:
             watch.send_signal(signal.SIGTERM)
             watch.communicate(timeout=5)
-        off = box.module("weft_host", args(settings={"metrics_file": ""}))
+        off = box.module("weft.overlay.host", args(settings={"metrics_file": ""}))
         assert off["changed"] and METRICS in off["files_changed"] and not box.exists(METRICS)
-        bad = box.module("weft_host", args(settings={"metrics_file": "weft.txt"}))
+        bad = box.module("weft.overlay.host", args(settings={"metrics_file": "weft.txt"}))
         assert bad["failed"] and "settings.metrics_file: 'weft.txt' must be an absolute path " \
             "ending in .prom" in bad["msg"]
     finally:

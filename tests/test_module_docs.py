@@ -10,14 +10,16 @@ import sys
 import pytest
 import yaml
 
-from conftest import LIBRARY, ROOT, run_ansible_module
+from conftest import MODULES_DIR, ROOT, run_ansible_module
 
-MODULES = sorted(f[:-3] for f in os.listdir(LIBRARY) if f.endswith(".py"))
-READ_ONLY = {"weft_facts", "weft_check", "weft_check_report"}  # change nothing: no diff to show
+MODULES = sorted("weft.overlay." + f[:-3] for f in os.listdir(MODULES_DIR)
+                 if f.endswith(".py") and f != "__init__.py")
+READ_ONLY = {"weft.overlay.facts", "weft.overlay.check", "weft.overlay.check_report"}  # no diff
 # Each netlink module with arguments that pass its argument spec.
-NETLINK_MODULES = {"weft_fdb": {"dev": "x"}, "weft_neighbours": {"dev": "x"},
-                   "weft_routes": {"purge": False}, "weft_tun": {"name": "x"}, "weft_vxlan": {"name": "x"},
-                   "weft_udp_fastpath": {"name": "x", "state": "absent"}}
+NETLINK_MODULES = {"weft.overlay.fdb": {"dev": "x"}, "weft.overlay.neighbours": {"dev": "x"},
+                   "weft.overlay.routes": {"purge": False}, "weft.overlay.tun": {"name": "x"},
+                   "weft.overlay.vxlan": {"name": "x"},
+                   "weft.overlay.udp_fastpath": {"name": "x", "state": "absent"}}
 
 
 def test_every_netlink_module_exists():
@@ -27,8 +29,8 @@ def test_every_netlink_module_exists():
 @pytest.mark.parametrize("module", MODULES)
 def test_ansible_doc_renders(module):
     ansible_doc = os.path.join(os.path.dirname(sys.executable), "ansible-doc")
-    proc = subprocess.run([ansible_doc, "-M", LIBRARY, "--json", module], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run([ansible_doc, "--json", module], cwd=ROOT, capture_output=True,
+                          text=True, env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg")))
     assert proc.returncode == 0, proc.stderr
     doc = yaml.safe_load(proc.stdout)[module]
     assert doc["doc"]["short_description"] and doc["examples"].strip() and doc["return"]
@@ -52,7 +54,7 @@ def test_facts_without_pyroute2_still_report_the_missing_packages(tmp_path):
     python = tmp_path / "python-without-pyroute2"
     python.write_text('#!/bin/sh\nexec /usr/bin/python3 -S "$@"\n')
     python.chmod(python.stat().st_mode | stat.S_IXUSR)
-    result = run_ansible_module("weft_facts", {"packages": ["python3-pyroute2", "weft-no-such"]},
+    result = run_ansible_module("weft.overlay.facts", {"packages": ["python3-pyroute2", "weft-no-such"]},
                                 python=str(python))
     facts = result["ansible_facts"]
     assert "python3-pyroute2" in facts["weft_underlay"]["error"]
@@ -81,11 +83,11 @@ def documented_mismatches(doc, spec, path):
 @pytest.mark.parametrize("module", MODULES)
 def test_documented_options_are_the_argument_spec(module):
     ansible_doc = os.path.join(os.path.dirname(sys.executable), "ansible-doc")
-    proc = subprocess.run([ansible_doc, "-M", LIBRARY, "--json", module], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run([ansible_doc, "--json", module], cwd=ROOT, capture_output=True,
+                          text=True, env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg")))
     doc = yaml.safe_load(proc.stdout)[module]["doc"]
-    with open(os.path.join(LIBRARY, module + ".py")) as handle:
-        core = re.search(r"^from ansible\.module_utils\.weft\.(\w+) import (\w+) as core$",
-                         handle.read(), re.M)
-    spec = importlib.import_module("ansible.module_utils.weft.%s.%s" % core.groups()).ARGUMENT_SPEC
+    with open(os.path.join(MODULES_DIR, module.rsplit(".", 1)[1] + ".py")) as handle:
+        core = re.search(r"^from ansible_collections\.weft\.overlay\.plugins\.module_utils\.weft\."
+                         r"(\w+) import (\w+) as core$", handle.read(), re.M)
+    spec = importlib.import_module("weft.%s.%s" % core.groups()).ARGUMENT_SPEC
     assert documented_mismatches(doc.get("options"), spec, module) == []

@@ -10,13 +10,11 @@ import subprocess
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE_UTILS = os.path.join(ROOT, "plugins", "module_utils")
 
-# weft's code as a module sees it on a host (ansible.module_utils.weft), without Ansible.
+# weft's code as weft-restore sees it on a host (the package weft), without Ansible.
 FRESH_IMPORT = """
-import json, sys, types
-ansible = types.ModuleType("ansible"); ansible.__path__ = []
-utils = types.ModuleType("ansible.module_utils"); utils.__path__ = [sys.argv[1]]
-sys.modules.update({"ansible": ansible, "ansible.module_utils": utils})
-from ansible.module_utils.weft.net import netlink
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from weft.net import netlink
 heavy = sorted(m for m in sys.modules
                if m.split(".")[:2] in (["pyroute2", "ndb"], ["pyroute2", "ipdb"],
                                        ["pyroute2", "conntrack"]))

@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from ansible.module_utils.weft.host import model
-from ansible.module_utils.weft.host.apply import SETTINGS_SPEC
+from weft.host import model
+from weft.host.apply import SETTINGS_SPEC
 from conftest import NETNS_PREFIX, run_ansible_module, sh
 from plans import sample_plan
 

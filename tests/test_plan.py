@@ -5,8 +5,8 @@ import ipaddress
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible.module_utils.weft.backends import bridge_address, vtep_address, vtep_mac
-from ansible.module_utils.weft.plan.subnets import (HostSpec, PlanError, Reservation, parse_hosts,
+from weft.backends import bridge_address, vtep_address, vtep_mac
+from weft.plan.subnets import (HostSpec, PlanError, Reservation, parse_hosts,
                                                     parse_leases, parse_network_config, plan)
 
 

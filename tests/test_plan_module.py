@@ -24,7 +24,7 @@ def subnets(path):
 
 def test_fresh_inventory_then_add_and_remove(tmp_path, ansible_module):
     path = tmp_path / "group_vars" / "all" / "weft_leases.yml"
-    result = ansible_module("weft_plan", plan_args(path, inventory("node1", "node2", "node3")))
+    result = ansible_module("weft.overlay.plan", plan_args(path, inventory("node1", "node2", "node3")))
     assert result["changed"] and not result["failed"]
     assert subnets(path) == {"node1": "100.96.1.0/24", "node2": "100.96.2.0/24",
                              "node3": "100.96.3.0/24"}
@@ -35,10 +35,10 @@ def test_fresh_inventory_then_add_and_remove(tmp_path, ansible_module):
                      "backend_data": {"vni": 1, "vtep_mac": "0e:77:64:60:01:00"}}
     assert result["nodes"]["node1"]["bridge_address"] == "100.96.1.1/24"
 
-    again = ansible_module("weft_plan", plan_args(path, inventory("node1", "node2", "node3")))
+    again = ansible_module("weft.overlay.plan", plan_args(path, inventory("node1", "node2", "node3")))
     assert not again["changed"] and path.read_text() == text
 
-    grown = ansible_module("weft_plan", plan_args(path, inventory("node1", "node3", "node4")))
+    grown = ansible_module("weft.overlay.plan", plan_args(path, inventory("node1", "node3", "node4")))
     assert grown["changed"]
     assert subnets(path) == {"node1": "100.96.1.0/24", "node2": "100.96.2.0/24",
                              "node3": "100.96.3.0/24", "node4": "100.96.4.0/24"}
@@ -46,16 +46,16 @@ def test_fresh_inventory_then_add_and_remove(tmp_path, ansible_module):
     assert grown["capacity"] == {"subnets": 255, "used": 4, "free": 251, "subnet_len": 24,
                                  "range": "100.96.1.0/24 to 100.96.255.0/24"}
 
-    pruned = ansible_module("weft_plan", plan_args(path, inventory("node1", "node3", "node4"),
+    pruned = ansible_module("weft.overlay.plan", plan_args(path, inventory("node1", "node3", "node4"),
                                                    prune=True))
     assert pruned["released"] == ["node2"] and "node2" not in subnets(path)
 
 
 def test_check_mode_writes_nothing_and_diff_shows_the_change(tmp_path, ansible_module):
     path = tmp_path / "weft_leases.yml"
-    ansible_module("weft_plan", plan_args(path, inventory("node1")))
+    ansible_module("weft.overlay.plan", plan_args(path, inventory("node1")))
     before = path.read_bytes()
-    result = ansible_module("weft_plan", plan_args(path, inventory("node1", "node2")),
+    result = ansible_module("weft.overlay.plan", plan_args(path, inventory("node1", "node2")),
                             check=True, diff=True)
     assert result["changed"] and "node2" in result["leases"]
     assert path.read_bytes() == before
@@ -82,9 +82,9 @@ def test_check_mode_writes_nothing_and_diff_shows_the_change(tmp_path, ansible_m
 def test_bad_input_fails_with_its_reason_and_leaves_the_file_byte_identical(
         tmp_path, ansible_module, network, hosts, message):
     path = tmp_path / "weft_leases.yml"
-    ansible_module("weft_plan", plan_args(path, inventory("node1")))
+    ansible_module("weft.overlay.plan", plan_args(path, inventory("node1")))
     before = path.read_bytes()
-    result = ansible_module("weft_plan", plan_args(path, hosts, network=network))
+    result = ansible_module("weft.overlay.plan", plan_args(path, hosts, network=network))
     assert result["failed"]
     assert result["msg"].startswith(message), result["msg"]
     assert path.read_bytes() == before
@@ -93,7 +93,7 @@ def test_bad_input_fails_with_its_reason_and_leaves_the_file_byte_identical(
 def test_corrupt_lease_file_is_reported_not_overwritten(tmp_path, ansible_module):
     path = tmp_path / "weft_leases.yml"
     path.write_text("weft_leases: [this is: not a mapping\n")
-    result = ansible_module("weft_plan", plan_args(path, inventory("node1")))
+    result = ansible_module("weft.overlay.plan", plan_args(path, inventory("node1")))
     assert result["failed"] and "not valid YAML" in result["msg"]
     assert path.read_text() == "weft_leases: [this is: not a mapping\n"
 
@@ -104,7 +104,7 @@ def test_concurrent_plays_never_hand_out_one_subnet_twice(tmp_path, ansible_modu
     jobs = [inventory("node%d" % i) for i in range(1, 7)]
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         results = list(pool.map(lambda hosts: ansible_module(
-            "weft_plan", plan_args(path, hosts, prune=False)), jobs))
+            "weft.overlay.plan", plan_args(path, hosts, prune=False)), jobs))
     assert not any(r["failed"] for r in results)
     held = subnets(path)
     assert sorted(held) == ["node%d" % i for i in range(1, 7)]
@@ -113,6 +113,6 @@ def test_concurrent_plays_never_hand_out_one_subnet_twice(tmp_path, ansible_modu
 
 
 def test_a_relative_lease_file_is_refused(tmp_path, ansible_module):
-    result = ansible_module("weft_plan", plan_args("\\/root/weft_leases.yml", inventory("node1")))
+    result = ansible_module("weft.overlay.plan", plan_args("\\/root/weft_leases.yml", inventory("node1")))
     assert result["failed"] and "weft_lease_file: '\\\\/root/weft_leases.yml' is not an absolute path" \
         in result["msg"], result["msg"]

@@ -1,6 +1,6 @@
 """The pure change computation shared by the list modules."""
 
-from ansible.module_utils.weft.net.reconcile import changes, differs
+from weft.net.reconcile import changes, differs
 
 
 def test_differs_compares_only_named_attributes():

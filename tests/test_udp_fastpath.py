@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from ansible.module_utils.weft.daemon.packets import checksum
+from weft.daemon.packets import checksum
 from conftest import NETNS_PREFIX, run_ansible_module, sh
 
 LAB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab")
@@ -26,7 +26,7 @@ COUNTERS = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import weftcode  # noqa: F401
-from ansible.module_utils.weft.net import netlink, udp_fastpath
+from weft.net import netlink, udp_fastpath
 print(json.dumps(udp_fastpath.counters(netlink.Kernel())))
 """
 SEND = """
@@ -80,7 +80,7 @@ def args(n, **extra):
 
 
 def attach(lab, n, python=None, **extra):
-    return run_ansible_module("weft_udp_fastpath", args(n, **extra), netns=lab["h%d" % n],
+    return run_ansible_module("weft.overlay.udp_fastpath", args(n, **extra), netns=lab["h%d" % n],
                               python=python)
 
 
@@ -173,7 +173,7 @@ def test_only_what_the_daemon_would_admit_is_taken_in(lab):
 
 
 def test_check_mode_diff_and_absent_leave_others_alone(lab):
-    result = run_ansible_module("weft_udp_fastpath", args(1), netns=lab["h1"], check=True,
+    result = run_ansible_module("weft.overlay.udp_fastpath", args(1), netns=lab["h1"], check=True,
                                 diff=True)
     assert result["changed"] and "+flannel0 egress weft-udp-encap-" in result["stdout_text"], result
     assert "weft-udp" not in filters(lab["h1"], "flannel0", "egress")
@@ -184,14 +184,14 @@ def test_check_mode_diff_and_absent_leave_others_alone(lab):
     changed = attach(lab, 1, peers=[{"ip": ADDRESS[2], "subnet": "100.96.2.0/23"}])
     assert changed["changed"]
     assert filters(lab["h1"], "eth0", "ingress").count("weft-udp-decap-") == 1
-    absent = run_ansible_module("weft_udp_fastpath", {"name": "flannel0", "state": "absent"},
+    absent = run_ansible_module("weft.overlay.udp_fastpath", {"name": "flannel0", "state": "absent"},
                                 netns=lab["h1"], diff=True)
     assert absent["changed"] and "-eth0 ingress weft-udp-decap-" in absent["stdout_text"], absent
     assert "weft-udp" not in filters(lab["h1"], "eth0", "ingress") + \
         filters(lab["h1"], "flannel0", "egress")
     assert "pref 7 bpf" in filters(lab["h1"], "eth0", "ingress")
     assert "clsact" not in sh("tc", "qdisc", "show", "dev", "flannel0", netns=lab["h1"])
-    assert not run_ansible_module("weft_udp_fastpath", {"name": "flannel0", "state": "absent"},
+    assert not run_ansible_module("weft.overlay.udp_fastpath", {"name": "flannel0", "state": "absent"},
                                   netns=lab["h1"])["changed"]
 
 

@@ -17,7 +17,7 @@ from conftest import NETNS_PREFIX, sh
 from test_udpd_logic import DAEMON, ipv4
 from test_udpd_offload import tcp_packet
 
-from ansible.module_utils.weft.daemon.offload import segment_tcp
+from weft.daemon.offload import segment_tcp
 
 NOBODY = 65534
 PYTHON = "/usr/bin/python3"

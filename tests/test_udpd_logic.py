@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import ROOT
 
-from ansible.module_utils.weft.daemon import config as daemon_config, packets
+from weft.daemon import config as daemon_config, packets
 
 # The daemon as weft-udpd.service runs it (tests/test_udpd_daemon.py): standard library only.
 DAEMON = ["env", "PYTHONPATH=" + os.path.join(ROOT, "plugins", "module_utils"),

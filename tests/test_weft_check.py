@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from ansible.module_utils.weft.check import report
-from ansible.module_utils.weft.lease import encode_plan
+from weft.check import report
+from weft.lease import encode_plan
 from conftest import NETNS_PREFIX, run_ansible_module
 from plans import sample_plan
 from sandbox import two_hosts
@@ -33,7 +33,7 @@ def boxes():
     with two_hosts("%s%d-check" % (NETNS_PREFIX, os.getpid()), HOSTS) as found:
         for name, box in found.items():
             box.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
-            result = box.module("weft_host", host_args(name))
+            result = box.module("weft.overlay.host", host_args(name))
             assert result["changed"] and not result["failed"], result
         yield found
 
@@ -52,7 +52,7 @@ def fingerprint(box):
 def check(boxes, check_mode=False):
     """{host: weft_check result} and the report of them, every host's state unchanged."""
     before = {name: fingerprint(box) for name, box in boxes.items()}
-    results = {name: box.module("weft_check", {"timeout": 0.5}, check=check_mode)
+    results = {name: box.module("weft.overlay.check", {"timeout": 0.5}, check=check_mode)
                for name, box in boxes.items()}
     for result in results.values():
         assert not result["failed"], result
@@ -110,7 +110,7 @@ def test_probes_set_dont_fragment_so_a_device_mtu_below_the_overlays_shows(boxes
     try:
         results, built = check(boxes)
     finally:
-        assert a.module("weft_host", host_args("node1"))["changed"]
+        assert a.module("weft.overlay.host", host_args("node1"))["changed"]
     [path] = results["node1"]["paths"]
     assert (path["reachable"], path["mtu_ok"]) == (True, False), path
     assert path["error"] == "a 1450-byte packet does not fit this host's own device MTU"
@@ -147,7 +147,7 @@ def test_drift_is_reported_as_what_a_repair_would_do(boxes):
     try:
         results, built = check(boxes)
     finally:
-        assert a.module("weft_host", host_args("node1"))["changed"]
+        assert a.module("weft.overlay.host", host_args("node1"))["changed"]
     drift = results["node1"]["drift"]
     assert any(line.startswith("routes: added 100.96.2.0/24") for line in drift), drift
     assert any(line.startswith("fdb: added %s" % mac) for line in drift), drift
@@ -168,7 +168,7 @@ def test_a_host_whose_address_changed_says_so(boxes):
     finally:
         a.run("ip", "addr", "add", "10.9.0.1/24", "dev", "eth0")
         a.run("ip", "addr", "del", "10.9.5.1/24", "dev", "eth0")
-        a.module("weft_host", host_args("node1"))   # the vxlan device followed its address away
+        a.module("weft.overlay.host", host_args("node1"))   # the vxlan device followed its address away
     assert results["node1"]["underlay"] == [
         "eth0 no longer holds 10.9.0.1, which this host's lease announces (it has 10.9.5.1): "
         "re-run site.yml"]
@@ -178,7 +178,7 @@ def test_a_host_whose_address_changed_says_so(boxes):
 
 
 def test_an_unconverged_or_unreachable_host_fails_its_pairs(boxes, tmp_path):
-    missing = boxes["node1"].module("weft_check", {"record": "/etc/weft/no-such.json"})
+    missing = boxes["node1"].module("weft.overlay.check", {"record": "/etc/weft/no-such.json"})
     assert (missing["converged"], missing["failed"]) == (False, False)
     results, _ = check(boxes)
     results["node2"] = {"unreachable": True, "msg": "Failed to connect to the host via ssh"}
@@ -187,5 +187,5 @@ def test_an_unconverged_or_unreachable_host_fails_its_pairs(boxes, tmp_path):
     assert "node2 did not answer (unreachable: Failed to connect" in built["failures"][0]
     # the report module writes its JSON where asked, and says the same
     out = tmp_path / "check.json"
-    written = run_ansible_module("weft_check_report", {"results": results, "json_path": str(out)})
+    written = run_ansible_module("weft.overlay.check_report", {"results": results, "json_path": str(out)})
     assert not written["ok"] and json.loads(out.read_text())["failures"] == built["failures"]

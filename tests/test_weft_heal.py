@@ -29,7 +29,7 @@ def wait_until(condition, timeout):
 def healed(netns):
     """A converged sandbox host (vxlan, two peers) and a watch on its record."""
     box = Sandbox(netns)
-    result = box.module("weft_host", args())
+    result = box.module("weft.overlay.host", args())
     assert not result["failed"], result
     watch = box.popen("/usr/bin/python3", RESTORE, "--watch", "60")
     # The watch's first pass runs at once; the tests start after it.
@@ -67,7 +67,7 @@ def test_drift_is_repaired_within_seconds_of_the_kernel_event(healed):
 def test_a_pass_reads_the_new_record_and_never_undoes_a_converge(healed):
     box, watch = healed
     netns = box.netns
-    fewer = box.module("weft_host", args(hosts=2))  # node3 left the inventory
+    fewer = box.module("weft.overlay.host", args(hosts=2))  # node3 left the inventory
     assert fewer["changed"] and not fewer["failed"]
     sh("ip", "route", "del", NODE2["subnet"], netns=netns)  # drift after the converge
     assert wait_until(lambda: NODE2["subnet"] in sh("ip", "route", "show", "proto", "119",
@@ -103,7 +103,7 @@ def test_events_that_cannot_be_drift_wake_no_pass(healed):
 def test_a_pass_with_nothing_to_repair_costs_little(netns):
     box = Sandbox(netns)
     try:
-        assert not box.module("weft_host", args())["failed"]
+        assert not box.module("weft.overlay.host", args())["failed"]
         out = box.run("/usr/bin/python3", RESTORE, "--cost", "10")
         cost = json.loads(out.stdout.strip().splitlines()[-1])
         print("CPU per no-drift pass (2 peers): %.3f s" % cost["cpu_seconds_per_pass"])
@@ -127,7 +127,7 @@ def test_tx_checksum_offload_stays_off_through_hand_changes_and_recreation(netns
     re-created (as weft-restore does at boot, from the same record)."""
     box = Sandbox(netns)
     try:
-        result = box.module("weft_host", args(settings={"vxlan_tx_checksum_offload": False}))
+        result = box.module("weft.overlay.host", args(settings={"vxlan_tx_checksum_offload": False}))
         assert not result["failed"], result
         offload = lambda: sh("ethtool", "-k", "flannel.1", netns=netns)  # noqa: E731
         assert "tx-checksumming: off" in offload()
@@ -143,9 +143,9 @@ def test_tx_checksum_offload_stays_off_through_hand_changes_and_recreation(netns
             watch.send_signal(signal.SIGTERM)
             out = watch.communicate(timeout=5)[0]
         assert "repaired vxlan: changed" in out, out
-        again = box.module("weft_host", args(settings={"vxlan_tx_checksum_offload": False}))
+        again = box.module("weft.overlay.host", args(settings={"vxlan_tx_checksum_offload": False}))
         assert not again["changed"], again
-        on = box.module("weft_host", args())  # the default again: the kernel's, on
+        on = box.module("weft.overlay.host", args())  # the default again: the kernel's, on
         assert on["changed"] and "tx-checksumming: on" in offload()
     finally:
         box.remove()

@@ -33,13 +33,13 @@ def box(netns):
 
 
 def converged(box, backend="vxlan", **kwargs):
-    result = box.module("weft_host", args(backend, **kwargs))
+    result = box.module("weft.overlay.host", args(backend, **kwargs))
     assert not result["failed"] and result["changed"], result
     return result
 
 
 def test_vxlan_host_converges_records_itself_and_is_idempotent(box):
-    result = box.module("weft_host", args(), diff=True)
+    result = box.module("weft.overlay.host", args(), diff=True)
     assert result["changed"] and not result["failed"], result
     view = kernel_view(box.netns)
     assert view["routes"] == ["100.96.2.0/24 via 100.96.2.0 dev flannel.1 onlink",
@@ -68,7 +68,7 @@ def test_vxlan_host_converges_records_itself_and_is_idempotent(box):
     assert box.systemctl() == ["daemon-reload", "start weft-heal", "try-restart docker.service"]
     assert "+100.96.2.0/24 via 100.96.2.0 dev flannel.1 onlink" in result["stdout_text"]
 
-    again = box.module("weft_host", args(), verbose=True)
+    again = box.module("weft.overlay.host", args(), verbose=True)
     # The plan goes to every host; it is not sent back from every host.
     assert args()["plan"] not in again["stdout_text"]
     assert '"plan": "(%d characters)"' % len(args()["plan"]) in again["stdout_text"]
@@ -77,7 +77,7 @@ def test_vxlan_host_converges_records_itself_and_is_idempotent(box):
 
 
 def test_check_mode_on_a_fresh_host_changes_nothing_and_reports_everything(box):
-    result = box.module("weft_host", args("udp"), check=True, diff=True)
+    result = box.module("weft.overlay.host", args("udp"), check=True, diff=True)
     assert result["changed"] and not result["failed"], result
     assert [s["core"] for s in result["steps"] if s["changed"]] == \
         ["tun", "udp_fastpath", "routes", "iptables", "iptables", "ingress", "docker"]
@@ -112,7 +112,7 @@ def test_switching_backends_leaves_nothing_of_the_old_one(box):
     assert "weft-restore: repaired udp" in box.run("/usr/bin/python3", RESTORE).stdout
     assert re.sub(r" id \d+", "", sh("tc", "filter", "show", "dev", "u0", "ingress",
                                      netns=box.netns)) == re.sub(r" id \d+", "", decap)
-    assert not box.module("weft_host", args("udp"))["changed"]
+    assert not box.module("weft.overlay.host", args("udp"))["changed"]
 
     hostgw = converged(box, "host-gw")
     assert "flannel0" not in sh("ip", "link", netns=box.netns)
@@ -136,7 +136,7 @@ def test_a_new_vni_removes_the_old_device_and_heal_off_removes_its_unit(box):
 
 
 def test_a_failing_step_is_named_and_writes_no_file(box):
-    result = box.module("weft_host", dict(args(), host=dict(IDENTITY, iface="nosuch0")))
+    result = box.module("weft.overlay.host", dict(args(), host=dict(IDENTITY, iface="nosuch0")))
     assert result["failed"] and result["msg"].startswith("vxlan: dev: no underlay device named nosuch0"), result
     assert not box.exists("/etc/weft/host.json") and not box.exists("/run/flannel/subnet.env")
 
@@ -149,7 +149,7 @@ def test_a_failing_step_is_named_and_writes_no_file(box):
     ({"settings": {"heal_interval": "often"}}, "heal_interval"),
 ])
 def test_bad_input_changes_nothing(box, change, message):
-    result = box.module("weft_host", dict(args(), **change))
+    result = box.module("weft.overlay.host", dict(args(), **change))
     assert result["failed"] and message in result["msg"], result["msg"]
     assert "flannel" not in sh("ip", "link", netns=box.netns) and not box.exists("/etc/weft")
 
@@ -175,7 +175,7 @@ def test_uninstall_removes_everything_weft_put_there(box):
     sh("ip", "route", "add", "198.51.100.0/24", "via", "10.9.0.2", "proto", "static", netns=box.netns)
     converged(box, "udp")
     box.systemctl()
-    result = box.module("weft_host", {"state": "absent"})
+    result = box.module("weft.overlay.host", {"state": "absent"})
     assert result["changed"] and not result["failed"], result
     links = sh("ip", "link", netns=box.netns)
     assert "flannel" not in links
@@ -191,12 +191,12 @@ def test_uninstall_removes_everything_weft_put_there(box):
     assert "weft-udpd" not in (box.read("/etc/passwd") or "")
     calls = box.systemctl()
     assert calls[:2] == ["stop weft-heal", "stop weft-udpd"] and "daemon-reload" in calls
-    again = box.module("weft_host", {"state": "absent"})
+    again = box.module("weft.overlay.host", {"state": "absent"})
     assert not again["changed"], again
 
 
 def dual_stack_args(backend="vxlan"):
-    from ansible.module_utils.weft.lease import encode_plan
+    from weft.lease import encode_plan
     from plans import sample_plan
     hosts = [dict(name="node%d" % i, public_ip="10.9.0.%d" % i, subnet="100.96.%d.0/24" % i,
                   public_ipv6="fd09::%d" % i, subnet6="fd00:96:0:%d::/64" % i) for i in (1, 2, 3)]
@@ -208,7 +208,7 @@ def dual_stack_args(backend="vxlan"):
 def test_a_dual_stack_host_gets_both_families_and_loses_the_ipv6_one_when_it_goes(box):
     sh("ip", "addr", "add", "fd09::1/64", "dev", "u0", "nodad", netns=box.netns)
     sh("ip", "link", "set", "lo", "up", netns=box.netns)
-    result = box.module("weft_host", dual_stack_args())
+    result = box.module("weft.overlay.host", dual_stack_args())
     assert result["changed"] and not result["failed"], result
     links = sh("ip", "-d", "link", "show", "flannel-v6.1", netns=box.netns)
     assert "vxlan id 1 local fd09::1 dev u0" in links and "mtu 1430" in links
@@ -225,10 +225,10 @@ def test_a_dual_stack_host_gets_both_families_and_loses_the_ipv6_one_when_it_goe
     daemon = json.loads(box.read("/etc/docker/daemon.json"))
     assert (daemon["ipv6"], daemon["fixed-cidr-v6"], daemon["mtu"]) == (True, "fd00:96:0:1::/64", 1430)
     assert "FLANNEL_IPV6_SUBNET=fd00:96:0:1::1/64\n" in box.read("/run/flannel/subnet.env")
-    again = box.module("weft_host", dual_stack_args())
+    again = box.module("weft.overlay.host", dual_stack_args())
     assert not again["changed"], again
     # IPv6 off: the IPv6 VTEP, routes, chains and Docker's IPv6 keys go; IPv4 stays.
-    v4 = box.module("weft_host", args())
+    v4 = box.module("weft.overlay.host", args())
     assert v4["changed"] and not v4["failed"], v4
     assert "flannel-v6.1" not in sh("ip", "link", netns=box.netns)
     assert sh("ip", "-6", "route", "show", "proto", "119", netns=box.netns) == ""
@@ -238,7 +238,7 @@ def test_a_dual_stack_host_gets_both_families_and_loses_the_ipv6_one_when_it_goe
 
 
 def ipv6_only_args(backend="vxlan"):
-    from ansible.module_utils.weft.lease import encode_plan
+    from weft.lease import encode_plan
     from plans import sample_plan
     hosts = [dict(name="node%d" % i, public_ipv6="fd09::%d" % i) for i in (1, 2, 3)]
     plan6 = encode_plan(sample_plan(backend, hosts, network=None, ipv6_network="fd00:96::/48"))
@@ -252,7 +252,7 @@ def test_an_ipv6_only_host_gets_the_ipv6_side_alone_and_docker_keeps_its_ipv4(bo
     sh("ip", "link", "set", "lo", "up", netns=box.netns)
     box.run("sh", "-c", "mkdir -p /etc/docker && echo '{\"bip\": \"172.18.0.1/16\", "
             "\"log-level\": \"warn\"}' > /etc/docker/daemon.json")
-    result = box.module("weft_host", ipv6_only_args())
+    result = box.module("weft.overlay.host", ipv6_only_args())
     assert result["changed"] and not result["failed"], result
     links = sh("ip", "-d", "link", "show", netns=box.netns)
     assert "flannel-v6.1" in links and "flannel.1" not in links
@@ -267,10 +267,10 @@ def test_an_ipv6_only_host_gets_the_ipv6_side_alone_and_docker_keeps_its_ipv4(bo
     assert daemon == {"bip": "172.18.0.1/16", "log-level": "warn", "mtu": 1430, "ipv6": True,
                       "fixed-cidr-v6": "fd00:96:0:1::/64"}, daemon  # Docker's IPv4 side its own
     assert box.read("/run/flannel/subnet.env").startswith("FLANNEL_IPV6_NETWORK=fd00:96::/48\n")
-    again = box.module("weft_host", ipv6_only_args())
+    again = box.module("weft.overlay.host", ipv6_only_args())
     assert not again["changed"], again
     # Uninstall: nothing of the IPv6 side is left; daemon.json as it was.
-    gone = box.module("weft_host", {"state": "absent"})
+    gone = box.module("weft.overlay.host", {"state": "absent"})
     assert gone["changed"] and not gone["failed"], gone
     assert "flannel-v6.1" not in sh("ip", "link", netns=box.netns)
     assert sh("ip", "-6", "route", "show", "proto", "119", netns=box.netns) == ""
@@ -281,14 +281,14 @@ def test_an_ipv6_only_host_gets_the_ipv6_side_alone_and_docker_keeps_its_ipv4(bo
 
 def test_a_network_gone_ipv6_only_gives_docker0_its_own_address_back(box):
     sh("ip", "addr", "add", "fd09::1/64", "dev", "u0", "nodad", netns=box.netns)
-    v4 = box.module("weft_host", args())
+    v4 = box.module("weft.overlay.host", args())
     assert json.loads(box.read("/etc/docker/daemon.json"))["bip"] == "100.96.1.1/24", v4
-    only6 = box.module("weft_host", ipv6_only_args())
+    only6 = box.module("weft.overlay.host", ipv6_only_args())
     assert only6["changed"] and not only6["failed"], only6
     # dockerd would keep weft's subnet without a bip: the one before weft (none: Docker's own).
     assert json.loads(box.read("/etc/docker/daemon.json")) == {
         "bip": "172.17.0.1/16", "mtu": 1430, "ipv6": True, "fixed-cidr-v6": "fd00:96:0:1::/64"}
     assert "flannel.1" not in sh("ip", "link", netns=box.netns)
-    assert not box.module("weft_host", ipv6_only_args())["changed"]
-    assert box.module("weft_host", {"state": "absent"})["changed"]
+    assert not box.module("weft.overlay.host", ipv6_only_args())["changed"]
+    assert box.module("weft.overlay.host", {"state": "absent"})["changed"]
     assert not box.exists("/etc/docker/daemon.json")  # weft made it: it goes

@@ -78,7 +78,7 @@ def hosts():
 
 
 def run(ns, args, **kwargs):
-    return run_ansible_module("weft_ingress", args, netns=ns, python="/usr/bin/python3", **kwargs)
+    return run_ansible_module("weft.overlay.ingress", args, netns=ns, python="/usr/bin/python3", **kwargs)
 
 
 def delivered(hosts, datagrams, port=PORT):

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from ansible.module_utils.weft.host.model import masquerade_rules
+from weft.host.model import masquerade_rules
 from conftest import run_ansible_module, sh
 
 FWD = {"chain": "WEFT-FWD", "jump_from": "FORWARD",
@@ -14,7 +14,7 @@ FWD = {"chain": "WEFT-FWD", "jump_from": "FORWARD",
 
 @pytest.fixture
 def run(netns):
-    return lambda args, **kw: run_ansible_module("weft_iptables", args, netns=netns, **kw)
+    return lambda args, **kw: run_ansible_module("weft.overlay.iptables", args, netns=netns, **kw)
 
 
 def rules(netns, table="filter"):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ansible.module_utils.weft.host.model import forward_nft, masquerade_nft
+from weft.host.model import forward_nft, masquerade_nft
 from conftest import run_ansible_module, sh
 
 V4 = {"family": "ipv4", "forward": forward_nft("100.96.0.0/16"),
@@ -16,7 +16,7 @@ V6 = {"family": "ipv6", "forward": forward_nft("fd00:96::/48"),
 
 @pytest.fixture
 def run(netns):
-    return lambda args, **kw: run_ansible_module("weft_nftables", args, netns=netns, **kw)
+    return lambda args, **kw: run_ansible_module("weft.overlay.nftables", args, netns=netns, **kw)
 
 
 def table(netns, family, name):

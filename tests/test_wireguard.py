@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ansible.module_utils.weft.lease import encode_plan
+from weft.lease import encode_plan
 from conftest import NETNS_PREFIX, sh
 from plans import sample_plan
 from sandbox import two_hosts
@@ -31,7 +31,7 @@ def two_boxes():
 
 
 def public_key(box, check=False, **args):
-    facts = box.module("weft_facts", dict({"iface": "eth0", "backend": "wireguard"}, **args),
+    facts = box.module("weft.overlay.facts", dict({"iface": "eth0", "backend": "wireguard"}, **args),
                        check=check)
     assert not facts["failed"], facts
     found = facts["ansible_facts"]["weft_backend_facts"]
@@ -123,7 +123,7 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
         (name, ip, "100.96.%d.0/24" % i, {"public_key": dry_keys[name]})
         for i, (name, ip) in enumerate(HOSTS.items(), 1)]))
     for name, box in boxes.items():
-        result = box.module("weft_host", host_args(name, dry), check=True, diff=True)
+        result = box.module("weft.overlay.host", host_args(name, dry), check=True, diff=True)
         assert result["changed"] and not result["failed"], result
         assert not box.exists(KEY) and "flannel-wg" not in sh("ip", "link", netns=box.netns)
     keys = {name: public_key(box) for name, box in boxes.items()}
@@ -135,7 +135,7 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
         assert public_key(box) == keys[name]           # the same key on every run
     plan = wireguard_plan(keys)
     for name, box in boxes.items():
-        result = box.module("weft_host", host_args(name, plan), diff=True)
+        result = box.module("weft.overlay.host", host_args(name, plan), diff=True)
         assert result["changed"] and not result["failed"], result
         # The private key appears nowhere in the result, its diffs or the record.
         private = box.read(KEY).strip()
@@ -174,7 +174,7 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
     after = (rx_packets(b.netns, "flannel-wg"), rx_packets(b.netns, "eth0"))
     assert after[1] >= before[1] + 3 and after[0] == before[0], (before, after)
     for name, box in boxes.items():
-        again = box.module("weft_host", host_args(name, plan))
+        again = box.module("weft.overlay.host", host_args(name, plan))
         assert not again["changed"], again["steps"]
     # (One test, not two: another test's sandboxes would have the same UIDs as these.)
 
@@ -182,13 +182,13 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
     # root-only, in every tunnel, and in no output, diff or record.
     psk = sh("wg", "genpsk").strip()
     for bad in ("not-a-key", psk[:-1] + "A"):     # 33 bytes
-        refused = a.module("weft_facts", {"iface": "eth0", "backend": "wireguard",
+        refused = a.module("weft.overlay.facts", {"iface": "eth0", "backend": "wireguard",
                                           "wireguard_psk": bad})
         # (The ad-hoc CLI itself echoes a failed task's arguments; a play does not.)
         assert refused["failed"] and "weft_wireguard_psk: the value given is not a WireGuard " \
             "key" in refused["msg"] and bad not in refused["msg"], refused
     for name, box in boxes.items():
-        result = box.module("weft_host", dict(host_args(name, plan), wireguard_psk=psk),
+        result = box.module("weft.overlay.host", dict(host_args(name, plan), wireguard_psk=psk),
                             diff=True, verbose=True)
         assert result["changed"] and not result["failed"], result
         assert psk not in result["stdout_text"] and psk not in box.read("/etc/weft/host.json")
@@ -201,18 +201,18 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
     out = sh("ping", "-c", "2", "-i", "0.2", "-W", "2", "-I", "100.96.1.0", "100.96.2.0",
              netns=a.netns)
     assert " 0% packet loss" in out, out
-    assert not a.module("weft_host", dict(host_args("node1", plan), wireguard_psk=psk))["changed"]
+    assert not a.module("weft.overlay.host", dict(host_args("node1", plan), wireguard_psk=psk))["changed"]
     # Only one side with it: a fresh handshake fails (the PSK is enforced).
     for name, box in boxes.items():
         peer = keys["node2" if name == "node1" else "node1"]
         box.run("wg", "set", "flannel-wg", "peer", peer, "remove")  # no session left
-    assert a.module("weft_host", dict(host_args("node1", plan), wireguard_psk=psk))["changed"]
-    assert b.module("weft_host", host_args("node2", plan))["changed"]
+    assert a.module("weft.overlay.host", dict(host_args("node1", plan), wireguard_psk=psk))["changed"]
+    assert b.module("weft.overlay.host", host_args("node2", plan))["changed"]
     assert not b.exists("/etc/weft/wireguard.psk")
     lost = subprocess.run(["ip", "netns", "exec", a.netns, "ping", "-c", "2", "-i", "0.3", "-W",
                            "1", "-I", "100.96.1.0", "100.96.2.0"], capture_output=True, text=True)
     assert " 100% packet loss" in lost.stdout, lost.stdout
-    b.module("weft_host", dict(host_args("node2", plan), wireguard_psk=psk))
+    b.module("weft.overlay.host", dict(host_args("node2", plan), wireguard_psk=psk))
 
     # Key rotation: the new key waits beside the old one (weft-restore keeps the old one
     # in the device) until weft_host converges with a plan that has given it to the peer.
@@ -226,7 +226,7 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
     keys["node1"] = rotated
     plan = wireguard_plan(keys)
     for name, box in boxes.items():
-        result = box.module("weft_host", dict(host_args(name, plan), wireguard_psk=psk), diff=True)
+        result = box.module("weft.overlay.host", dict(host_args(name, plan), wireguard_psk=psk), diff=True)
         assert result["changed"] and not result["failed"], result
         assert old_private not in result["stdout_text"]
     assert wg_dump(a)[0] == rotated and not a.exists(KEY + ".next")
@@ -250,9 +250,9 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
     for name, box in boxes.items():
         args = dict(host_args(name, dual), wireguard_psk=psk)
         args["host"].update(public_ipv6=HOSTS6[name], underlay6="fd09::/64")
-        result = box.module("weft_host", args)
+        result = box.module("weft.overlay.host", args)
         assert result["changed"] and not result["failed"], result
-        again = box.module("weft_host", args)
+        again = box.module("weft.overlay.host", args)
         assert not again["changed"], again["steps"]
     assert wg_dump(a)[1] == {keys["node2"]: ("[fd09::2]:51820", "100.96.2.0/24,fd00:96:0:2::/64")}
     assert "flannel-wg-v6" not in sh("ip", "link", netns=a.netns)
@@ -260,26 +260,26 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
         out = sh("ping", "-c", "2", "-i", "0.2", "-W", "2", "-I", source, target, netns=a.netns)
         assert " 0% packet loss" in out, out
     for name, box in boxes.items():
-        box.module("weft_host", dict(host_args(name, plan), wireguard_psk=psk))
+        box.module("weft.overlay.host", dict(host_args(name, plan), wireguard_psk=psk))
 
     # A peer that goes is purged; uninstall leaves nothing of the backend.
     alone = encode_plan(sample_plan("wireguard", [("node1", HOSTS["node1"], "100.96.1.0/24",
                                                     {"public_key": keys["node1"]})]))
-    result = a.module("weft_host", dict(host_args("node1", alone), wireguard_psk=psk))
+    result = a.module("weft.overlay.host", dict(host_args("node1", alone), wireguard_psk=psk))
     assert result["changed"] and not result["failed"], result
     assert wg_dump(a)[1] == {}
     # Uninstall asked to keep the keys keeps them alone; a reinstall has the same public key.
-    kept = a.module("weft_host", {"state": "absent", "keep_keys": True})
+    kept = a.module("weft.overlay.host", {"state": "absent", "keep_keys": True})
     assert kept["changed"] and not kept["failed"], kept
     assert sorted(a.listdir("/etc/weft")) == ["wireguard.key", "wireguard.psk"]
     assert "flannel-wg" not in sh("ip", "link", netns=a.netns)
     assert public_key(a) == keys["node1"]
-    result = a.module("weft_host", dict(host_args("node1", alone), wireguard_psk=psk))
+    result = a.module("weft.overlay.host", dict(host_args("node1", alone), wireguard_psk=psk))
     assert result["changed"] and not result["failed"], result
-    gone = a.module("weft_host", {"state": "absent"})
+    gone = a.module("weft.overlay.host", {"state": "absent"})
     assert gone["changed"] and not gone["failed"], gone
     assert "flannel-wg" not in sh("ip", "link", netns=a.netns)
     assert not a.exists(KEY) and not a.exists("/run/weft-sandbox/units/"
                                                "weft-wireguard-flannel-wg.service.pid")
     assert "weft-wireguard" not in (a.read("/etc/passwd") or "")
-    assert not a.module("weft_host", {"state": "absent"})["changed"]
+    assert not a.module("weft.overlay.host", {"state": "absent"})["changed"]

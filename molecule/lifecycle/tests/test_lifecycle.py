@@ -30,7 +30,7 @@ def network(backend):
 
 def site(backend, flags=(), **extra):
     """site.yml with this backend (and extra variables); {host: changed}."""
-    return lab.playbook("site.yml", extra=dict(weft_network=network(backend), **extra),
+    return lab.playbook("weft.overlay.site", extra=dict(weft_network=network(backend), **extra),
                         flags=flags)[2]
 
 
@@ -111,10 +111,10 @@ def reboot_and_check(backend, name="node2", runtime="docker"):
 def uninstall_and_again(backend, runtime="docker"):
     """Uninstall leaves nothing of weft; site.yml then gives every host its old subnet."""
     plan = lab.leases()
-    lab.playbook("uninstall.yml")
+    lab.playbook("weft.overlay.uninstall")
     for name, st in lab.on_all(lab.state).items():
         lab.check_clean(name, st)
-    assert set(lab.playbook("uninstall.yml")[2].values()) == {0}
+    assert set(lab.playbook("weft.overlay.uninstall")[2].values()) == {0}
     site(backend, weft_runtime=runtime)
     assert lab.leases() == plan
     check_all(backend, runtime)
@@ -212,7 +212,7 @@ def udpd_status(name):
 FAST_PATH = (
     "/usr/bin/python3 -c \"import json, ansible.module_utils as m; "
     "m.__path__.append('/usr/local/lib/weft/module_utils'); "
-    "from ansible.module_utils.weft.net import netlink, udp_fastpath; "
+    "from weft.net import netlink, udp_fastpath; "
     "print(json.dumps(udp_fastpath.counters(netlink.Kernel())))\"")
 
 
@@ -317,7 +317,7 @@ def dual_stack(backend):
 
 
 def site6(backend, flags=()):
-    return lab.playbook("site.yml", extra=dict(weft_network=dual_stack(backend)), flags=flags)[2]
+    return lab.playbook("weft.overlay.site", extra=dict(weft_network=dual_stack(backend)), flags=flags)[2]
 
 
 def check_dual_stack(backend):
@@ -351,7 +351,7 @@ def restored_after_a_reboot(name):
 
 
 def uninstall_leaves_nothing_of_either_family():
-    lab.playbook("uninstall.yml")
+    lab.playbook("weft.overlay.uninstall")
     for name, st in lab.on_all(lab.state).items():
         lab.check_clean(name, st)
     for name, st in lab.on_all(lab.state6).items():
@@ -396,7 +396,7 @@ def ipv6_only(backend):
 
 
 def site_only6(backend, flags=()):
-    return lab.playbook("site.yml", extra=dict(weft_network=ipv6_only(backend)), flags=flags)[2]
+    return lab.playbook("weft.overlay.site", extra=dict(weft_network=ipv6_only(backend)), flags=flags)[2]
 
 
 def check_ipv6_only(backend):
@@ -505,7 +505,7 @@ def test_wireguard_survives_a_reboot_with_its_key_and_peers():
 
 def test_wireguard_uninstall_and_again():
     subnets = {name: lease["subnet"] for name, lease in lab.leases().items()}
-    lab.playbook("uninstall.yml")
+    lab.playbook("weft.overlay.uninstall")
     for name, st in lab.on_all(lab.state).items():
         lab.check_clean(name, st)       # no device, daemon, user or key file
     site("wireguard")
@@ -535,9 +535,9 @@ def test_wireguard_keys_rotate_with_every_peer_following():
 def test_wireguard_pre_shared_key_stays_on_the_hosts():
     psk = lab.host("node1").check_output("wg genpsk")
     extra = dict(weft_network=network("wireguard"), weft_wireguard_psk=psk)
-    _, out, changed = lab.playbook("site.yml", extra=extra, flags=("--diff",))
+    _, out, changed = lab.playbook("weft.overlay.site", extra=extra, flags=("--diff",))
     assert all(changed[name] > 0 for name in NODES), changed
-    _, again, changed = lab.playbook("site.yml", extra=extra, flags=("-vvv", "--diff"))
+    _, again, changed = lab.playbook("weft.overlay.site", extra=extra, flags=("-vvv", "--diff"))
     assert set(changed.values()) == {0}
     assert psk not in out and psk not in again     # neither in output, diffs nor arguments
     for name in NODES:

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 import overlay as lab
-from overlay import EPHEMERAL, INVENTORY, PROJECT, host, leases, playbook
+from overlay import EPHEMERAL, INVENTORY, host, leases, playbook
 
 NODES = lab.NODES
 NETNS = "weftlab-%s"
@@ -106,29 +106,29 @@ def make_drift():
 
 def test_drift_is_shown_by_a_dry_run_and_restored_by_site_yml():
     """With weft-heal off, drift stays until the next run, and a dry run shows it honestly."""
-    playbook("site.yml", extra={"weft_heal_interval": 0})
+    playbook("weft.overlay.site", extra={"weft_heal_interval": 0})
     assert host("node1").check_output("systemctl show -p ActiveState --value weft-heal") != "active"
     before = {node: peer_view(node) for node in NODES}
     make_drift()
     time.sleep(2)
     assert peer_view("node1") != before["node1"]  # nothing repaired it
 
-    _, out, changed = playbook("site.yml", extra={"weft_heal_interval": 0},
+    _, out, changed = playbook("weft.overlay.site", extra={"weft_heal_interval": 0},
                                flags=("--check", "--diff"))
     assert changed["node1"] > 0 and changed["node2"] > 0 and changed["node3"] == 0
     assert "+%s via" % leases()["node2"]["subnet"] in out
     assert peer_view("node1") != before["node1"]  # the dry run changed nothing
 
-    _, _, changed = playbook("site.yml", extra={"weft_heal_interval": 0})
+    _, _, changed = playbook("weft.overlay.site", extra={"weft_heal_interval": 0})
     assert changed["node1"] > 0 and changed["node2"] > 0 and changed["node3"] == 0
     assert {node: peer_view(node) for node in NODES} == before
     assert "weft forward" in host("node2").check_output("iptables -S WEFT-FWD")
-    _, _, changed = playbook("site.yml", extra={"weft_heal_interval": 0})
+    _, _, changed = playbook("weft.overlay.site", extra={"weft_heal_interval": 0})
     assert set(changed.values()) == {0}
 
 
 def test_weft_heal_repairs_drift_without_ansible():
-    playbook("site.yml")  # weft-heal on again (the default)
+    playbook("weft.overlay.site")  # weft-heal on again (the default)
     before = {node: peer_view(node) for node in NODES}
     make_drift()
     host("node3").check_output("nft flush ruleset")  # a firewall reload: every table gone
@@ -147,7 +147,7 @@ def test_weft_heal_repairs_drift_without_ansible():
     journal = host("node1").check_output("journalctl -u weft-heal --no-pager")
     assert "repaired routes: added %s" % leases()["node2"]["subnet"] in journal
     assert "repaired vxlan: changed" in host("node2").check_output("journalctl -u weft-heal --no-pager")
-    _, _, changed = playbook("site.yml")
+    _, _, changed = playbook("weft.overlay.site")
     assert set(changed.values()) == {0}  # nothing left for Ansible
 
 
@@ -160,7 +160,7 @@ def check_play(nodes=NODES, flags=(), extra=None):
     before = lab.on_all(snapshot, nodes)
     if os.path.exists(CHECK_JSON):
         os.unlink(CHECK_JSON)
-    rc, out, changed = playbook("check.yml", extra=dict(extra or {}, weft_check_json=CHECK_JSON),
+    rc, out, changed = playbook("weft.overlay.check", extra=dict(extra or {}, weft_check_json=CHECK_JSON),
                                 check=False, flags=flags)
     after = lab.on_all(snapshot, nodes)
     assert after == before, snapshot_diff(before, after)
@@ -182,7 +182,7 @@ def pairs_with(node):
 
 
 def test_check_yml_passes_with_a_full_matrix_and_changes_nothing():
-    playbook("site.yml")
+    playbook("weft.overlay.site")
     report, out = check_play()
     assert report["ok"] and len(report["pairs"]) == 6, report["matrix"]
     assert all(float(p["cell"]) > 0 for p in report["pairs"]), report["matrix"]
@@ -272,7 +272,7 @@ def test_check_yml_shows_drift_while_weft_heal_is_stopped():
     assert any(line.startswith("drift: fdb: added %s" % lease2["backend_data"]["vtep_mac"])
                for line in own), own
     assert report["hosts"]["node2"] == [] and report["hosts"]["node3"] == []
-    _, _, changed = playbook("site.yml")        # the fix the README gives
+    _, _, changed = playbook("weft.overlay.site")        # the fix the README gives
     assert changed["node1"] > 0
     assert check_play()[0]["ok"]
 
@@ -305,7 +305,7 @@ def scrape(node):
 def test_node_exporter_serves_weft_metrics_and_counts_a_strangers_datagrams():
     """Debian's prometheus-node-exporter, started on node1 with its defaults, serves the
     file weft-heal writes; a non-peer's datagrams to 8472 show in the ingress drop counter."""
-    playbook("site.yml", extra={"weft_heal_interval": 5,       # metrics every 5 s here
+    playbook("weft.overlay.site", extra={"weft_heal_interval": 5,       # metrics every 5 s here
                                 "weft_metrics_file": "/var/lib/prometheus/node-exporter/weft.prom"})
     n1 = host("node1")
     n1.check_output("systemctl start prometheus-node-exporter")
@@ -334,12 +334,12 @@ def test_node_exporter_serves_weft_metrics_and_counts_a_strangers_datagrams():
             time.sleep(1)
     finally:
         n1.check_output("systemctl stop prometheus-node-exporter")
-        playbook("site.yml")
+        playbook("weft.overlay.site")
 
 
 def test_removed_host_leaves_every_peer_and_keeps_its_lease(tmp_path):
     lease3 = leases()["node3"]
-    _, _, changed = playbook("site.yml", inventory=inventory_without(tmp_path, "node3"))
+    _, _, changed = playbook("weft.overlay.site", inventory=inventory_without(tmp_path, "node3"))
     assert "node3" not in changed and changed["node1"] > 0 and changed["node2"] > 0
     for node in ("node1", "node2"):
         neigh, fdb, routes = peer_view(node)
@@ -347,7 +347,7 @@ def test_removed_host_leaves_every_peer_and_keeps_its_lease(tmp_path):
         assert lease3["subnet"] not in text and lease3["public_ip"] not in text
         assert lease3["backend_data"]["vtep_mac"] not in text
     assert leases()["node3"] == lease3  # kept until pruned
-    playbook("site.yml")  # node3 comes back with its old subnet
+    playbook("weft.overlay.site")  # node3 comes back with its old subnet
     assert leases()["node3"] == lease3
     assert lease3["subnet"] in "\n".join(peer_view("node1")[2])
 
@@ -363,9 +363,12 @@ def test_public_ip_change_keeps_the_subnet_and_leaves_no_stale_entry(tmp_path):
         shutil.copytree(os.path.dirname(INVENTORY), inventory)
         path = inventory / os.path.basename(INVENTORY)
         doc = yaml.safe_load(path.read_text())
-        doc["all"]["hosts"]["node3"]["ansible_host"] = "10.168.0.44"
+        # The same machine at a new address: its recorded host key, by its old address.
+        doc["all"]["hosts"]["node3"].update(
+            ansible_host="10.168.0.44",
+            ansible_ssh_common_args=lab.SSH_COMMON_ARGS + " -o HostKeyAlias=10.168.0.4")
         path.write_text(yaml.safe_dump(doc))
-        playbook("site.yml", inventory=str(inventory))
+        playbook("weft.overlay.site", inventory=str(inventory))
         new = leases()["node3"]
         assert new["subnet"] == old["subnet"] and new["public_ip"] == "10.168.0.44"
         for node in ("node1", "node2"):
@@ -375,7 +378,7 @@ def test_public_ip_change_keeps_the_subnet_and_leaves_no_stale_entry(tmp_path):
     finally:
         subprocess.run(["ip", "-n", ns, "addr", "del", "10.168.0.44/24", "dev", "eth0"], check=False)
         subprocess.run(["ip", "-n", ns, "addr", "add", "10.168.0.4/24", "dev", "eth0"], check=False)
-    playbook("site.yml")
+    playbook("weft.overlay.site")
     assert leases()["node3"]["public_ip"] == "10.168.0.4"
 
 
@@ -430,7 +433,7 @@ def test_interface_rules_for_the_group_pick_the_underlay_on_every_node(rules, de
     add_second_nic_and_vlan()
     try:
         extra = dict(rules, weft_iface=[])
-        playbook("site.yml", extra=extra)
+        playbook("weft.overlay.site", extra=extra)
         for number, node in enumerate(NODES, start=2):
             address = "%s.%d" % (network, number)
             assert leases()[node]["public_ip"] == address, leases()[node]
@@ -438,11 +441,11 @@ def test_interface_rules_for_the_group_pick_the_underlay_on_every_node(rules, de
             fdb = "\n".join(peer_view(node)[1])
             assert all(" dst %s." % network in line for line in fdb.splitlines()), fdb
         lab.check_containers_reach_each_other(lab.start_containers())
-        _, _, changed = playbook("site.yml", extra=extra)
+        _, _, changed = playbook("weft.overlay.site", extra=extra)
         assert set(changed.values()) == {0}
     finally:
         lab.on_all(lambda node: host(node).run("docker rm -f weft-verify"))
-        playbook("site.yml")  # back to eth0 before the NICs go
+        playbook("weft.overlay.site")  # back to eth0 before the NICs go
         remove_second_nic_and_vlan()
     for node in NODES:
         assert vxlan_underlay(node) == ("eth0", lab.node_ip(node))
@@ -468,7 +471,7 @@ def node3_behind_nat(tmp_path_factory):
         yield str(inventory), nic, private
     finally:
         lab.on_all(lambda node: host(node).run("docker rm -f weft-verify"))
-        playbook("site.yml")  # node3 back on eth0 before its NAT goes
+        playbook("weft.overlay.site")  # node3 back on eth0 before its NAT goes
         subprocess.run([sys.executable, lab.LAB, "nat", "--remove"], check=True)
         assert vxlan_underlay("node3") == ("eth0", lab.node_ip("node3"))
 
@@ -481,7 +484,7 @@ class TestANodeBehindA1to1Nat:
     def test_host_gw_refuses_it_before_any_host_changes(self, node3_behind_nat):
         inventory, nic, private = node3_behind_nat
         before = {node: settled_snapshot(node) for node in NODES}
-        rc, out, changed = playbook("site.yml", inventory=inventory, check=False, extra={
+        rc, out, changed = playbook("weft.overlay.site", inventory=inventory, check=False, extra={
             "weft_network": {"Network": "100.96.0.0/16", "Backend": {"Type": "host-gw"}}})
         assert rc != 0 and ("of node3: public_ip: %s is not on this host (its interface %s "
                             "has %s), so it is a NAT's address, and the host-gw backend "
@@ -493,7 +496,7 @@ class TestANodeBehindA1to1Nat:
     def test_containers_reach_each_other_through_the_nat(self, node3_behind_nat, backend):
         inventory, nic, private = node3_behind_nat
         extra = {"weft_network": {"Network": "100.96.0.0/16", "Backend": {"Type": backend}}}
-        playbook("site.yml", inventory=inventory, extra=extra)
+        playbook("weft.overlay.site", inventory=inventory, extra=extra)
         assert leases()["node3"]["public_ip"] == NAT_PUBLIC
         n3 = host("node3")
         if backend == "vxlan":
@@ -508,7 +511,7 @@ class TestANodeBehindA1to1Nat:
         lab.check_containers_reach_each_other(lab.start_containers())
         assert {node: lab.nft_counters(lab.state(node)).get("not_a_peer") for node in NODES} \
             == dropped
-        _, _, changed = playbook("site.yml", inventory=inventory, extra=extra)
+        _, _, changed = playbook("weft.overlay.site", inventory=inventory, extra=extra)
         assert set(changed.values()) == {0}
         lab.on_all(lambda node: host(node).run("docker rm -f weft-verify"))
 
@@ -549,7 +552,7 @@ def untouched():
 @pytest.mark.parametrize("extra, message", BAD_INPUT, ids=[m for _, m in BAD_INPUT])
 def test_bad_input_stops_before_any_host_changes(untouched, extra, message):
     before, lease_text = untouched
-    rc, out, changed = playbook("site.yml", extra=extra, check=False)
+    rc, out, changed = playbook("weft.overlay.site", extra=extra, check=False)
     assert rc != 0 and message in out, out[-3000:]
     assert set(changed.values()) <= {0}
     after = lab.on_all(snapshot)
@@ -559,13 +562,13 @@ def test_bad_input_stops_before_any_host_changes(untouched, extra, message):
 
 def test_masquerade_chain_follows_weft_ip_masq_and_its_random_ports():
     n1 = host("node1")
-    playbook("site.yml", extra={"weft_ip_masq": False})
+    playbook("weft.overlay.site", extra={"weft_ip_masq": False})
     assert "WEFT-POSTRTG" not in n1.check_output("iptables-save -t nat")
     assert "FLANNEL_IPMASQ=false" in n1.file("/run/flannel/subnet.env").content_string
-    playbook("site.yml", extra={"weft_ip_masq_random_fully": False})
+    playbook("weft.overlay.site", extra={"weft_ip_masq_random_fully": False})
     chain = n1.check_output("iptables -t nat -S WEFT-POSTRTG")
     assert "-j MASQUERADE" in chain and "--random-fully" not in chain
-    playbook("site.yml")
+    playbook("weft.overlay.site")
     assert "-A POSTROUTING -j WEFT-POSTRTG" in n1.check_output("iptables -t nat -S POSTROUTING")
     assert n1.check_output("iptables -t nat -S WEFT-POSTRTG").count("--random-fully") == 2
 
@@ -579,15 +582,15 @@ def test_vxlan_tx_checksum_offload_follows_its_variable_on_every_node():
     """The checksum workaround: off on every node's flannel.1 (ethtool reads it in the
     node), containers still reaching each other, a re-run changing nothing; on again."""
     off = {"weft_vxlan_tx_checksum_offload": False}
-    playbook("site.yml", extra=off)
+    playbook("weft.overlay.site", extra=off)
     assert {node: tx_checksumming(node) for node in NODES} == {node: "tx-checksumming: off" for node in NODES}
     try:
         lab.check_containers_reach_each_other(lab.start_containers())
     finally:
         lab.on_all(lambda node: host(node).run("docker rm -f weft-verify"))
-    _, _, changed = playbook("site.yml", extra=off)
+    _, _, changed = playbook("weft.overlay.site", extra=off)
     assert set(changed.values()) == {0}
-    playbook("site.yml")
+    playbook("weft.overlay.site")
     assert {node: tx_checksumming(node) for node in NODES} == {node: "tx-checksumming: on" for node in NODES}
 
 
@@ -622,7 +625,7 @@ def test_enable_nftables_runs_the_network_on_a_node_without_iptables():
     the nftables chains. The power cycle also shows TX checksum offload staying off across
     a boot (weft-restore sets it on the re-created device)."""
     extra = {"weft_network": NFTABLES_NETWORK, "weft_vxlan_tx_checksum_offload": False}
-    playbook("site.yml", extra=extra)
+    playbook("weft.overlay.site", extra=extra)
     for node in NODES:
         assert "WEFT" not in host(node).check_output("iptables-save"), node
         assert weft_nft_tables(node) == ["table ip weft-ipv4"], node
@@ -636,7 +639,7 @@ def test_enable_nftables_runs_the_network_on_a_node_without_iptables():
         table = host("node2").check_output("nft list table ip weft-ipv4")
         assert "type nat hook postrouting priority srcnat" in table and "fully-random" in table
         lab.check_containers_reach_each_other(lab.start_containers())
-        _, _, changed = playbook("site.yml", extra=extra)
+        _, _, changed = playbook("weft.overlay.site", extra=extra)
         assert set(changed.values()) == {0}
         host("node2").check_output("nft delete table ip weft-ipv4")
         deadline = time.time() + 20  # an event wakes weft-heal (its timer: 60 s)
@@ -646,7 +649,7 @@ def test_enable_nftables_runs_the_network_on_a_node_without_iptables():
     finally:
         lab.on_all(lambda node: host(node).run("docker rm -f weft-verify"))
         bring_iptables_back("node2")
-    playbook("site.yml")
+    playbook("weft.overlay.site")
     for node in NODES:
         assert weft_nft_tables(node) == [], node
         assert "-A POSTROUTING -j WEFT-POSTRTG" in host(node).check_output("iptables-save")
@@ -676,13 +679,13 @@ FROZEN = "/run/weft-test-frozen"
 
 def test_a_run_killed_half_way_converges_on_the_next_run():
     before = {node: peer_view(node) for node in NODES}
-    playbook("uninstall.yml")
+    playbook("weft.overlay.uninstall")
     n1 = host("node1")
     n1.check_output("rm -f %s; setsid python3 -c %s > %s 2>&1 < /dev/null &",
                     FROZEN, FREEZE_HALF_WAY, FROZEN)
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(EPHEMERAL, "ansible.cfg"))
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-                             os.path.join(PROJECT, "site.yml"), "-i", os.path.dirname(INVENTORY)],
+                             "weft.overlay.site", "-i", os.path.dirname(INVENTORY)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                             start_new_session=True)
     frozen = ""
@@ -706,9 +709,9 @@ def test_a_run_killed_half_way_converges_on_the_next_run():
         n1.run("rm -f %s", FROZEN)
     assert n1.interface("flannel.1").exists
     assert not n1.file("/run/flannel/subnet.env").exists  # the run stopped before its files
-    playbook("site.yml")
+    playbook("weft.overlay.site")
     assert {node: peer_view(node) for node in NODES} == before
-    _, _, changed = playbook("site.yml")
+    _, _, changed = playbook("weft.overlay.site")
     assert set(changed.values()) == {0}
 
 
@@ -717,7 +720,7 @@ def test_uninstall_removes_weft_and_nothing_else():
     n1.check_output("ip route add 198.51.100.0/24 via 10.168.0.1 proto static")
     n1.check_output("iptables -A FORWARD -s 198.51.100.0/24 -j ACCEPT")
     try:
-        playbook("uninstall.yml")
+        playbook("weft.overlay.uninstall")
         for node in NODES:
             h = host(node)
             assert not h.interface("flannel.1").exists
@@ -730,10 +733,10 @@ def test_uninstall_removes_weft_and_nothing_else():
                 assert not h.file(path).exists, path
         assert "198.51.100.0/24 via 10.168.0.1" in n1.check_output("ip route show proto static")
         assert "-A FORWARD -s 198.51.100.0/24 -j ACCEPT" in n1.check_output("iptables -S FORWARD")
-        _, _, changed = playbook("uninstall.yml")
+        _, _, changed = playbook("weft.overlay.uninstall")
         assert set(changed.values()) == {0}
         before = leases()
-        playbook("site.yml")
+        playbook("weft.overlay.site")
         assert leases() == before
         assert host("node1").interface("flannel.1").exists
     finally:

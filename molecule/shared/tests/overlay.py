@@ -23,6 +23,9 @@ EPHEMERAL = os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 LAB = os.path.join(PROJECT, "lab", "weftlab.py")
 KEY = "/var/lib/weftlab/id_ed25519"
+# The lab records every node's host key as it makes the node: connections check it.
+KNOWN_HOSTS = "/var/lib/weftlab/known_hosts"
+SSH_COMMON_ARGS = "-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes" % KNOWN_HOSTS
 NODES = ["node1", "node2", "node3"]
 NETWORK = "100.96.0.0/16"
 MTU = {"vxlan": 1450, "udp": 1472, "host-gw": 1500, "wireguard": 1420}
@@ -45,9 +48,10 @@ def node_ip6(name):
 # ---- playbooks ------------------------------------------------------------------------
 
 def playbook(name, inventory=None, extra=None, check=True, flags=()):
-    """Run one of the project's playbooks as a user would; (rc, output, {host: changed})."""
+    """Run one of the collection's playbooks by its FQCN (weft.overlay.site), as a user
+    would; (rc, output, {host: changed})."""
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-           os.path.join(PROJECT, name), "-i", inventory or os.path.dirname(INVENTORY), *flags]
+           name, "-i", inventory or os.path.dirname(INVENTORY), *flags]
     if extra is not None:
         cmd += ["-e", json.dumps(extra)]
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(EPHEMERAL, "ansible.cfg"),
@@ -80,7 +84,7 @@ def host(name):
     if name not in _HOSTS:
         _HOSTS[name] = testinfra.get_host(
             "ssh://root@%s" % node_ip(name), ssh_identity_file=KEY,
-            ssh_extra_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+            ssh_extra_args=SSH_COMMON_ARGS + " "
                            "-o LogLevel=ERROR")
     return _HOSTS[name]
 

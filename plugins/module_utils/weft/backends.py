@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from ansible.module_utils.weft.validate import whole_number
+from .validate import whole_number
 
 # First two octets of every VTEP MAC: locally administered (0x02), unicast (0x01 clear);
 # IPv4 and IPv6 devices apart, so one host's two VTEPs never share a MAC.
@@ -359,7 +359,7 @@ class Udp(Backend):
         return [{"dst": view.network["network"], "dev": view.settings["tun_device"]}]
 
     def daemon_config(self, view) -> dict:
-        from ansible.module_utils.weft.host import units
+        from .host import units
         return {"tun": view.settings["tun_device"], "listen": view.own_address(4),
                 "port": view.network["port"], "network": view.network["network"],
                 "subnet": view.me.subnet,
@@ -370,7 +370,7 @@ class Udp(Backend):
 
     def files(self, view):
         import json
-        from ansible.module_utils.weft.host import units
+        from .host import units
         return {units.UDPD_CONFIG: (json.dumps(self.daemon_config(view), indent=2,
                                                sort_keys=True) + "\n", "0644"),
                 units.UDPD_UNIT: (units.udpd(view), "0644"),
@@ -385,7 +385,7 @@ class Udp(Backend):
         return [{"path": "/dev/net/tun", "mode": "0666"}]
 
     def services(self, view):
-        from ansible.module_utils.weft.host import units
+        from .host import units
         return [{"name": "weft-udpd", "unit": units.UDPD_UNIT,
                  "wants": units.WANTS + "/weft-udpd.service",
                  "restart_on": [units.UDPD_UNIT, units.UDPD, units.MODULE_UTILS + "/weft/daemon"],
@@ -440,13 +440,13 @@ class Wireguard(Backend):
                                             if mode == "ipv4" else "EnableIPv6 is not true"))
 
     def check_reported(self, facts, where):
-        from ansible.module_utils.weft.validate import wireguard_key
+        from .validate import wireguard_key
         found = super().check_reported(facts, where)
         wireguard_key(found["public_key"], where + ".public_key")
         return found
 
     def packages(self):
-        from ansible.module_utils.weft.net.wireguard import kernel_has_wireguard
+        from .net.wireguard import kernel_has_wireguard
         return ["wireguard-tools"] + ([] if kernel_has_wireguard() else ["wireguard-go"])
 
     def lease_data(self, options, subnet, reported):
@@ -460,8 +460,8 @@ class Wireguard(Backend):
 
     def host_facts(self, ctx, underlay, rotate=False):
         """The public key (leased), and which implementation `auto` picks here (shown only)."""
-        from ansible.module_utils.weft.host.keys import wireguard_public_key
-        from ansible.module_utils.weft.net.wireguard import kernel_has_wireguard
+        from .host.keys import wireguard_public_key
+        from .net.wireguard import kernel_has_wireguard
         public, made = wireguard_public_key(ctx, rotate=rotate)
         found = {"implementation": "kernel" if kernel_has_wireguard() else "userspace"}
         if made:
@@ -503,7 +503,7 @@ class Wireguard(Backend):
         return [("wireguard", device) for device, _, _ in self.tunnels(view)]
 
     def steps(self, view):
-        from ansible.module_utils.weft.host import units
+        from .host import units
         found = []
         for device, port, families in self.tunnels(view):
             peers = [self.peer(view, p, families) for p in view.peers]
@@ -547,7 +547,7 @@ class Wireguard(Backend):
 
     def secrets(self, view):
         # Every secret it may keep (the PSK's file is written only when one is given).
-        from ansible.module_utils.weft.host import units
+        from .host import units
         return [units.WIREGUARD_KEY, units.WIREGUARD_KEY_NEXT, units.WIREGUARD_PSK]
 
 

@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 
-from ansible.module_utils.weft.errors import WeftError
+from .errors import WeftError
 
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -33,7 +33,7 @@ class Context:
     @property
     def kernel(self):
         if self._kernel is None:
-            from ansible.module_utils.weft.net.netlink import Kernel
+            from .net.netlink import Kernel
             self._kernel = Kernel()
         return self._kernel
 

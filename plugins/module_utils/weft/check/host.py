@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 
-from ansible.module_utils.weft.check import paths
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.files import exclusive_lock
-from ansible.module_utils.weft.host import model, restore, units
-from ansible.module_utils.weft.lease import plan_revision
-from ansible.module_utils.weft.module import Context
+from . import paths
+from ..errors import WeftError
+from ..files import exclusive_lock
+from ..host import model, restore, units
+from ..lease import plan_revision
+from ..module import Context
 
 ARGUMENT_SPEC = dict(
     count=dict(type="int", default=3),

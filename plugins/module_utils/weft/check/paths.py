@@ -11,10 +11,10 @@ import json
 import os
 import statistics
 
-from ansible.module_utils.weft.check import probe as icmp
-from ansible.module_utils.weft.daemon import udpd
-from ansible.module_utils.weft.host import units
-from ansible.module_utils.weft.net import ingress, udp_fastpath
+from . import probe as icmp
+from ..daemon import udpd
+from ..host import units
+from ..net import ingress, udp_fastpath
 
 
 def targets(view):

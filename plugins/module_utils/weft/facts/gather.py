@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 
-from ansible.module_utils.weft.backends import BACKENDS
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.facts.packages import missing_packages
-from ansible.module_utils.weft.facts.underlay import Rules, find_underlay
-from ansible.module_utils.weft.net.netlink import IPRoute
-from ansible.module_utils.weft.runtime import cni
-from ansible.module_utils.weft.validate import preshared_key
+from ..backends import BACKENDS
+from ..errors import WeftError
+from .packages import missing_packages
+from .underlay import Rules, find_underlay
+from ..net.netlink import IPRoute
+from ..runtime import cni
+from ..validate import preshared_key
 
 ARGUMENT_SPEC = dict(
     iface=dict(type="list", elements="str", default=[]),

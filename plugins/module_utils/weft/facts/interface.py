@@ -25,7 +25,7 @@ import re
 import socket
 from typing import NamedTuple
 
-from ansible.module_utils.weft.validate import ip_address
+from ..validate import ip_address
 
 SCOPE_GLOBAL = 0
 IFA_F_TEMPORARY = 0x01

@@ -14,10 +14,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from ansible.module_utils.weft.facts.interface import (
-    Addresses, Rules, family_version, pick)
-from ansible.module_utils.weft.net.netlink import ROUTE_TABLES, route_table
-from ansible.module_utils.weft.validate import ip_address
+from .interface import (
+                        Addresses, Rules, family_version, pick)
+from ..net.netlink import ROUTE_TABLES, route_table
+from ..validate import ip_address
 
 
 OPTION = {socket.AF_INET: "public_ip", socket.AF_INET6: "public_ipv6"}

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.files import exclusive_lock, require_lock
-from ansible.module_utils.weft.host import bundle, model, units
-from ansible.module_utils.weft.host.converge import converge, uninstall
-from ansible.module_utils.weft.net.netlink import RTPROT_WEFT
-from ansible.module_utils.weft.validate import cni_network_name, interface_name, preshared_key
+from ..errors import WeftError
+from ..files import exclusive_lock, require_lock
+from . import bundle, model, units
+from .converge import converge, uninstall
+from ..net.netlink import RTPROT_WEFT
+from ..validate import cni_network_name, interface_name, preshared_key
 
 SETTINGS_SPEC = dict(
     docker=dict(type="bool", default=True),

@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import sys
 
-import ansible.module_utils.weft as package
-from ansible.module_utils.weft import backends, errors, files, lease, module, validate
-from ansible.module_utils.weft.check import paths, probe
-from ansible.module_utils.weft.daemon import config, offload, packets, udpd
-from ansible.module_utils.weft.host import converge, keys, metrics, model, restore, units
-from ansible.module_utils.weft.net import (bpf, bridge, device, ethtool, fdb, ingress, iptables,
-                                           neighbours, netlink, nftables, reconcile, routes, tc,
-                                           tun, udp_fastpath, vxlan, wireguard)
-from ansible.module_utils.weft.runtime import cni, docker
-import ansible.module_utils.weft.check as check_package
-import ansible.module_utils.weft.daemon as daemon_package
-import ansible.module_utils.weft.host as host_package
-import ansible.module_utils.weft.net as net_package
-import ansible.module_utils.weft.runtime as runtime_package
+from .. import backends, errors, files, lease, module, validate
+from .. import check as check_package
+from .. import daemon as daemon_package
+from .. import host as host_package
+from .. import net as net_package
+from .. import runtime as runtime_package
+from ..check import paths, probe
+from ..daemon import config, offload, packets, udpd
+from . import converge, keys, metrics, model, restore, units
+from ..net import (bpf, bridge, device, ethtool, fdb, ingress, iptables, neighbours, netlink,
+                   nftables, reconcile, routes, tc, tun, udp_fastpath, vxlan, wireguard)
+from ..runtime import cni, docker
 
-PREFIX = "ansible.module_utils."
+# weft's package, whatever it is called where this runs (the collection's
+# ansible_collections.weft.overlay.plugins.module_utils.weft, or weft on a host).
+package = sys.modules[__name__.rsplit(".", 2)[0]]
+PREFIX = package.__name__.rpartition(".")[0] + "." if "." in package.__name__ else ""
 # The boot and repair paths (weft-restore, weft-heal) and the udp daemon, with all they import.
 BUNDLE = (package, backends, errors, files, lease, module, validate,
           check_package, paths, probe,
@@ -42,7 +43,7 @@ BUNDLE = (package, backends, errors, files, lease, module, validate,
 
 
 def relative_path(name: str) -> str:
-    """weft/net/routes.py for ansible.module_utils.weft.net.routes (a package: __init__.py)."""
+    """weft/net/routes.py for <PREFIX>weft.net.routes (a package: __init__.py)."""
     return name[len(PREFIX):].replace(".", "/")
 
 

@@ -15,15 +15,15 @@ from __future__ import annotations
 import json
 import os
 
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.files import (ensure_absent, ensure_file, ensure_link, ensure_mode,
-                                             read_text, require_lock, write_atomic)
-from ansible.module_utils.weft.host import units
-from ansible.module_utils.weft.host.keys import promote_pending
-from ansible.module_utils.weft.module import call
-from ansible.module_utils.weft.net import (bridge, fdb, ingress, iptables, neighbours, nftables,
-                                           routes, tun, udp_fastpath, vxlan, wireguard)
-from ansible.module_utils.weft.runtime import cni, docker
+from ..errors import WeftError
+from ..files import (ensure_absent, ensure_file, ensure_link, ensure_mode,
+                     read_text, require_lock, write_atomic)
+from . import units
+from .keys import promote_pending
+from ..module import call
+from ..net import (bridge, fdb, ingress, iptables, neighbours, nftables,
+                   routes, tun, udp_fastpath, vxlan, wireguard)
+from ..runtime import cni, docker
 
 CORES = {"vxlan": vxlan, "tun": tun, "neighbours": neighbours, "fdb": fdb, "routes": routes,
          "iptables": iptables, "nftables": nftables, "ingress": ingress, "docker": docker,

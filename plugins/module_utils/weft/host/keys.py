@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.files import exclusive_lock, read_text, write_atomic
-from ansible.module_utils.weft.host.units import WIREGUARD_KEY, WIREGUARD_KEY_NEXT
+from ..errors import WeftError
+from ..files import exclusive_lock, read_text, write_atomic
+from .units import WIREGUARD_KEY, WIREGUARD_KEY_NEXT
 
 
 def wireguard_public_key(ctx, path=WIREGUARD_KEY, pending=WIREGUARD_KEY_NEXT, rotate=False):

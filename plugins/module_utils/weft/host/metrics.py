@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import time
 
-from ansible.module_utils.weft.check import paths
-from ansible.module_utils.weft.files import write_atomic
-from ansible.module_utils.weft.host import model
-from ansible.module_utils.weft.lease import plan_revision
+from ..check import paths
+from ..files import write_atomic
+from . import model
+from ..lease import plan_revision
 
 FAMILY_LABEL = {4: "ipv4", 6: "ipv6"}
 PROBE_TIMEOUT = 0.5         # seconds a pass waits for the echoes of its peers

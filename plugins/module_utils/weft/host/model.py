@@ -18,12 +18,12 @@ import ipaddress
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from ansible.module_utils.weft import lease
-from ansible.module_utils.weft.backends import BACKENDS, bridge_address, step
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.host import units
-from ansible.module_utils.weft.net.iptables import FORWARD_CHAIN, MASQUERADE_CHAIN
-from ansible.module_utils.weft.runtime import cni
+from .. import lease
+from ..backends import BACKENDS, bridge_address, step
+from ..errors import WeftError
+from . import units
+from ..net.iptables import FORWARD_CHAIN, MASQUERADE_CHAIN
+from ..runtime import cni
 
 SYSCTL_FILE = "/etc/sysctl.d/60-weft.conf"
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"

@@ -40,13 +40,13 @@ import struct
 import sys
 import time
 
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.files import LockAbandoned, exclusive_lock
-from ansible.module_utils.weft.host import metrics, model, units
-from ansible.module_utils.weft.host.converge import converge
-from ansible.module_utils.weft.module import Context
-from ansible.module_utils.weft.net import ingress, iptables, nftables
-from ansible.module_utils.weft.net.netlink import RTPROT_WEFT
+from ..errors import WeftError
+from ..files import LockAbandoned, exclusive_lock
+from . import metrics, model, units
+from .converge import converge
+from ..module import Context
+from ..net import ingress, iptables, nftables
+from ..net.netlink import RTPROT_WEFT
 
 # rtnetlink groups: links, neighbours (FDB entries too), IPv4 and IPv6 addresses and routes.
 RTMGRP = 0x1 | 0x4 | 0x10 | 0x40 | 0x100 | 0x400

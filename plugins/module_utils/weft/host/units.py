@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-from ansible.module_utils.weft.daemon.config import DEFAULT_STATUS_FILE
+from ..daemon.config import DEFAULT_STATUS_FILE
 
 RUNTIME = "/usr/local/lib/weft"                 # the code weft installs on every host
-MODULE_UTILS = RUNTIME + "/module_utils"        # ansible.module_utils.weft, importable from here
+MODULE_UTILS = RUNTIME + "/module_utils"        # the package weft, importable from here
 RESTORE = RUNTIME + "/weft-restore"             # the command the restore and heal units run
 UDPD = RUNTIME + "/weft-udpd"                   # the udp daemon's command
 CONFIG = "/etc/weft"                            # weft's record, keys and daemon config
@@ -41,16 +41,15 @@ sys.exit(main(sys.argv))
 
 
 def launcher():
-    """/usr/local/lib/weft/weft-restore: runs host/restore.py with the installed code."""
+    """/usr/local/lib/weft/weft-restore: runs host/restore.py with the installed code (the
+    package weft, found by its own name: nothing depends on how the controller found it)."""
     return '''#!/usr/bin/python3
 """weft-restore: put this host's overlay back as weft last converged it (see
 %s/weft/host/restore.py)."""
 import sys
 
-import ansible.module_utils
-
-ansible.module_utils.__path__.append("%s")
-from ansible.module_utils.weft.host.restore import main  # noqa: E402
+sys.path.insert(0, "%s")
+from weft.host.restore import main  # noqa: E402
 
 sys.exit(main(sys.argv))
 ''' % (MODULE_UTILS, MODULE_UTILS)

@@ -8,8 +8,8 @@ before the first container; the CNI bridge plugin then finds it and adds the vet
 
 from __future__ import annotations
 
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.net.device import COMMON_ARGUMENT_SPEC, converge, desired_common
+from ..errors import WeftError
+from .device import COMMON_ARGUMENT_SPEC, converge, desired_common
 
 ARGUMENT_SPEC = dict(
     COMMON_ARGUMENT_SPEC,

@@ -9,10 +9,10 @@ both.
 
 from __future__ import annotations
 
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.net import ethtool
-from ansible.module_utils.weft.net.netlink import IFF_UP, attr
-from ansible.module_utils.weft.validate import int_range, interface_name, ip_interface, mac_address
+from ..errors import WeftError
+from . import ethtool
+from .netlink import IFF_UP, attr
+from ..validate import int_range, interface_name, ip_interface, mac_address
 
 COMMON_ARGUMENT_SPEC = dict(
     name=dict(type="str", required=True),

@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.net.netlink import NTF_SELF, NUD_PERMANENT, attr
-from ansible.module_utils.weft.net.reconcile import reconcile
-from ansible.module_utils.weft.validate import ip_address, mac_address
+from ..errors import WeftError
+from .netlink import NTF_SELF, NUD_PERMANENT, attr
+from .reconcile import reconcile
+from ..validate import ip_address, mac_address
 
 ZERO_MAC = "00:00:00:00:00:00"
 

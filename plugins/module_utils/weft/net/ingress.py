@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import json
 
-from ansible.module_utils.weft.errors import WeftError
+from ..errors import WeftError
 
 VERSION = "weft/2"           # part of every rule comment: a new layout replaces the table
 FAMILY = "inet"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from ansible.module_utils.weft.errors import WeftError
+from ..errors import WeftError
 
 CHAIN_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,28}$")
 BUILT_IN = ("INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING")

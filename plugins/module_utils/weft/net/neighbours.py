@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import socket
 
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.net.netlink import NUD_PERMANENT
-from ansible.module_utils.weft.net.reconcile import reconcile
-from ansible.module_utils.weft.validate import ip_address, mac_address
+from ..errors import WeftError
+from .netlink import NUD_PERMANENT
+from .reconcile import reconcile
+from ..validate import ip_address, mac_address
 
 
 def desired_neighbours(params):

@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 
-from ansible.module_utils.weft.errors import WeftError
+from ..errors import WeftError
 
 
 def lean_pyroute2():

@@ -13,8 +13,8 @@ one ``nft -f`` transaction, so packets never see a half-written table.
 
 from __future__ import annotations
 
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.net.ingress import Nft
+from ..errors import WeftError
+from .ingress import Nft
 
 TABLES = {"ipv4": ("ip", "weft-ipv4"), "ipv6": ("ip6", "weft-ipv6")}
 # chain -> (its parameter, the base chain's declaration as nft -j reports it: hook, prio, type)

@@ -11,7 +11,7 @@ routes, neighbours and FDB entries.
 
 from __future__ import annotations
 
-from ansible.module_utils.weft.errors import WeftError
+from ..errors import WeftError
 
 
 def differs(current, desired):

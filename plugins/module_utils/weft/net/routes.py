@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import socket
 
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.net.netlink import (RTNH_F_ONLINK, ROUTE_TABLES, RTPROT_WEFT,
-                                                   route_table, scope_name, scope_number)
-from ansible.module_utils.weft.net.reconcile import reconcile
-from ansible.module_utils.weft.validate import int_range, ip_address, ip_network, same_family
+from ..errors import WeftError
+from .netlink import (RTNH_F_ONLINK, ROUTE_TABLES, RTPROT_WEFT,
+                      route_table, scope_name, scope_number)
+from .reconcile import reconcile
+from ..validate import int_range, ip_address, ip_network, same_family
 
 TABLE_NAMES = {number: name for name, number in ROUTE_TABLES.items()}
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import grp
 import pwd
 
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.net.device import COMMON_ARGUMENT_SPEC, converge, desired_common
-from ansible.module_utils.weft.net.netlink import attr
-from ansible.module_utils.weft.validate import int_range
+from ..errors import WeftError
+from .device import COMMON_ARGUMENT_SPEC, converge, desired_common
+from .netlink import attr
+from ..validate import int_range
 
 NO_OWNER = 2 ** 32 - 1  # the kernel reports an unset owner or group as (uid_t)-1
 IFLA_TUN_TYPE_TUN = 1

@@ -37,11 +37,11 @@ import os
 import socket
 import struct
 
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.net import bpf, tc
-from ansible.module_utils.weft.net.bpf import CTX, FP, H_CHANGE_HEAD, H_CSUM_DIFF, H_FIB, Asm, Reg, Stack
-from ansible.module_utils.weft.net.netlink import NetlinkError
-from ansible.module_utils.weft.validate import int_range, interface_name, ip_address, ip_network
+from ..errors import WeftError
+from . import bpf, tc
+from .bpf import CTX, FP, H_CHANGE_HEAD, H_CSUM_DIFF, H_FIB, Asm, Reg, Stack
+from .netlink import NetlinkError
+from ..validate import int_range, interface_name, ip_address, ip_network
 
 EGRESS, INGRESS = 0xFFFFFFF3, 0xFFFFFFF2          # clsact's two hooks (tc parents)
 HOOKS = {EGRESS: "egress", INGRESS: "ingress"}

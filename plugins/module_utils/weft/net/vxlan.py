@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-from ansible.module_utils.weft.backends import MAX_VNI
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.net.device import COMMON_ARGUMENT_SPEC, converge, desired_common
-from ansible.module_utils.weft.net.netlink import attr
-from ansible.module_utils.weft.validate import int_range, ip_address
+from ..backends import MAX_VNI
+from ..errors import WeftError
+from .device import COMMON_ARGUMENT_SPEC, converge, desired_common
+from .netlink import attr
+from ..validate import int_range, ip_address
 
 
 

@@ -21,12 +21,12 @@ import hashlib
 import os
 import time
 
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.net.device import (COMMON_ARGUMENT_SPEC, apply_in_place,
-                                                  desired_common, differing, read_common)
-from ansible.module_utils.weft.net.netlink import attr
-from ansible.module_utils.weft.net.reconcile import reconcile
-from ansible.module_utils.weft.validate import int_range, ip_network, wireguard_key
+from ..errors import WeftError
+from .device import (COMMON_ARGUMENT_SPEC, apply_in_place,
+                     desired_common, differing, read_common)
+from .netlink import attr
+from .reconcile import reconcile
+from ..validate import int_range, ip_network, wireguard_key
 
 KINDS = {"kernel": "wireguard", "userspace": "tun"}
 UAPI_DIR = "/run/wireguard"

@@ -27,12 +27,12 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from ansible.module_utils.weft.backends import BACKENDS, by_lease_type
-from ansible.module_utils.weft.lease import Lease
-from ansible.module_utils.weft.plan.etcd import Compare, EtcdError, delete, put
-from ansible.module_utils.weft.plan.leasefile import Outcome, render
-from ansible.module_utils.weft.plan.subnets import (PlanError, Reservation, leases_as_dict,
-                                                    parse_ipv4_address, parse_network_config)
+from ..backends import BACKENDS, by_lease_type
+from ..lease import Lease
+from .etcd import Compare, EtcdError, delete, put
+from .leasefile import Outcome, render
+from .subnets import (PlanError, Reservation, leases_as_dict,
+                      parse_ipv4_address, parse_network_config)
 
 DEFAULT_PREFIX = "/coreos.com/network"
 # Flannel's subnet key: IPv4 subnet, optionally '&' and the IPv6 subnet of a dual-stack lease;

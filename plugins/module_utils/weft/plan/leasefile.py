@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import yaml
 
-from ansible.module_utils.weft.files import read_text, write_atomic
-from ansible.module_utils.weft.plan.subnets import leases_as_dict, parse_leases
+from ..files import read_text, write_atomic
+from .subnets import leases_as_dict, parse_leases
 
 HEADER = """\
 # weft subnet leases: one per host, keyed by inventory name.

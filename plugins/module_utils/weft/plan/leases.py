@@ -6,12 +6,12 @@ every host the same plan (compact, compressed once on the controller)."""
 
 from __future__ import annotations
 
-from ansible.module_utils.weft.backends import bridge_address, vtep_address
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.lease import encode_plan, host_plan
-from ansible.module_utils.weft.plan.stores import STORE_ARGUMENT_SPEC, STORE_ERRORS, open_store
-from ansible.module_utils.weft.plan.subnets import (capacity_summary, leases_as_dict, parse_hosts,
-                                                    parse_network_config, plan)
+from ..backends import bridge_address, vtep_address
+from ..errors import WeftError
+from ..lease import encode_plan, host_plan
+from .stores import STORE_ARGUMENT_SPEC, STORE_ERRORS, open_store
+from .subnets import (capacity_summary, leases_as_dict, parse_hosts,
+                      parse_network_config, plan)
 
 SPEC_RULES = dict(required_if=[("store", "file", ["lease_file"]), ("store", "etcd", ["etcd"])])
 ARGUMENT_SPEC = dict(

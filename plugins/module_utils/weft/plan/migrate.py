@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.plan.stores import STORE_ARGUMENT_SPEC, STORE_ERRORS, open_store
-from ansible.module_utils.weft.plan.subnets import PlanError, parse_network_config
+from ..errors import WeftError
+from .stores import STORE_ARGUMENT_SPEC, STORE_ERRORS, open_store
+from .subnets import PlanError, parse_network_config
 
 ARGUMENT_SPEC = dict(
     network=dict(type="dict", required=True),

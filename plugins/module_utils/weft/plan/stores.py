@@ -9,10 +9,10 @@ options are documented once, in the weft_lease_store doc fragment.
 
 from __future__ import annotations
 
-from ansible.module_utils.weft.plan.etcd import EtcdClient, EtcdError
-from ansible.module_utils.weft.plan.etcdstore import EtcdStore
-from ansible.module_utils.weft.plan.leasefile import FileStore, LeaseFileError
-from ansible.module_utils.weft.plan.subnets import PlanError
+from .etcd import EtcdClient, EtcdError
+from .etcdstore import EtcdStore
+from .leasefile import FileStore, LeaseFileError
+from .subnets import PlanError
 
 # Everything a store or the planner raises for bad input or an unreachable store: the
 # message names the variable, and a module reports it with fail_json.

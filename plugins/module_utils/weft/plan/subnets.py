@@ -13,9 +13,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from ansible.module_utils.weft.backends import BACKENDS
-from ansible.module_utils.weft.lease import FAMILIES, Lease
-from ansible.module_utils.weft.validate import whole_number
+from ..backends import BACKENDS
+from ..lease import FAMILIES, Lease
+from ..validate import whole_number
 
 
 class PlanError(ValueError):

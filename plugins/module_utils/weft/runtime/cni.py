@@ -17,7 +17,7 @@ import json
 import os
 import re
 
-from ansible.module_utils.weft.backends import bridge_address
+from ..backends import bridge_address
 
 CNI_VERSION = "1.0.0"
 PLUGINS = "/usr/lib/cni"        # Debian's containernetworking-plugins (lab/cni.py runs them)

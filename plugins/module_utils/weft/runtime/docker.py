@@ -17,10 +17,10 @@ import ipaddress
 import json
 import os
 
-from ansible.module_utils.weft.errors import WeftError
-from ansible.module_utils.weft.files import read_text, write_atomic
-from ansible.module_utils.weft.host.units import DOCKER_ORIGINAL
-from ansible.module_utils.weft.validate import int_range, ip_interface, ip_network
+from ..errors import WeftError
+from ..files import read_text, write_atomic
+from ..host.units import DOCKER_ORIGINAL
+from ..validate import int_range, ip_interface, ip_network
 
 # daemon.json key -> option; an option left out (None) is not weft's on this host: its key
 # keeps the value it had before weft.

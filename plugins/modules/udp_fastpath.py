@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_udp_fastpath
+module: udp_fastpath
 short_description: Carry the udp backend's lone packets in the kernel, in front of weft-udpd
 description:
   - Attaches two tc-BPF programs (clsact, direct action) that carry Flannel's udp wire
@@ -95,7 +95,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: The fast path in front of weft-udpd
-  weft_udp_fastpath:
+  weft.overlay.udp_fastpath:
     name: flannel0
     underlay: eth0
     address: 10.0.0.11
@@ -112,8 +112,8 @@ changed:
   type: bool
 """
 
-from ansible.module_utils.weft.module import run_module
-from ansible.module_utils.weft.net import udp_fastpath as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.net import udp_fastpath as core
 
 
 def main():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_iptables
+module: iptables
 short_description: Own one iptables chain, its rules in order, and the jump into it
 description:
   - Makes the user chain O(chain) of O(table) hold exactly O(rules), in that order, and a
@@ -65,7 +65,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Accept the overlay's forwarded traffic
-  weft_iptables:
+  weft.overlay.iptables:
     chain: WEFT-FWD
     jump_from: FORWARD
     rules:
@@ -82,8 +82,8 @@ rules:
   sample: ["-A WEFT-FWD -s 100.96.0.0/16 -j ACCEPT"]
 """
 
-from ansible.module_utils.weft.module import run_module
-from ansible.module_utils.weft.net import iptables as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.net import iptables as core
 
 
 def main():

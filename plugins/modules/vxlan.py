@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_vxlan
+module: vxlan
 short_description: Manage a VXLAN device (a Flannel-style VTEP) over netlink
 description:
   - Creates, updates or removes a VXLAN device through pyroute2, the way Flannel's vxlan
@@ -39,7 +39,7 @@ options:
     default: 8472
   learning:
     description: Learn remote MACs from received packets. Off for a Flannel-style overlay,
-      whose FDB is programmed (see M(weft_fdb)).
+      whose FDB is programmed (see M(weft.overlay.fdb)).
     type: bool
     default: false
   gbp:
@@ -59,7 +59,7 @@ options:
       subnet so that peers' neighbour and FDB entries stay valid when the device is
       re-created. Left as the kernel chose it when omitted.
     type: str
-extends_documentation_fragment: [weft_device]
+extends_documentation_fragment: [weft.overlay.device]
 attributes:
   check_mode:
     support: full
@@ -72,7 +72,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Flannel's VTEP for VNI 1 on eth0
-  weft_vxlan:
+  weft.overlay.vxlan:
     name: flannel.1
     vni: 1
     local: 10.168.0.2
@@ -82,7 +82,7 @@ EXAMPLES = r"""
     address: 100.96.1.0/32
 
 - name: Remove it
-  weft_vxlan:
+  weft.overlay.vxlan:
     name: flannel.1
     state: absent
 """
@@ -111,8 +111,8 @@ device:
     up: true
 """
 
-from ansible.module_utils.weft.module import run_module
-from ansible.module_utils.weft.net import vxlan as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.net import vxlan as core
 
 
 def main():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_docker
+module: docker
 short_description: Docker's bridge address, MTU and ip-masq in daemon.json, and back
 description:
   - Sets C(bip), C(mtu) and C(ip-masq) in Docker's C(daemon.json) from the plan, keeping
@@ -84,7 +84,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Give Docker's bridge this host's subnet
-  weft_docker:
+  weft.overlay.docker:
     bip: 100.96.1.1/24
     mtu: 1450
     ip_masq: false
@@ -103,8 +103,8 @@ bridge_readdressed:
   sample: 172.17.0.1/16
 """
 
-from ansible.module_utils.weft.module import run_module
-from ansible.module_utils.weft.runtime import docker as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.runtime import docker as core
 
 
 def main():

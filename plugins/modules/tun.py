@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_tun
+module: tun
 short_description: Manage a persistent TUN device (Flannel's udp backend) through pyroute2
 description:
   - Creates, updates or removes a persistent layer-3 TUN device (IFF_TUN without packet
@@ -34,7 +34,7 @@ options:
       their own queue.
     type: bool
     default: false
-extends_documentation_fragment: [weft_device]
+extends_documentation_fragment: [weft.overlay.device]
 attributes:
   check_mode:
     support: full
@@ -47,13 +47,13 @@ attributes:
 
 EXAMPLES = r"""
 - name: Flannel's udp backend device
-  weft_tun:
+  weft.overlay.tun:
     name: flannel0
     mtu: 1472
     address: 100.96.1.0/32
 
 - name: Remove it
-  weft_tun:
+  weft.overlay.tun:
     name: flannel0
     state: absent
 """
@@ -71,8 +71,8 @@ device:
            mtu: 1472, address: 100.96.1.0/32, up: true, mac: null}
 """
 
-from ansible.module_utils.weft.module import run_module
-from ansible.module_utils.weft.net import tun as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.net import tun as core
 
 
 def main():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_wireguard
+module: wireguard
 short_description: Manage a WireGuard device and its peers (Flannel's wireguard backend)
 description:
   - Creates, updates or removes a WireGuard device, like Flannel's C(flannel-wg) and
@@ -88,7 +88,7 @@ options:
     description: The transient systemd unit wireguard-go runs in; by default
       C(weft-wireguard-<name>.service).
     type: str
-extends_documentation_fragment: [weft_device]
+extends_documentation_fragment: [weft.overlay.device]
 attributes:
   check_mode:
     support: full
@@ -101,7 +101,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Flannel's IPv4 WireGuard device with one peer
-  weft_wireguard:
+  weft.overlay.wireguard:
     name: flannel-wg
     mtu: 1420
     address: 100.96.1.0/32
@@ -140,8 +140,8 @@ key_or_port_changed:
   type: bool
 """
 
-from ansible.module_utils.weft.module import run_module
-from ansible.module_utils.weft.net import wireguard as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.net import wireguard as core
 
 
 def main():

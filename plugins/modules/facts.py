@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_facts
+module: facts
 short_description: What planning needs to know about a host, as facts
 description:
   - Reads four things about the host, as facts (the fourth, C(weft_runtime_error), only
@@ -101,7 +101,7 @@ options:
   rotate_keys:
     description: Make the backend's secrets anew (wireguard, a new key pair). The new public
       key is reported at once; the new private key waits beside the old one
-      (C(/etc/weft/wireguard.key.next)) until M(weft_host) converges with a plan that has
+      (C(/etc/weft/wireguard.key.next)) until M(weft.overlay.host) converges with a plan that has
       handed the public key to every peer.
     type: bool
     default: false
@@ -137,12 +137,12 @@ attributes:
 
 EXAMPLES = r"""
 - name: Find the underlay by interface name
-  weft_facts:
+  weft.overlay.facts:
     iface: eth1
     packages: [python3-pyroute2, nftables]
 
 - name: Find it by rules for a whole group, as flanneld's flags would
-  weft_facts:
+  weft.overlay.facts:
     iface_regex: ['^10\.20\.', '^ens']
     iface_can_reach: 10.20.0.1
     overlay: [10.244.0.0/16]
@@ -189,8 +189,8 @@ ansible_facts:
           returned: when a key was made (or would be, in check mode)
 """
 
-from ansible.module_utils.weft.facts import gather as core
-from ansible.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.facts import gather as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
 
 
 def main():

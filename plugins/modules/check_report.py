@@ -7,10 +7,10 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_check_report
+module: check_report
 short_description: The overlay health matrix from every host's weft_check result
 description:
-  - Runs on the controller. Turns the M(weft_check) results of all hosts (by inventory
+  - Runs on the controller. Turns the M(weft.overlay.check) results of all hosts (by inventory
     name) into one matrix of ordered pairs (hosts x hosts; a cell is the mean round trip
     in milliseconds, or why the pair fails) with the failures explained below it, and
     writes the whole report as JSON.
@@ -44,7 +44,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Report the matrix
-  weft_check_report:
+  weft.overlay.check_report:
     results: "{{ dict(ansible_play_hosts_all | zip(ansible_play_hosts_all | map('extract', hostvars, 'weft_check_host'))) }}"
     json_path: /var/tmp/weft-check.json
   delegate_to: localhost
@@ -81,8 +81,8 @@ unusable:
   type: dict
 """
 
-from ansible.module_utils.weft.check import report as core
-from ansible.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.check import report as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
 
 
 def main():

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_host
+module: host
 short_description: Converge a host's whole overlay from the plan every host gets
 description:
   - Derives everything this host must hold from O(plan) (the same for every host, made by
-    M(weft_plan)), its identity O(host) and O(settings), in one place, and converges it in
+    M(weft.overlay.plan)), its identity O(host) and O(settings), in one place, and converges it in
     one call. The device of the network's backend, every peer's neighbour, FDB entry and
     route, the forwarding and masquerade chains, the peer-only ingress table, Docker's
     bridge settings, C(/run/flannel/subnet.env), the udp daemon's config, user and unit, and
     the units that restore the overlay at boot and repair drift between runs.
-  - Each part is applied by the core of the module that manages it (M(weft_vxlan),
-    M(weft_tun), M(weft_neighbours), M(weft_fdb), M(weft_routes), M(weft_iptables),
-    M(weft_ingress), M(weft_docker)), in this process, with its arguments validated as that
+  - Each part is applied by the core of the module that manages it (M(weft.overlay.vxlan),
+    M(weft.overlay.tun), M(weft.overlay.neighbours), M(weft.overlay.fdb), M(weft.overlay.routes), M(weft.overlay.iptables),
+    M(weft.overlay.ingress), M(weft.overlay.docker)), in this process, with its arguments validated as that
     module validates them, its check mode and its diff.
   - What weft put on the host before and the new state no longer holds is removed (another
     backend's device, daemon, unit, user and files when the backend changes, a device
@@ -47,7 +47,7 @@ options:
     description: The RV(weft_plan#module:plan) string, unchanged. Required with O(state=present).
     type: str
   host:
-    description: This host's identity, as M(weft_facts) found it. Required with O(state=present).
+    description: This host's identity, as M(weft.overlay.facts) found it. Required with O(state=present).
     type: dict
     suboptions:
       name:
@@ -111,12 +111,12 @@ options:
         type: bool
         default: true
       vxlan_tx_checksum_offload:
-        description: TX checksum offload on the vxlan backend's devices (M(weft_vxlan)'s
+        description: TX checksum offload on the vxlan backend's devices (M(weft.overlay.vxlan)'s
           O(weft_vxlan#module:tx_checksum)).
         type: bool
         default: true
       peer_ingress:
-        description: Accept the encapsulation port only from peers (M(weft_ingress)).
+        description: Accept the encapsulation port only from peers (M(weft.overlay.ingress)).
         type: bool
         default: true
       route_protocol:
@@ -137,7 +137,7 @@ options:
         default: weft-udpd
       udp_fastpath:
         description: udp backend. Carry lone packets in the kernel, in front of the daemon
-          (see M(weft_udp_fastpath)); false leaves every packet to the daemon.
+          (see M(weft.overlay.udp_fastpath)); false leaves every packet to the daemon.
         type: bool
         default: true
       heal_interval:
@@ -211,21 +211,21 @@ attributes:
 
 EXAMPLES = r"""
 - name: Plan once
-  weft_plan:
+  weft.overlay.plan:
     network: {Network: 100.96.0.0/16, Backend: {Type: vxlan}}
-    hosts: "{{ groups['weft_nodes'] | weft_plan_hosts(hostvars) }}"
+    hosts: "{{ groups['weft_nodes'] | weft.overlay.plan_hosts(hostvars) }}"
     lease_file: "{{ inventory_dir }}/group_vars/all/weft_leases.yml"
   delegate_to: localhost
   run_once: true
   register: weft_planned
 
 - name: Converge every host from the same plan
-  weft_host:
+  weft.overlay.host:
     plan: "{{ weft_planned.plan }}"
     host: "{{ weft_underlay | combine({'name': inventory_hostname}) }}"
 
 - name: Remove weft from the host
-  weft_host:
+  weft.overlay.host:
     state: absent
 """
 
@@ -254,8 +254,8 @@ services:
   elements: str
 """
 
-from ansible.module_utils.weft.host import apply as core
-from ansible.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.host import apply as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
 
 
 def main():

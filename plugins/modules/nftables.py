@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_nftables
+module: nftables
 short_description: Own the overlay's forward and masquerade chains in nftables
 description:
   - Flannel's C(EnableNFTables) layout, for hosts without iptables. One table per address
@@ -56,7 +56,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Forward and masquerade the overlay's traffic without iptables
-  weft_nftables:
+  weft.overlay.nftables:
     family: ipv4
     forward:
       - ip saddr 100.96.0.0/16 accept
@@ -74,8 +74,8 @@ rules:
   sample: ["forward ip saddr 100.96.0.0/16 accept"]
 """
 
-from ansible.module_utils.weft.module import run_module
-from ansible.module_utils.weft.net import nftables as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.net import nftables as core
 
 
 def main():

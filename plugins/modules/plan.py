@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_plan
+module: plan
 short_description: Plan one overlay subnet per host and keep the leases in a file or etcd
 description:
   - Validates a Flannel network config and allocates one subnet of it to every host,
@@ -79,7 +79,7 @@ options:
       reported:
         description:
           - The lease data the network's backend has the host report (fact
-            C(weft_backend_facts) of M(weft_facts)), validated by the backend and put into
+            C(weft_backend_facts) of M(weft.overlay.facts)), validated by the backend and put into
             the host's lease, the store and every peer's plan.
           - A host that reports nothing keeps what its lease recorded.
         type: dict
@@ -101,7 +101,7 @@ attributes:
     details: Shows the lease file before and after.
   platform:
     platforms: posix
-extends_documentation_fragment: [weft_lease_store]
+extends_documentation_fragment: [weft.overlay.lease_store]
 notes:
   - The VTEP MAC of a vxlan lease is derived from its subnet (C(0e:77) followed by the four
     bytes of the subnet address), unique per subnet, locally administered, and the same every
@@ -110,7 +110,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Plan the subnets of every weft node
-  weft_plan:
+  weft.overlay.plan:
     network:
       Network: 100.96.0.0/16
       Backend: {Type: vxlan}
@@ -123,7 +123,7 @@ EXAMPLES = r"""
   register: weft_planned
 
 - name: Plan the subnets in etcd, beside Flannel hosts on the same network
-  weft_plan:
+  weft.overlay.plan:
     network: {Network: 100.96.0.0/16, Backend: {Type: vxlan}}
     hosts: [{name: node1, public_ip: 10.168.0.2}]
     store: etcd
@@ -139,7 +139,7 @@ plan:
   description:
     - The plan as every host receives it (the network and each host's lease record, with its
       subnets, public IPs and the backend's data), compressed JSON in one string; pass it to
-      M(weft_host) unchanged. The same value for every host, made once (its size grows with
+      M(weft.overlay.host) unchanged. The same value for every host, made once (its size grows with
       the hosts, its cost per host does not).
   returned: always
   type: str
@@ -201,8 +201,8 @@ unplanned:
   type: list
 """
 
-from ansible.module_utils.weft.module import run_module
-from ansible.module_utils.weft.plan import leases as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.plan import leases as core
 
 
 def main():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_lease_migrate
+module: lease_migrate
 short_description: Copy weft's subnet leases from the lease file to etcd, or back
 description:
   - Copies every lease of the source store (retained leases of removed hosts included) into
@@ -24,7 +24,7 @@ author: weft contributors
 options:
   network:
     description:
-      - The network config with Flannel's field names, as for M(weft_plan). It is written to
+      - The network config with Flannel's field names, as for M(weft.overlay.plan). It is written to
         C(<prefix>/config) when that key is absent.
     type: dict
     required: true
@@ -33,7 +33,7 @@ options:
     type: str
     choices: [file, etcd]
     required: true
-extends_documentation_fragment: [weft_lease_store]
+extends_documentation_fragment: [weft.overlay.lease_store]
 attributes:
   check_mode:
     support: full
@@ -47,7 +47,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Move the leases of this inventory into etcd
-  weft_lease_migrate:
+  weft.overlay.lease_migrate:
     network: "{{ weft_network }}"
     to: etcd
     lease_file: "{{ weft_lease_file }}"
@@ -65,8 +65,8 @@ copied:
   sample: [node1, node2]
 """
 
-from ansible.module_utils.weft.module import run_module
-from ansible.module_utils.weft.plan import migrate as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.plan import migrate as core
 
 
 def main():

@@ -1,12 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: weft contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters between the inventory and the planner: the planner's hosts, the plan as a table."""
+"""Filters between the inventory and the planner: the planner's hosts, the plan as a table
+(weft.overlay.plan_hosts, weft.overlay.plan_table; their documentation beside this file)."""
 
 from __future__ import annotations
 
 
-def weft_plan_hosts(names, hostvars):
+def plan_hosts(names, hostvars):
     """The planner's `hosts` argument from the inventory: name, public IP, pin, underlay,
     and what the host reported for its lease.
 
@@ -48,7 +49,7 @@ ADDRESS_COLUMNS = [("SUBNET", "subnet"), ("PUBLIC IP", "public_ip"),
                    ("IPV6 SUBNET", "subnet6"), ("PUBLIC IPV6", "public_ipv6")]
 
 
-def weft_plan_table(planned):
+def plan_table(planned):
     """The plan as aligned text lines: host, each family's subnet and public IP, the
     backend's lease data; then capacity."""
     leases = [(name, planned["nodes"][name]) for name in sorted(planned["nodes"])]
@@ -73,4 +74,4 @@ def weft_plan_table(planned):
 
 class FilterModule:
     def filters(self):
-        return {"weft_plan_hosts": weft_plan_hosts, "weft_plan_table": weft_plan_table}
+        return {"plan_hosts": plan_hosts, "plan_table": plan_table}

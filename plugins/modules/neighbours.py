@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_neighbours
+module: neighbours
 short_description: Manage the permanent neighbour (ARP/NDP) entries of a device over netlink
 description:
   - Makes the permanent neighbour entries of one device exactly the listed IP to MAC pairs,
@@ -55,7 +55,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Every peer's VTEP address resolves to its VTEP MAC
-  weft_neighbours:
+  weft.overlay.neighbours:
     dev: flannel.1
     purge: true
     neighbours:
@@ -82,8 +82,8 @@ removed:
   elements: str
 """
 
-from ansible.module_utils.weft.module import run_module
-from ansible.module_utils.weft.net import neighbours as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.net import neighbours as core
 
 
 def main():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_routes
+module: routes
 short_description: Manage a list of kernel routes over netlink, purging the ones weft owns
 description:
   - Makes the kernel's routing tables hold exactly the listed routes, in one call for any
@@ -90,7 +90,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Routes to every peer's subnet through the VXLAN device (Flannel's vxlan backend)
-  weft_routes:
+  weft.overlay.routes:
     dev: flannel.1
     purge: true
     routes:
@@ -98,14 +98,14 @@ EXAMPLES = r"""
       - {dst: 100.96.3.0/24, via: 100.96.3.0, onlink: true}
 
 - name: host-gw routes via the peers' underlay addresses, in a table of their own
-  weft_routes:
+  weft.overlay.routes:
     table: "100"
     purge: true
     routes:
       - {dst: 100.96.2.0/24, via: 10.168.0.3, dev: eth0}
 
 - name: Remove every route weft owns in the main table
-  weft_routes:
+  weft.overlay.routes:
     routes: []
     purge: true
 """
@@ -129,8 +129,8 @@ removed:
   elements: str
 """
 
-from ansible.module_utils.weft.module import run_module
-from ansible.module_utils.weft.net import routes as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.net import routes as core
 
 
 def main():

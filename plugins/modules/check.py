@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_check
+module: check
 short_description: Probe every overlay path from this host and read its weft state, changing nothing
 description:
   - Reads the host's record (the plan, identity and settings weft last converged) and
@@ -22,7 +22,7 @@ description:
   - Counters since boot, as weft keeps them; ingress drops by reason (encapsulating
     backends), the udp daemon's packets and drops, weft-heal's passes and repairs.
   - Never changes anything, whether or not in check mode. Needs root (raw ICMP sockets).
-  - C(check.yml) runs it on every host and M(weft_check_report) turns the results into
+  - C(check.yml) runs it on every host and M(weft.overlay.check_report) turns the results into
     the matrix.
 version_added: "0.1.0"
 author: weft contributors
@@ -60,7 +60,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Probe every path from this host
-  weft_check:
+  weft.overlay.check:
   register: weft_check_host
 """
 
@@ -120,8 +120,8 @@ counters:
   type: dict
 """
 
-from ansible.module_utils.weft.check import host as core
-from ansible.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.check import host as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
 
 
 def main():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_fdb
+module: fdb
 short_description: Manage the forwarding database (FDB) of a VXLAN device over netlink
 description:
   - Makes the remote entries of a VXLAN device's FDB exactly the listed MAC to underlay IP
@@ -64,7 +64,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Frames for each peer's VTEP MAC go to that peer's underlay address
-  weft_fdb:
+  weft.overlay.fdb:
     dev: flannel.1
     purge: true
     entries:
@@ -91,8 +91,8 @@ removed:
   elements: str
 """
 
-from ansible.module_utils.weft.module import run_module
-from ansible.module_utils.weft.net import fdb as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.net import fdb as core
 
 
 def main():

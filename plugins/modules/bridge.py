@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_bridge
+module: bridge
 short_description: Manage a Linux bridge and its gateway addresses (the CNI network's bridge)
 description:
   - Creates, updates or removes a Linux bridge, like the CNI network's C(cni0), with the
@@ -26,7 +26,7 @@ options:
       gateway of each range containers get). Any other address on it is removed.
     type: list
     elements: str
-extends_documentation_fragment: [weft_device]
+extends_documentation_fragment: [weft.overlay.device]
 attributes:
   check_mode:
     support: full
@@ -39,7 +39,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: The CNI network's bridge with its gateways
-  weft_bridge:
+  weft.overlay.bridge:
     name: cni0
     mtu: 1450
     address: [100.96.1.129/25, "fd00:96:0:1:8000::1/65"]
@@ -58,8 +58,8 @@ device:
            mac: "3a:1f:0c:55:e2:10"}
 """
 
-from ansible.module_utils.weft.module import run_module
-from ansible.module_utils.weft.net import bridge as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.net import bridge as core
 
 
 def main():

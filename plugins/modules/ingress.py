@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: weft_ingress
+module: ingress
 short_description: Accept the overlay's encapsulation port only from its peers (nftables)
 description:
   - Keeps an nftables table that weft owns whole (C(inet weft) by default) in which UDP
@@ -83,7 +83,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Only the peers may send VXLAN to this host
-  weft_ingress:
+  weft.overlay.ingress:
     port: 8472
     inner: vxlan
     peers:
@@ -91,7 +91,7 @@ EXAMPLES = r"""
       - {ip: 10.168.0.4, subnet: 100.96.3.0/24}
 
 - name: Remove the table
-  weft_ingress:
+  weft.overlay.ingress:
     state: absent
 """
 
@@ -109,8 +109,8 @@ dropped:
   sample: {not_a_peer: 3, inner_not_ipv4: 0, inner_not_ipv6: 0, inner_source: 0}
 """
 
-from ansible.module_utils.weft.module import run_module
-from ansible.module_utils.weft.net import ingress as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
+from ansible_collections.weft.overlay.plugins.module_utils.weft.net import ingress as core
 
 
 def main():
