@@ -203,7 +203,7 @@ def markdown(results, info):
         lines += ["", "Target: the no-change re-run over %d hosts at or below the %.1f s measured "
                   "before the host model (%s). This machine's speed drifts, so the verdict is "
                   "against that tree run in the same run." % (RERUN_TARGET_HOSTS, RERUN_TARGET_S,
-                                                             BEFORE)]
+                                                              BEFORE)]
         if before:
             b = before[0]
             lines.append("This tree: %.1f s; %s: %.1f s; ratio %.2fx (%s)."

@@ -247,7 +247,7 @@ def report(added_ms, traced):
             if what in summary:
                 row = summary[what]
                 lines.append("| %s | %s | %.1f | %.1f | %d |" % (host, what, row["median_us"],
-                                                              row["p90_us"], row["count"]))
+                                                                 row["p90_us"], row["count"]))
     return lines
 
 
@@ -283,7 +283,7 @@ def main():
         dp.teardown_hosts()
     machine = dp.machine_name()
     text = "Measured %s on %s.\n\n%s\n" % (time.strftime("%Y-%m-%d"), machine,
-                                        "\n".join(report(added_ms, traced)))
+                                           "\n".join(report(added_ms, traced)))
     print(text)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, args.name + ".json"), "w") as handle:

@@ -33,6 +33,7 @@ def sh(*cmd, netns=None):
         raise AssertionError("%s failed: %s" % (" ".join(cmd), proc.stderr))
     return proc.stdout
 
+
 SYSTEMCTL = r"""#!/bin/sh
 # Stub systemctl: logs its arguments; a started unit is active until stopped.
 echo "$*" >> /run/weft-sandbox/systemctl.log
@@ -262,7 +263,6 @@ def kernel_view(netns, dev="flannel.1"):
     view["chains"] = sorted(line for line in sh("iptables-save", netns=netns).splitlines()
                             if "WEFT" in line and not line.startswith(":"))
     return view
-
 
 
 def run_in(box):

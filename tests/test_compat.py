@@ -48,7 +48,7 @@ def test_an_old_lease_file_replans_unchanged(backend, ansible_module, tmp_path):
     path = tmp_path / "weft_leases.yml"
     path.write_text(old_lease_file(backend))
     result = ansible_module("weft.overlay.plan", dict(network=network(backend), hosts=HOSTS,
-                                              lease_file=str(path)))
+                                                      lease_file=str(path)))
     assert not result["failed"] and not result["changed"], result
     assert path.read_text() == old_lease_file(backend)
     assert result["nodes"]["node2"]["subnet"] == "100.96.2.0/24"
@@ -63,7 +63,7 @@ def test_old_etcd_values_replan_unchanged(backend, etcd, ansible_module):
         etcdctl(etcd, "put", "%s/weft/hosts/node%d" % (PREFIX, n), "100.96.%d.0/24" % n)
     before = stored(etcd)
     result = ansible_module("weft.overlay.plan", dict(network=network(backend), hosts=HOSTS, store="etcd",
-                                              etcd=dict(endpoints=[etcd])))
+                                                      etcd=dict(endpoints=[etcd])))
     assert not result["failed"] and not result["changed"], result
     assert stored(etcd) == before
     assert result["leases"]["node1"]["public_ip"] == "10.168.0.2"

@@ -175,7 +175,7 @@ def test_unreachable_etcd_names_the_variable(ansible_module, tmp_path):
 
 def test_the_next_endpoint_is_tried(etcd, ansible_module):
     result = ansible_module("weft.overlay.plan", dict(plan_args(etcd, ["node1"]),
-                                              etcd=dict(endpoints=["http://127.0.0.1:9", etcd])))
+                                                      etcd=dict(endpoints=["http://127.0.0.1:9", etcd])))
     assert not result["failed"] and result["nodes"]["node1"]["subnet"] == "100.96.1.0/24"
 
 
@@ -193,7 +193,7 @@ def _allocate(url, name, rounds):
     config = parse_network_config(NETWORK)
     store = EtcdStore(EtcdClient([url]))
     spec = [HostSpec(name, ipaddress.ip_address("10.200.%d.%d" % (int(name[1:]) // 250,
-                                                                    int(name[1:]) % 250 + 1)))]
+                                                                  int(name[1:]) % 250 + 1)))]
     for _ in range(rounds):
         store.update(lambda existing, reserved: plan(config, spec, existing,
                                                      reserved=reserved).leases, config)
@@ -217,9 +217,9 @@ def test_parallel_controllers_never_hand_out_one_subnet_twice(etcd):
 def test_leases_migrate_from_the_file_to_etcd_and_back(etcd, ansible_module, tmp_path):
     lease_file = tmp_path / "weft_leases.yml"
     ansible_module("weft.overlay.plan", dict(network=NETWORK, hosts=hosts("node1", "node2", "node3"),
-                                     lease_file=str(lease_file)))
+                                             lease_file=str(lease_file)))
     ansible_module("weft.overlay.plan", dict(network=NETWORK, hosts=hosts("node1", "node3"),
-                                     lease_file=str(lease_file)))  # node2 retained
+                                             lease_file=str(lease_file)))  # node2 retained
     file_leases = yaml.safe_load(lease_file.read_text())["weft_leases"]
     flannel_lease(etcd, "100.96.2.0-24", "10.168.0.50")  # a Flannel host holds node2's subnet
 
@@ -260,10 +260,10 @@ def test_https_with_client_certificates(etcd_tls, ansible_module):
 
 def test_etcd_users(etcd_auth, ansible_module):
     result = ansible_module("weft.overlay.plan", plan_args(etcd_auth, ["node1"], username="root",
-                                                   password="weft-secret"))
+                                                           password="weft-secret"))
     assert not result["failed"] and result["nodes"]["node1"]["subnet"] == "100.96.1.0/24", result
     wrong = ansible_module("weft.overlay.plan", plan_args(etcd_auth, ["node1"], username="root",
-                                                  password="wrong"))
+                                                          password="wrong"))
     assert wrong["failed"]
     assert wrong["msg"].startswith("weft_etcd_username/weft_etcd_password: etcd at ")
     assert "weft-secret" not in wrong["stdout_text"]
@@ -299,7 +299,7 @@ def test_a_flannel_dual_stack_lease_is_a_peer_and_its_subnets_are_kept(etcd, ans
     etcdctl(etcd, "put", key, value, "--lease=" + lease_id)
     hosts6 = [dict(h, public_ipv6="fd09::%d" % (i + 2)) for i, h in enumerate(hosts("node1"))]
     result = ansible_module("weft.overlay.plan", dict(network=DUAL_NETWORK, hosts=hosts6, store="etcd",
-                                              etcd=dict(endpoints=[etcd])))
+                                                      etcd=dict(endpoints=[etcd])))
     assert not result["failed"], result
     assert (result["nodes"]["node1"]["subnet"], result["nodes"]["node1"]["subnet6"]) == \
         ("100.96.2.0/24", "fd00:96:0:2::/64")   # neither half of Flannel's lease is taken
@@ -340,8 +340,8 @@ def test_a_flannel_ipv6_only_lease_is_a_peer_and_its_subnet_is_kept(etcd, ansibl
     lease_id = etcdctl(etcd, "lease", "grant", "86400").split()[1]
     etcdctl(etcd, "put", key, value, "--lease=" + lease_id)
     result = ansible_module("weft.overlay.plan", dict(network=ONLY6_NETWORK, store="etcd",
-                                              hosts=[dict(name="node1", public_ipv6="fd09::2")],
-                                              etcd=dict(endpoints=[etcd])))
+                                                      hosts=[dict(name="node1", public_ipv6="fd09::2")],
+                                                      etcd=dict(endpoints=[etcd])))
     assert not result["failed"], result
     assert result["nodes"]["node1"]["subnet6"] == "fd00:96:0:2::/64"  # Flannel's is not taken
     peer = result["foreign"]["0.0.0.0-0&fd00:96:0:1::-64"]
@@ -350,9 +350,9 @@ def test_a_flannel_ipv6_only_lease_is_a_peer_and_its_subnet_is_kept(etcd, ansibl
     assert stored(etcd)[key][0] == value
     # The Flannel host's own weft run (same public IPv6, no lease yet) takes its lease over.
     taken = ansible_module("weft.overlay.plan", dict(network=ONLY6_NETWORK, store="etcd",
-                                             hosts=[dict(name="node1", public_ipv6="fd09::2"),
-                                                    dict(name="node9", public_ipv6="fd09::50")],
-                                             etcd=dict(endpoints=[etcd])))
+                                                     hosts=[dict(name="node1", public_ipv6="fd09::2"),
+                                                            dict(name="node9", public_ipv6="fd09::50")],
+                                                     etcd=dict(endpoints=[etcd])))
     assert taken["nodes"]["node9"]["subnet6"] == "fd00:96:0:1::/64", taken
     assert taken["adopted"] == ["node9"]
 

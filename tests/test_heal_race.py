@@ -351,7 +351,7 @@ def test_a_key_made_for_a_converge_to_come_outlives_the_passes_of_the_record_bef
         assert made
         # A rotation started too: the new key waits beside the first as <key>.next.
         rotated = box.module("weft.overlay.facts", {"iface": "u0", "backend": "wireguard",
-                                            "rotate_keys": True})
+                                                    "rotate_keys": True})
         reported = rotated["ansible_facts"]["weft_backend_facts"]
         assert reported["key_made"] == "rotated", rotated
         pending = box.read(KEY + ".next")

@@ -139,7 +139,7 @@ def test_udp_device_daemon_user_and_unit():
 def test_udp_fast_path_sends_to_weft_peers_and_takes_in_every_peer():
     flannel = [("100.96.200.0/24", "10.0.0.250", {})]
     state = model.derive(plan("udp", foreign=flannel), dict(ME, public_ip="203.0.113.1",
-                                                           iface_ip="10.0.0.1"), SETTINGS)
+                                                            iface_ip="10.0.0.1"), SETTINGS)
     assert [s["core"] for s in state.steps][:2] == ["tun", "udp_fastpath"]   # the device first
     assert steps(state, "udp_fastpath") == [dict(
         name="flannel0", underlay="eth0", address="10.0.0.1", subnet="100.96.1.0/24", port=8285,
@@ -266,7 +266,7 @@ def dual_plan(backend="vxlan", **backend_fields):
     hosts = [dict(name=name, public_ip=ip, subnet="100.96.%d.0/24" % i, public_ipv6=ip6,
                   subnet6="fd00:96:0:%d::/64" % i)
              for i, (name, ip, ip6) in enumerate([("a", "10.0.0.1", "fd09::1"), ("b", "10.0.0.2", "fd09::2"),
-                                                   ("c", "10.1.0.3", "fd0a::3")], 1)]
+                                                  ("c", "10.1.0.3", "fd0a::3")], 1)]
     return sample_plan(backend, hosts, ipv6_network="fd00:96::/48", **backend_fields)
 
 
@@ -387,8 +387,8 @@ def wireguard_plan(ipv6=False, **backend_fields):
                   reported={"public_key": KEYS[name]},
                   **({"subnet6": "fd00:96:0:%d::/64" % i} if ipv6 else {}))
              for i, (name, ip, ip6) in enumerate([("a", "10.0.0.1", "fd09::1"),
-                                                   ("b", "10.0.0.2", "fd09::2"),
-                                                   ("c", "10.1.0.3", "fd0a::3")], 1)]
+                                                  ("b", "10.0.0.2", "fd09::2"),
+                                                  ("c", "10.1.0.3", "fd0a::3")], 1)]
     return sample_plan("wireguard", hosts, ipv6_network="fd00:96::/48" if ipv6 else None,
                        **backend_fields)
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from weft.backends import bridge_address, vtep_address, vtep_mac
 from weft.plan.subnets import (HostSpec, PlanError, Reservation, parse_hosts,
-                                                    parse_leases, parse_network_config, plan)
+                               parse_leases, parse_network_config, plan)
 
 
 DUAL = {"EnableIPv6": True, "IPv6Network": "fd00:96::/48"}

@@ -47,7 +47,7 @@ def test_fresh_inventory_then_add_and_remove(tmp_path, ansible_module):
                                  "range": "100.96.1.0/24 to 100.96.255.0/24"}
 
     pruned = ansible_module("weft.overlay.plan", plan_args(path, inventory("node1", "node3", "node4"),
-                                                   prune=True))
+                                                           prune=True))
     assert pruned["released"] == ["node2"] and "node2" not in subnets(path)
 
 

@@ -135,7 +135,7 @@ def test_a_bad_config_is_refused_naming_the_key(raw, message):
 
 def test_a_good_config_fills_defaults():
     config = daemon_config.parse_config({"tun": "flannel0", "network": "100.96.0.0/16",
-                                "subnet": "100.96.1.0/24"})
+                                         "subnet": "100.96.1.0/24"})
     assert (config.listen, config.port, config.peers, config.status_file) == \
         ("0.0.0.0", 8285, [], "/run/weft-udpd/status.json")
     assert [(str(p.subnet), p.ip, p.port, p.weft) for p in CONFIG.peers] == \
@@ -275,7 +275,7 @@ UDP_DROPS = {"empty", "not_ipv4", "malformed", "bad_checksum", "spoofed_source",
 @given(st.integers(0, 255), st.integers(0, 255), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF),
        st.integers(0, 255), st.binary(max_size=60), st.booleans())
 def test_mutated_headers_get_the_verdict_the_rules_give(first, ttl, total, frag, proto, payload,
-                                                       fix_checksum):
+                                                        fix_checksum):
     packet = ipv4("100.96.2.5", "100.96.1.2", payload=payload)
     packet[0], packet[8], packet[9] = first, ttl, proto
     struct.pack_into("!HH", packet, 2, total, 0)

@@ -51,7 +51,7 @@ def test_wrong_settings_are_named(netns, run_in, args, message):
 
 def test_missing_packages_are_reported(netns, run_in):
     result = run_in("weft.overlay.facts", {"iface": "u0",
-                                   "packages": ["python3-pyroute2", "weft-no-such-package"]})
+                                           "packages": ["python3-pyroute2", "weft-no-such-package"]})
     assert result["ansible_facts"]["weft_missing_packages"] == ["weft-no-such-package"]
 
 
@@ -96,7 +96,7 @@ def test_an_ipv6_only_underlay_is_found_by_ipv6_and_needs_no_ipv4(netns, run_in)
     # The rules match IPv6 addresses in an IPv6-only network.
     found = underlay(run_in("weft.overlay.facts", dict(only6, iface_regex=["^fd0a:"])))
     assert (found["iface"], found["public_ipv6"], found["rule"]) == ("u1", "fd0a::7",
-                                                                    "iface_regex ^fd0a:"), found
+                                                                     "iface_regex ^fd0a:"), found
 
 
 def test_a_nat_address_is_advertised_while_the_interface_address_is_used(netns, run_in):
@@ -138,7 +138,7 @@ def test_host_gw_refuses_a_nat_address_as_flannel_does(netns, run_in, public):
         "refuses it too); use vxlan, udp or wireguard behind a NAT" % (key, address, own), found
     for backend in ("vxlan", "udp"):  # (wireguard's facts make a key: tests/test_wireguard.py)
         assert "error" not in underlay(run_in("weft.overlay.facts", dict(public, iface="u0",
-                                                                 backend=backend)))
+                                                                         backend=backend)))
 
 
 def two_nics_and_a_vlan(netns):
@@ -174,7 +174,7 @@ def test_interface_rules_are_tried_in_flannels_order_first_match_wins(netns, run
     assert picked(run_in, iface_regex=["^10\\.20\\."])[:2] == ("ens5", "10.20.0.5")
     assert picked(run_in, iface_regex=["^(u0|10\\.30\\.)"])[0] == "ens5.100"  # address first
     assert picked(run_in, iface_regex=["^wlan", "^ens"]) == ("ens5", "10.20.0.5",
-                                                               "iface_regex ^ens")
+                                                             "iface_regex ^ens")
     assert picked(run_in, iface_regex=["^x5$|^ens5$"])[0] == "ens5"  # a name match needs an address
     # --iface-can-reach: the route's device, with the route's source address.
     assert picked(run_in, iface_can_reach="10.30.0.77") == ("ens5.100", "10.30.0.5",
@@ -225,7 +225,7 @@ def test_addresses_inside_the_overlay_are_never_the_underlay(netns, run_in):
     sh("ip", "addr", "add", "10.244.3.0/32", "dev", "w0", netns=netns)
     assert picked(run_in, iface_regex=["^10\\.244\\."])[0] == "w0"  # not told: taken
     told = underlay(run_in("weft.overlay.facts", {"iface_regex": ["^10\\.244\\.", "^w0$"],
-                                          "overlay": ["10.244.0.0/16"]}))
+                                                  "overlay": ["10.244.0.0/16"]}))
     assert told["error"].startswith("no interface matches the underlay rules"), told
     assert "w0 [none]" in told["error"], told
     # Named by the host's own rule, it is what it says (the planner refuses an underlay

@@ -80,7 +80,9 @@ def test_events_that_cannot_be_drift_wake_no_pass(healed):
     """Containers coming and going, Docker's rules, other routes: the watch sleeps on."""
     box, watch = healed
     netns = box.netns
-    status = lambda: json.loads(box.read("/run/weft/heal.json") or '{"passes": 0}')  # noqa: E731
+
+    def status():
+        return json.loads(box.read("/run/weft/heal.json") or '{"passes": 0}')
     before = status()["passes"]
     for i in range(10):
         sh("ip", "link", "add", "veth%d" % i, "type", "veth", "peer", "name", "vpeer%d" % i, netns=netns)
@@ -129,7 +131,9 @@ def test_tx_checksum_offload_stays_off_through_hand_changes_and_recreation(netns
     try:
         result = box.module("weft.overlay.host", args(settings={"vxlan_tx_checksum_offload": False}))
         assert not result["failed"], result
-        offload = lambda: sh("ethtool", "-k", "flannel.1", netns=netns)  # noqa: E731
+
+        def offload():
+            return sh("ethtool", "-k", "flannel.1", netns=netns)
         assert "tx-checksumming: off" in offload()
         watch = box.popen("/usr/bin/python3", RESTORE, "--watch", "60")
         try:

@@ -136,10 +136,10 @@ def test_check_mode_on_a_device_an_earlier_task_would_create(netns, run_in):
     """A dry run on a fresh host: the VXLAN device does not exist yet, so every entry is
     to be added (a real run still refuses a missing device: see the bad-input tests)."""
     neigh = run_in("weft.overlay.neighbours", {"dev": "flannel.9", "purge": True,
-                                       "neighbours": [{"ip": "100.96.2.0", "mac": MAC2}]}, check=True)
+                                               "neighbours": [{"ip": "100.96.2.0", "mac": MAC2}]}, check=True)
     assert neigh["changed"] and not neigh["failed"] and len(neigh["added"]) == 1, neigh
     entries = run_in("weft.overlay.fdb", {"dev": "flannel.9", "purge": True,
-                                  "entries": [{"mac": MAC2, "dst": "10.9.0.2"}]}, check=True)
+                                          "entries": [{"mac": MAC2, "dst": "10.9.0.2"}]}, check=True)
     assert entries["changed"] and not entries["failed"] and len(entries["added"]) == 1, entries
     routes = run_in("weft.overlay.routes", {"dev": "flannel.9", "purge": True, "routes": [
         {"dst": "100.96.2.0/24", "via": "100.96.2.0", "onlink": True}]}, check=True)

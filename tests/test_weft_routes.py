@@ -75,7 +75,7 @@ def test_tables_metrics_scope_and_ipv6(netns, run_in):
     assert routes(netns, "table", "100") == ("100.96.4.0/24 via 10.9.0.4 dev u0 metric 5 \n"
                                              "100.96.5.0/24 dev u0 scope link \n")
     assert "fd01::/64 via fd00::2 dev u0 metric 1024" in sh("ip", "-6", "route", "show",
-                                                             "proto", "119", netns=netns)
+                                                            "proto", "119", netns=netns)
     assert "fd02::/48 dev u0 metric 1024" in sh("ip", "-6", "route", "show", "proto", "119",
                                                 netns=netns)
     assert not run_in("weft.overlay.routes", {"routes": spec})["changed"]

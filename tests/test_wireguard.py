@@ -183,7 +183,7 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
     psk = sh("wg", "genpsk").strip()
     for bad in ("not-a-key", psk[:-1] + "A"):     # 33 bytes
         refused = a.module("weft.overlay.facts", {"iface": "eth0", "backend": "wireguard",
-                                          "wireguard_psk": bad})
+                                                  "wireguard_psk": bad})
         # (The ad-hoc CLI itself echoes a failed task's arguments; a play does not.)
         assert refused["failed"] and "weft_wireguard_psk: the value given is not a WireGuard " \
             "key" in refused["msg"] and bad not in refused["msg"], refused
@@ -264,7 +264,7 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
 
     # A peer that goes is purged; uninstall leaves nothing of the backend.
     alone = encode_plan(sample_plan("wireguard", [("node1", HOSTS["node1"], "100.96.1.0/24",
-                                                    {"public_key": keys["node1"]})]))
+                                                   {"public_key": keys["node1"]})]))
     result = a.module("weft.overlay.host", dict(host_args("node1", alone), wireguard_psk=psk))
     assert result["changed"] and not result["failed"], result
     assert wg_dump(a)[1] == {}
@@ -280,6 +280,6 @@ def test_wireguard_hosts_carry_traffic_with_keys_born_on_each_host(two_boxes):
     assert gone["changed"] and not gone["failed"], gone
     assert "flannel-wg" not in sh("ip", "link", netns=a.netns)
     assert not a.exists(KEY) and not a.exists("/run/weft-sandbox/units/"
-                                               "weft-wireguard-flannel-wg.service.pid")
+                                              "weft-wireguard-flannel-wg.service.pid")
     assert "weft-wireguard" not in (a.read("/etc/passwd") or "")
     assert not a.module("weft.overlay.host", {"state": "absent"})["changed"]

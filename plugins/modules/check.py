@@ -100,7 +100,10 @@ paths:
   returned: when converged
   type: list
   elements: dict
-  sample: [{"peer": "node2", "family": 4, "source": "100.96.1.0", "address": "100.96.2.0", "sent": 3, "received": 3, "reachable": true, "mtu": 1450, "mtu_ok": true, "rtt_ms": {"min": 0.09, "avg": 0.12, "max": 0.15}}]
+  sample:
+    - {"peer": "node2", "family": 4, "source": "100.96.1.0", "address": "100.96.2.0", "sent": 3,
+       "received": 3, "reachable": true, "mtu": 1450, "mtu_ok": true,
+       "rtt_ms": {"min": 0.09, "avg": 0.12, "max": 0.15}}
 drift:
   description: What a weft-restore pass would repair now, a line per step or file (empty, no drift).
   returned: when converged

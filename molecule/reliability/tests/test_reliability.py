@@ -306,7 +306,7 @@ def test_node_exporter_serves_weft_metrics_and_counts_a_strangers_datagrams():
     """Debian's prometheus-node-exporter, started on node1 with its defaults, serves the
     file weft-heal writes; a non-peer's datagrams to 8472 show in the ingress drop counter."""
     playbook("weft.overlay.site", extra={"weft_heal_interval": 5,       # metrics every 5 s here
-                                "weft_metrics_file": "/var/lib/prometheus/node-exporter/weft.prom"})
+                                         "weft_metrics_file": "/var/lib/prometheus/node-exporter/weft.prom"})
     n1 = host("node1")
     n1.check_output("systemctl start prometheus-node-exporter")
     try:
@@ -571,7 +571,6 @@ def test_masquerade_chain_follows_weft_ip_masq_and_its_random_ports():
     playbook("weft.overlay.site")
     assert "-A POSTROUTING -j WEFT-POSTRTG" in n1.check_output("iptables -t nat -S POSTROUTING")
     assert n1.check_output("iptables -t nat -S WEFT-POSTRTG").count("--random-fully") == 2
-
 
 
 def tx_checksumming(node):

@@ -85,7 +85,7 @@ def host(name):
         _HOSTS[name] = testinfra.get_host(
             "ssh://root@%s" % node_ip(name), ssh_identity_file=KEY,
             ssh_extra_args=SSH_COMMON_ARGS + " "
-                           "-o LogLevel=ERROR")
+            "-o LogLevel=ERROR")
     return _HOSTS[name]
 
 
@@ -421,6 +421,7 @@ def container_ipv6(name, container="weft-verify"):
 def state6(name):
     """The IPv6 side of what weft manages on a node, as ip, bridge and ip6tables show it."""
     h = host(name)
+
     def js(cmd):  # None when the device is not there
         out = h.run(cmd + " 2>/dev/null || true").stdout
         return json.loads(out) if out.strip() else None
@@ -609,6 +610,7 @@ def icmp_echo(src, dst):
 
 def vxlan_frame(inner_dst_mac, inner_src_mac, inner_packet, vni=1):
     """A VXLAN datagram payload: VXLAN header, then the Ethernet frame around the packet."""
-    mac = lambda text: bytes(int(part, 16) for part in text.split(":"))  # noqa: E731
+    def mac(text):
+        return bytes(int(part, 16) for part in text.split(":"))
     return (struct.pack("!II", 0x08000000, vni << 8) + mac(inner_dst_mac) + mac(inner_src_mac)
             + b"\x08\x00" + inner_packet)

@@ -112,7 +112,7 @@ def _parse(value, version, kind, where):
                   else ipaddress.ip_address(str(value).strip()))
     except ValueError:
         raise ValueError("%s: %r is not an IPv%d %s" % (where, value, version,
-                                                       "CIDR" if kind == "network" else kind)) from None
+                                                        "CIDR" if kind == "network" else kind)) from None
     if parsed.version != version:
         raise ValueError("%s: %r is not an IPv%d %s" % (where, value, version, kind))
     return parsed

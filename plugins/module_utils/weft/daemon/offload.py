@@ -242,4 +242,3 @@ class Coalescer:
         else:
             vnet = PLAIN
         self.write([vnet, packet], 1)
-

@@ -68,8 +68,8 @@ def refuse_nat(backend, underlay):
         if underlay[public] != underlay[own]:
             raise ValueError("%s: %s is not on this host (its interface %s has %s), so it is "
                              "a NAT's address, and %s" % (public, underlay[public],
-                                                         underlay["iface"], underlay[own],
-                                                         backend.nat_refusal))
+                                                          underlay["iface"], underlay[own],
+                                                          backend.nat_refusal))
 
 
 def run(params, ctx):
@@ -91,8 +91,8 @@ def run(params, ctx):
     try:
         rules = Rules.parse(params["iface"], params["iface_regex"], params["iface_can_reach"])
         facts["weft_underlay"] = find_underlay(ctx.kernel, rules, params["public_ip"],
-                                                params["public_ipv6"], params["ipv4"],
-                                                params["overlay"])
+                                               params["public_ipv6"], params["ipv4"],
+                                               params["overlay"])
         refuse_nat(backend, facts["weft_underlay"])
     except ValueError as exc:
         facts["weft_underlay"] = dict(error=str(exc))

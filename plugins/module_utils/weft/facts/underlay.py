@@ -15,7 +15,7 @@ import ipaddress
 import socket
 
 from .interface import (
-                        Addresses, Rules, family_version, pick)
+    Addresses, Rules, family_version, pick)
 from ..net.netlink import ROUTE_TABLES, route_table
 from ..validate import ip_address
 
@@ -77,7 +77,7 @@ def find_underlay(kernel, rules=Rules(), public_ip=None, public_ipv6=None, ipv4=
     cidr = addresses.on(index, family, chosen)
     if cidr is None:
         raise ValueError("iface: %s has no global IPv%d address" % (names[index],
-                                                                     family_version(family)))
+                                                                    family_version(family)))
     found.update(side(family, cidr, public[family]))
     if held[other] is not None:  # the other family's address may be on any interface
         cidr = addresses.on(held[other], other, public[other])

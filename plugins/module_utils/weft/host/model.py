@@ -222,12 +222,12 @@ def subnet_env(view):
     text = ""
     if view.ipv4:
         text += "FLANNEL_NETWORK=%s\nFLANNEL_SUBNET=%s\n" % (view.network["network"],
-                                                          bridge_address(view.me.subnet))
+                                                             bridge_address(view.me.subnet))
     if view.ipv6:
         text += "FLANNEL_IPV6_NETWORK=%s\nFLANNEL_IPV6_SUBNET=%s\n" % (
             view.network["ipv6_network"], bridge_address(view.me.subnet6))
     return text + "FLANNEL_MTU=%d\nFLANNEL_IPMASQ=%s\n" % (view.overlay_mtu,
-                                                          str(view.settings["ip_masq"]).lower())
+                                                           str(view.settings["ip_masq"]).lower())
 
 
 def chain_steps(view):

@@ -198,7 +198,7 @@ class Watched:
         found = attributes(data, offset + 4, end)  # after struct nfgenmsg
         table, chain = name(found.get(1)), name(found.get(2 if kind & 0xFF in (6, 7, 8) else 3))
         return table in NFT_TABLES or (table in IPTABLES_TABLES and
-                                   (chain in IPTABLES_CHAINS or kind & 0xFF == 2))
+                                       (chain in IPTABLES_CHAINS or kind & 0xFF == 2))
 
     def drifted(self, sock):
         """Drain a socket; True if any of its messages may mean drift."""
@@ -232,7 +232,10 @@ def watch(record_path, interval):
     signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     sockets = event_sockets()
     log("keeping %s: on kernel events and every %ds" % (record_path, interval))
-    abandon = lambda: bool(stop)    # noqa: E731
+
+    def abandon():
+        return bool(stop)
+
     counters = dict(pid=os.getpid(), passes=0, on_events=0, repairs=0, failures=0)
     last_up = {}    # (peer, family): when its path last answered, for the metrics
     # The first pass at once: it tells the watch what is weft's (and repairs a host that

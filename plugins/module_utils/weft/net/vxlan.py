@@ -12,7 +12,6 @@ from .netlink import attr
 from ..validate import int_range, ip_address
 
 
-
 def desired_identity(params, kernel):
     for option in ("vni", "local"):
         if params[option] is None:

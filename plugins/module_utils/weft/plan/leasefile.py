@@ -16,7 +16,10 @@ import fcntl
 import os
 from dataclasses import dataclass
 
-import yaml
+try:
+    import yaml
+except ImportError:     # PyYAML comes with ansible-core on the controller, where this runs
+    yaml = None
 
 from ..files import read_text, write_atomic
 from .subnets import leases_as_dict, parse_leases
@@ -54,6 +57,7 @@ def parse(text, path) -> dict:
     """The raw lease mapping (host -> dict) in `text`; {} for an empty or missing file."""
     if not text:
         return {}
+    need_yaml()
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -65,7 +69,13 @@ def parse(text, path) -> dict:
     return doc.get(TOP_KEY) or {}
 
 
+def need_yaml():
+    if yaml is None:
+        raise LeaseFileError("the lease file needs PyYAML on the controller (python3-yaml)")
+
+
 def render(leases: dict) -> str:
+    need_yaml()
     body = yaml.safe_dump({TOP_KEY: leases}, default_flow_style=False, sort_keys=True,
                           explicit_start=False, width=100)
     return HEADER + body

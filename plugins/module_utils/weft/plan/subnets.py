@@ -290,7 +290,7 @@ def parse_range(raw, name, rules) -> SubnetRange:
     subnet_max = bound(key_max, last)
     if subnet_min.network_address > subnet_max.network_address:
         raise PlanError("%s.%s: %s is above %s %s" % (name, key_min, subnet_min.network_address,
-                                                     key_max, subnet_max.network_address))
+                                                      key_max, subnet_max.network_address))
     return SubnetRange(network, subnet_len, subnet_min, subnet_max)
 
 
