@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Controller benchmark: what weft.overlay.site costs the controller for 250 to 2,000 hosts.
 
 Thousands of hosts cannot run here, so they are simulated: every host is reached with the

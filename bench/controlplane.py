@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Control-plane benchmark: site.yml and check.yml on 2, 4, 8 and 16 lab nodes, in one run.
 
 For each size the lab is rebuilt from empty nodes, then: a baseline play that runs one

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Data-plane benchmark: the underlay, host-gw, vxlan, the udp daemon and wireguard, in one run.
 
 Two hosts, A (10.9.0.1, fd09::1) and B (10.9.0.2, fd09::2), are network namespaces joined

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Host-side benchmark: what weft_host costs one host with 500 to 2,000 peers.
 
 The host is a sandbox (lab/sandbox.py: its own network namespace, and copy-on-write /etc,

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Where a lone packet's time goes in weft-udpd: a trace of pings through both daemons.
 
 The data-plane benchmark's two namespace hosts and containers (bench/dataplane.py), the

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A throwaway single-member etcd on loopback, for the lab and the tests.
 
     etcdserver.py start DIR PORT   start etcd (data, pid and log in DIR); prints its URL

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """weftlab: local multi-node labs for weft, each node a real systemd machine.
 
     weftlab.py up node1 node2 ...   boot nodes (idempotent: running nodes are kept)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The README's table of the role's variables, made from roles/weft/meta/argument_specs.yml
 (the one place they are declared), so README, defaults and specs cannot drift apart.
 

@@ -16,8 +16,8 @@ description:
     containers' veths to it.
   - O(mtu), O(address) and O(up) change in place. An existing device of another kind with
     the same name is never touched; the module fails.
-version_added: "0.6.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 requirements:
   - pyroute2 0.7 or later on the managed host (Debian package C(python3-pyroute2))
 options:
@@ -26,7 +26,7 @@ options:
       gateway of each range containers get). Any other address on it is removed.
     type: list
     elements: str
-extends_documentation_fragment: [weft.overlay.device]
+extends_documentation_fragment: [weft.overlay.device, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.action_groups]
 attributes:
   check_mode:
     support: full
@@ -34,7 +34,11 @@ attributes:
     support: full
     details: Before and after hold only the attributes that differ.
   platform:
+    support: full
     platforms: linux
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 """
 
 EXAMPLES = r"""

@@ -24,8 +24,8 @@ description:
   - Never changes anything, whether or not in check mode. Needs root (raw ICMP sockets).
   - C(check.yml) runs it on every host and M(weft.overlay.check_report) turns the results into
     the matrix.
-version_added: "0.1.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 requirements:
   - python3-pyroute2 and nftables on the managed host (as weft_host)
 options:
@@ -48,6 +48,9 @@ options:
         same peer addresses, so the containers' path through forwarding is checked too.
         Each path then has C(container) with its outcome. Omitted, host paths only.
     type: str
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.action_groups
 attributes:
   check_mode:
     support: full
@@ -55,7 +58,11 @@ attributes:
   diff_mode:
     support: none
   platform:
+    support: full
     platforms: linux
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 """
 
 EXAMPLES = r"""
@@ -70,7 +77,7 @@ converged:
   returned: always
   type: bool
 problems:
-  description: Why nothing was probed (with O(converged=false)).
+  description: Why nothing was probed (with RV(converged=false)).
   returned: when not converged
   type: list
   elements: str

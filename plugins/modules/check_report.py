@@ -19,9 +19,9 @@ description:
     source does not know the destination as a peer (V(NOPEER)), or either host could not
     be checked (V(?); unreachable, not converged). A host fails on its own when its state
     drifted from its record, its lease's address is gone, or it converged another plan.
-  - Returns O(ok); C(check.yml) fails the play when it is false.
-version_added: "0.1.0"
-author: weft contributors
+  - Returns RV(ok); C(weft.overlay.check) fails the play when it is false.
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 options:
   results:
     description: Inventory name to that host's registered weft_check result (an
@@ -32,6 +32,9 @@ options:
     description: Where to write the report as JSON (replaced atomically, mode 0644). Not
       written when omitted.
     type: path
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.action_groups
 attributes:
   check_mode:
     support: full
@@ -39,7 +42,11 @@ attributes:
   diff_mode:
     support: none
   platform:
+    support: full
     platforms: posix
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 """
 
 EXAMPLES = r"""

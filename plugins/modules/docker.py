@@ -21,8 +21,8 @@ description:
     change, and with O(state=absent) and O(network) a bridge still holding an address of
     the overlay network gets that address back (Docker's default C(172.17.0.1/16) when it
     had none), which dockerd takes up when it restarts.
-version_added: "0.2.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 options:
   path:
     description: Docker's daemon.json.
@@ -73,13 +73,20 @@ options:
     type: str
     choices: [present, absent]
     default: present
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.action_groups
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
   platform:
+    support: full
     platforms: posix
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 """
 
 EXAMPLES = r"""

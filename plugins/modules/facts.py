@@ -32,8 +32,8 @@ description:
     (kernel or userspace) this host would use.
   - The missing packages include what O(backend) needs (for wireguard, wireguard-tools and
     wireguard-go where the kernel has no WireGuard).
-version_added: "0.3.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 requirements:
   - pyroute2 0.7 or later on the managed host to read the underlay (Debian package
     C(python3-pyroute2)); without it C(weft_underlay.error) says so and the missing
@@ -124,6 +124,10 @@ options:
       bytes), so that a bad one stops the play before any host changes; never stored or
       returned.
     type: str
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.action_groups
+  - ansible.builtin.action_common_attributes.facts
 attributes:
   check_mode:
     support: full
@@ -132,7 +136,11 @@ attributes:
   facts:
     support: full
   platform:
+    support: full
     platforms: linux
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 """
 
 EXAMPLES = r"""

@@ -25,8 +25,8 @@ description:
     managed like any other entry, so O(purge) removes flood destinations that are not listed.
     weft's own overlay uses no flood entries (learning is off and every peer has a static
     entry), so a purge on a weft device also clears flood entries left by other tools.
-version_added: "0.1.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 requirements:
   - pyroute2 0.7 or later on the managed host (Debian package C(python3-pyroute2))
 options:
@@ -52,6 +52,9 @@ options:
     description: Remove entries with a destination on O(dev) that the list does not name.
     type: bool
     default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.action_groups
 attributes:
   check_mode:
     support: full
@@ -59,7 +62,11 @@ attributes:
     support: full
     details: One line per entry that is added or removed.
   platform:
+    support: full
     platforms: linux
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 """
 
 EXAMPLES = r"""

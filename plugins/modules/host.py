@@ -32,8 +32,8 @@ description:
     and weft's defaults when there is none) and puts Docker's bridge back where it was
     before weft's first run (dockerd restarts twice when its bridge was on the overlay, as it
     remembers its last subnet).
-version_added: "0.3.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 requirements:
   - pyroute2 0.7 or later, nftables, iptables and systemd on the managed host
   - ansible-core on the managed host for weft-restore and weft-heal
@@ -44,7 +44,7 @@ options:
     choices: [present, absent]
     default: present
   plan:
-    description: The RV(weft_plan#module:plan) string, unchanged. Required with O(state=present).
+    description: The RV(weft.overlay.plan#module:plan) string, unchanged. Required with O(state=present).
     type: str
   host:
     description: This host's identity, as M(weft.overlay.facts) found it. Required with O(state=present).
@@ -112,7 +112,7 @@ options:
         default: true
       vxlan_tx_checksum_offload:
         description: TX checksum offload on the vxlan backend's devices (M(weft.overlay.vxlan)'s
-          O(weft_vxlan#module:tx_checksum)).
+          O(weft.overlay.vxlan#module:tx_checksum)).
         type: bool
         default: true
       peer_ingress:
@@ -198,6 +198,9 @@ options:
       C(/etc/weft/wireguard.psk)) in place, so that a reinstall keeps its identity.
     type: bool
     default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.action_groups
 attributes:
   check_mode:
     support: full
@@ -206,7 +209,11 @@ attributes:
     support: full
     details: One diff per changed step and file.
   platform:
+    support: full
     platforms: linux
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 """
 
 EXAMPLES = r"""

@@ -26,8 +26,8 @@ description:
   - When only the peers change, their addresses are added and removed in one transaction
     and the drop counters keep counting; any other difference (or a hand edit of the
     table's rules) replaces the whole table in one transaction.
-version_added: "0.3.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 requirements:
   - nft (Debian package C(nftables)) and a kernel with nf_tables on the managed host
 options:
@@ -71,6 +71,9 @@ options:
     type: str
     choices: [present, absent]
     default: present
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.action_groups
 attributes:
   check_mode:
     support: full
@@ -78,7 +81,11 @@ attributes:
     support: full
     details: Peers added and removed, or the rule layout before and after.
   platform:
+    support: full
     platforms: linux
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 """
 
 EXAMPLES = r"""

@@ -20,8 +20,8 @@ description:
     run reports a change.
   - C(--random-fully) is used where the host's iptables has it (1.6.2 and later, as
     Flannel decides); an older one gets the rules without it, and a warning.
-version_added: "0.1.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 requirements:
   - iptables (legacy or nf_tables variant) on the managed host
 options:
@@ -53,6 +53,9 @@ options:
     type: str
     choices: [ipv4, ipv6]
     default: ipv4
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.action_groups
 attributes:
   check_mode:
     support: full
@@ -60,7 +63,11 @@ attributes:
     support: full
     details: The chain's rules (and the jump) before and after, as C(iptables -S) lines.
   platform:
+    support: full
     platforms: linux
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 """
 
 EXAMPLES = r"""

@@ -19,8 +19,8 @@ description:
     written.
   - The source is left as it was; switch C(weft_lease_store) once the copy is done.
   - "Runs on the controller (C(delegate_to: localhost), C(run_once: true))."
-version_added: "0.2.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 options:
   network:
     description:
@@ -33,7 +33,7 @@ options:
     type: str
     choices: [file, etcd]
     required: true
-extends_documentation_fragment: [weft.overlay.lease_store]
+extends_documentation_fragment: [weft.overlay.lease_store, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.action_groups]
 attributes:
   check_mode:
     support: full
@@ -42,7 +42,11 @@ attributes:
     support: full
     details: Shows the target's leases before and after.
   platform:
+    support: full
     platforms: posix
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 """
 
 EXAMPLES = r"""

@@ -16,8 +16,8 @@ description:
     ARP for them (what a VXLAN overlay with learning off needs for every peer's VTEP).
   - With O(purge=true), permanent entries on O(dev) that the list does not name are removed.
     Dynamic entries (learned by ARP) are never touched.
-version_added: "0.1.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 requirements:
   - pyroute2 0.7 or later on the managed host (Debian package C(python3-pyroute2))
 options:
@@ -43,6 +43,9 @@ options:
     description: Remove permanent entries on O(dev) that the list does not name.
     type: bool
     default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.action_groups
 attributes:
   check_mode:
     support: full
@@ -50,7 +53,11 @@ attributes:
     support: full
     details: One line per entry that is added, changed or removed.
   platform:
+    support: full
     platforms: linux
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 """
 
 EXAMPLES = r"""

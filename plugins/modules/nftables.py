@@ -18,8 +18,8 @@ description:
   - Each rule carries its own text as its comment, which is how a run recognises it. A
     table that differs in any rule or chain is replaced whole in one C(nft -f)
     transaction, so packets never see a half-written table; other tables are not touched.
-version_added: "0.1.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 requirements:
   - nft (nftables) on the managed host
 options:
@@ -44,6 +44,9 @@ options:
     type: str
     choices: [present, absent]
     default: present
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.action_groups
 attributes:
   check_mode:
     support: full
@@ -51,7 +54,11 @@ attributes:
     support: full
     details: The table's rules before and after, one C(chain rule) line each.
   platform:
+    support: full
     platforms: linux
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 """
 
 EXAMPLES = r"""

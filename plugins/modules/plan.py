@@ -27,8 +27,8 @@ description:
     a host without a lease takes over the one that has its public IP, as Flannel does.
     Every write is a transaction that succeeds only if the keys it read are unchanged, so
     controllers running at once never hand out one subnet twice."
-version_added: "0.1.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 options:
   network:
     description:
@@ -100,8 +100,12 @@ attributes:
     support: full
     details: Shows the lease file before and after.
   platform:
+    support: full
     platforms: posix
-extends_documentation_fragment: [weft.overlay.lease_store]
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
+extends_documentation_fragment: [weft.overlay.lease_store, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.action_groups]
 notes:
   - The VTEP MAC of a vxlan lease is derived from its subnet (C(0e:77) followed by the four
     bytes of the subnet address), unique per subnet, locally administered, and the same every

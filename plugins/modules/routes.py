@@ -19,8 +19,8 @@ description:
     static, DHCP, routing daemons) are never removed.
   - A route is identified as the kernel does, by table, destination and metric. A listed route
     that exists with other attributes, or with another protocol, is replaced in place.
-version_added: "0.1.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 requirements:
   - pyroute2 0.7 or later on the managed host (Debian package C(python3-pyroute2))
 options:
@@ -74,6 +74,9 @@ options:
     description: Remove owned routes that the list does not name.
     type: bool
     default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.action_groups
 attributes:
   check_mode:
     support: full
@@ -82,7 +85,11 @@ attributes:
     details: Before and after show, one line each, only the routes that are added, changed
       or removed.
   platform:
+    support: full
     platforms: linux
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 notes:
   - Every argument, and the existence of every named device, is checked before the first
     change, so a bad entry changes nothing.

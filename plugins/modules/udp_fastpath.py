@@ -31,8 +31,8 @@ description:
     the module removes what it may have attached, warns and reports no change; the
     daemon then carries every packet.
   - Needs root (CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN to find the running programs).
-version_added: "0.7.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 requirements:
   - pyroute2 0.7 or later on the managed host (Debian package C(python3-pyroute2))
   - a Linux kernel with BPF, cls_bpf and clsact (5.2 or later), x86_64 or aarch64
@@ -83,6 +83,9 @@ options:
           are taken in either way.
         type: bool
         default: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.action_groups
 attributes:
   check_mode:
     support: full
@@ -90,7 +93,11 @@ attributes:
     support: full
     details: Before and after list weft's filters by device, hook and name.
   platform:
+    support: full
     platforms: linux
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 """
 
 EXAMPLES = r"""

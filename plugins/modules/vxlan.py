@@ -17,8 +17,8 @@ description:
     (RV(recreated)).
     O(mtu), O(mac), O(address) and O(up) change in place.
   - An existing device of another kind with the same name is never touched; the module fails.
-version_added: "0.1.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 requirements:
   - pyroute2 0.7 or later on the managed host (Debian package C(python3-pyroute2))
 options:
@@ -59,7 +59,7 @@ options:
       subnet so that peers' neighbour and FDB entries stay valid when the device is
       re-created. Left as the kernel chose it when omitted.
     type: str
-extends_documentation_fragment: [weft.overlay.device]
+extends_documentation_fragment: [weft.overlay.device, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.action_groups]
 attributes:
   check_mode:
     support: full
@@ -67,7 +67,11 @@ attributes:
     support: full
     details: Before and after hold only the attributes that differ.
   platform:
+    support: full
     platforms: linux
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 """
 
 EXAMPLES = r"""

@@ -25,8 +25,8 @@ description:
   - All changes to the peers are made in one C(wg set).
   - O(mtu), O(address) and O(up) change in place. An existing device of another kind with
     the same name is never touched; the module fails.
-version_added: "0.5.0"
-author: weft contributors
+version_added: "1.0.0"
+author: weft contributors (@weft-overlay)
 requirements:
   - wireguard-tools (C(wg)) on the managed host; wireguard-go for O(implementation=userspace)
   - pyroute2 0.7 or later on the managed host (Debian package C(python3-pyroute2))
@@ -88,7 +88,7 @@ options:
     description: The transient systemd unit wireguard-go runs in; by default
       C(weft-wireguard-<name>.service).
     type: str
-extends_documentation_fragment: [weft.overlay.device]
+extends_documentation_fragment: [weft.overlay.device, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.action_groups]
 attributes:
   check_mode:
     support: full
@@ -96,7 +96,11 @@ attributes:
     support: full
     details: Peers (public keys, endpoints, allowed IPs) before and after; never a key.
   platform:
+    support: full
     platforms: linux
+  action_group:
+    support: full
+    membership: [weft.overlay.weft]
 """
 
 EXAMPLES = r"""
