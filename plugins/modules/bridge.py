@@ -26,7 +26,7 @@ options:
       gateway of each range containers get). Any other address on it is removed.
     type: list
     elements: str
-extends_documentation_fragment: [weft.overlay.device, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.action_groups]
+extends_documentation_fragment: [weft.overlay.device, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.actiongroups]
 attributes:
   check_mode:
     support: full

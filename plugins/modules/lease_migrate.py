@@ -33,7 +33,7 @@ options:
     type: str
     choices: [file, etcd]
     required: true
-extends_documentation_fragment: [weft.overlay.lease_store, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.action_groups]
+extends_documentation_fragment: [weft.overlay.lease_store, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.actiongroups]
 attributes:
   check_mode:
     support: full

@@ -105,7 +105,7 @@ attributes:
   action_group:
     support: full
     membership: [weft.overlay.weft]
-extends_documentation_fragment: [weft.overlay.lease_store, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.action_groups]
+extends_documentation_fragment: [weft.overlay.lease_store, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.actiongroups]
 notes:
   - The VTEP MAC of a vxlan lease is derived from its subnet (C(0e:77) followed by the four
     bytes of the subnet address), unique per subnet, locally administered, and the same every

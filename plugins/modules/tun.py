@@ -34,7 +34,7 @@ options:
       their own queue.
     type: bool
     default: false
-extends_documentation_fragment: [weft.overlay.device, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.action_groups]
+extends_documentation_fragment: [weft.overlay.device, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.actiongroups]
 attributes:
   check_mode:
     support: full

@@ -59,7 +59,7 @@ options:
       subnet so that peers' neighbour and FDB entries stay valid when the device is
       re-created. Left as the kernel chose it when omitted.
     type: str
-extends_documentation_fragment: [weft.overlay.device, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.action_groups]
+extends_documentation_fragment: [weft.overlay.device, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.actiongroups]
 attributes:
   check_mode:
     support: full

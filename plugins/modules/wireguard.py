@@ -88,7 +88,7 @@ options:
     description: The transient systemd unit wireguard-go runs in; by default
       C(weft-wireguard-<name>.service).
     type: str
-extends_documentation_fragment: [weft.overlay.device, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.action_groups]
+extends_documentation_fragment: [weft.overlay.device, ansible.builtin.action_common_attributes, ansible.builtin.action_common_attributes.actiongroups]
 attributes:
   check_mode:
     support: full

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: weft contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A small etcd v3 client over etcd's JSON gateway (/v3/kv/...), standard library only.
+"""A small etcd v3 client over etcd's JSON gateway (/v3/kv/...), with ansible-core's open_url.
 
 The lease store needs three calls (range, txn, authenticate), so a gRPC stack would be a
 heavy dependency for an optional feature. The gateway ships with every etcd since 3.3
@@ -15,8 +15,9 @@ import base64
 import json
 import ssl
 import urllib.error
-import urllib.request
 from dataclasses import dataclass
+
+from ansible.module_utils.urls import ConnectionError as UrlConnectionError, open_url
 
 
 class EtcdError(RuntimeError):
@@ -88,12 +89,12 @@ class EtcdClient:
         self.timeout = timeout
         self.username, self.password = username, password
         self._token = None
-        self._context = None
+        self._ca_file, self._cert_file, self._key_file = ca_file or None, cert_file or None, key_file or None
         if any(u.startswith("https://") for u in self.endpoints):
-            try:
-                self._context = ssl.create_default_context(cafile=ca_file)
+            try:    # read them once here, to name them when they are wrong
+                context = ssl.create_default_context(cafile=self._ca_file)
                 if cert_file:
-                    self._context.load_cert_chain(cert_file, key_file)
+                    context.load_cert_chain(cert_file, key_file)
             except (OSError, ssl.SSLError) as exc:
                 raise EtcdError("weft_etcd_ca_file/cert_file/key_file: cannot load (%s)" % exc) \
                     from None
@@ -102,10 +103,10 @@ class EtcdClient:
         headers = {"Content-Type": "application/json"}
         if self._token:
             headers["Authorization"] = self._token
-        request = urllib.request.Request(url + path, data=json.dumps(body).encode(),
-                                         headers=headers, method="POST")
-        context = self._context if url.startswith("https://") else None
-        with urllib.request.urlopen(request, timeout=self.timeout, context=context) as resp:
+        with open_url(url + path, data=json.dumps(body).encode(), headers=headers,
+                      method="POST", timeout=self.timeout, ca_path=self._ca_file,
+                      client_cert=self._cert_file, client_key=self._key_file,
+                      follow_redirects="none") as resp:
             return json.loads(resp.read() or b"{}")
 
     def _post(self, path, body):
@@ -122,7 +123,7 @@ class EtcdClient:
                     pass
                 raise EtcdError("etcd at %s refused %s: %s %s" % (url, path, exc.code, detail)) \
                     from None
-            except (urllib.error.URLError, OSError, ValueError) as exc:
+            except (urllib.error.URLError, UrlConnectionError, OSError, ValueError) as exc:
                 failures.append("%s (%s)" % (url, getattr(exc, "reason", exc)))
                 continue
             # Stick to the endpoint that answered.
