@@ -56,10 +56,10 @@ def plan_table(planned):
     leases += [(name + " (removed, lease kept)", planned["leases"][name])
                for name in planned.get("retained", [])]
     columns = [(heading, key) for heading, key in ADDRESS_COLUMNS
-               if any(lease.get(key) for _, lease in leases)] or ADDRESS_COLUMNS[:2]
-    rows = [("HOST",) + tuple(heading for heading, _ in columns) + ("LEASE DATA",)]
+               if any(lease.get(key) for dummy, lease in leases)] or ADDRESS_COLUMNS[:2]
+    rows = [("HOST",) + tuple(heading for heading, dummy in columns) + ("LEASE DATA",)]
     for name, lease in leases:
-        rows.append((name,) + tuple(lease.get(key) or "-" for _, key in columns)
+        rows.append((name,) + tuple(lease.get(key) or "-" for dummy, key in columns)
                     + (lease_data(lease),))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

@@ -284,7 +284,7 @@ class Vxlan(Backend):
     def family_steps(self, view, family):
         """Flannel's VTEP of one family: device, then per peer a neighbour and FDB entry."""
         dev = self.device(view.network, family)
-        subnet, _, data = view.me.side(family)
+        subnet, dummy, data = view.me.side(family)
         tunnelled = [p.side(family) for p in view.peers_of(family) if not view.on_link(p, family)]
         local = view.own_address(family)
         return [
@@ -298,10 +298,10 @@ class Vxlan(Backend):
                  address="%s/%d" % (vtep_address(subnet), 32 if family == 4 else 128)),
             step("neighbours", dev=dev, purge=True,
                  neighbours=[{"ip": vtep_address(peer_subnet), "mac": peer_data["vtep_mac"]}
-                             for peer_subnet, _, peer_data in tunnelled]),
+                             for peer_subnet, dummy, peer_data in tunnelled]),
             step("fdb", dev=dev, purge=True,
                  entries=[{"mac": peer_data["vtep_mac"], "dst": address}
-                          for _, address, peer_data in tunnelled]),
+                          for dummy, address, peer_data in tunnelled]),
         ]
 
     def routes(self, view):
@@ -500,7 +500,7 @@ class Wireguard(Backend):
         return 4
 
     def devices(self, view):
-        return [("wireguard", device) for device, _, _ in self.tunnels(view)]
+        return [("wireguard", device) for device, dummy, dummy in self.tunnels(view)]
 
     def steps(self, view):
         from .host import units
@@ -521,7 +521,7 @@ class Wireguard(Backend):
         """The WireGuard peer of host p on a device carrying `families`; None when p has no
         public address of the tunnel's family or no public key (a broken Flannel lease)."""
         family = self.endpoint_family(view, p, families)
-        _, address, data = p.side(family)
+        dummy, address, data = p.side(family)
         if not address or not data.get("public_key"):
             return None
         return {"public_key": data["public_key"],
@@ -533,10 +533,10 @@ class Wireguard(Backend):
     def routes(self, view):
         # Flannel's one route for each whole network through the device carrying it.
         return [{"dst": view.network["network" if f == 4 else "ipv6_network"], "dev": device}
-                for device, _, families in self.tunnels(view) for f in families]
+                for device, dummy, families in self.tunnels(view) for f in families]
 
     def ingress_ports(self, view):
-        return [port for _, port, _ in self.tunnels(view)]
+        return [port for dummy, port, dummy in self.tunnels(view)]
 
     def users(self, view):
         return [{"name": self.USER, "comment": "weft wireguard-go"}]

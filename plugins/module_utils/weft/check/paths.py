@@ -93,7 +93,7 @@ def container_pid(ctx, name):
         binary = ctx.which(tool)
         if binary is None:
             continue
-        rc, out, _ = ctx.run([binary, "inspect", "--format", "{{.State.Pid}}", name])
+        rc, out, dummy = ctx.run([binary, "inspect", "--format", "{{.State.Pid}}", name])
         if rc == 0 and out.strip().isdigit() and int(out.strip()) > 0:
             return int(out.strip())
     return None

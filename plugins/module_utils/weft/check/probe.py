@@ -141,7 +141,7 @@ def largest_passing(targets, passed, failed, count=2, timeout=0.5) -> dict:
     while True:
         open_ = [t for t in targets if bounds[t.key][1] - bounds[t.key][0] > 1]
         if not open_:
-            return {key: low for key, (low, _) in bounds.items()}
+            return {key: low for key, (low, dummy) in bounds.items()}
         middle = {t.key: sum(bounds[t.key]) // 2 for t in open_}
         for key, outcome in echo(open_, middle, count, timeout).items():
             bounds[key][0 if outcome.rtts else 1] = middle[key]
@@ -149,12 +149,12 @@ def largest_passing(targets, passed, failed, count=2, timeout=0.5) -> dict:
 
 def collect(sockets, ident, pending, rtts, until):
     """Take echo replies until `until` (monotonic) or until none is pending."""
-    by_fd = {sock.fileno(): (family, sock) for (family, _), sock in sockets.items() if sock}
+    by_fd = {sock.fileno(): (family, sock) for (family, dummy), sock in sockets.items() if sock}
     while pending:
         left = until - time.monotonic()
         if left <= 0:
             return
-        ready, _, _ = select.select(list(by_fd), [], [], left)
+        ready, dummy, dummy = select.select(list(by_fd), [], [], left)
         for fd in ready:
             family, sock = by_fd[fd]
             while True:

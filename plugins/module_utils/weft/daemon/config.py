@@ -128,7 +128,7 @@ def parse_config(raw) -> Config:
         peers.append((net, str(ip), _port(item.get("port", port), where + ".port"), i, weft))
     # Sorted by first address, two peers overlap only if some neighbouring pair does.
     ordered = sorted(peers, key=lambda p: int(p[0].network_address))
-    for (before, _, _, j, _), (net, _, _, i, _) in zip(ordered, ordered[1:]):
+    for (before, dummy, dummy, j, dummy), (net, dummy, dummy, i, dummy) in zip(ordered, ordered[1:]):
         if net.overlaps(before):
             raise ConfigError("peers[%d].subnet: %s overlaps peers[%d].subnet %s"
                               % (max(i, j), net if i > j else before, min(i, j),
@@ -140,7 +140,7 @@ def parse_config(raw) -> Config:
     if not isinstance(offload, bool):
         raise ConfigError("offload: %r is not true or false" % (offload,))
     return Config(tun, str(listen), port, network, subnet,
-                  [Peer(net, ip, peer_port, weft) for net, ip, peer_port, _, weft in peers],
+                  [Peer(net, ip, peer_port, weft) for net, ip, peer_port, dummy, weft in peers],
                   status_file, offload)
 
 

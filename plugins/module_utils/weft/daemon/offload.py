@@ -183,7 +183,7 @@ class Coalescer:
             payload = len(packet) - hlen
             flags = packet[33]
             if hlen >= 40 and payload > 0 and flags & ~PSH == ACK and packet[6] & 0x40:
-                tos, _, ttl, ends, seq, ack, _, window, rest = run_head(hlen).unpack_from(packet)
+                tos, dummy, ttl, ends, seq, ack, dummy, window, rest = run_head(hlen).unpack_from(packet)
                 key = (tos, ttl, ends, ack, window, rest)
                 if self.segments and key == self.key and seq == self.next_seq \
                         and self.size == self.mss and self.hlen == hlen \

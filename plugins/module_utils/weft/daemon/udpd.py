@@ -42,6 +42,9 @@ super-packet. Other packets read in one wake-up go out as runs of equal-size dat
 with one sendmsg. A batch the kernel refuses whole is sent again datagram by datagram, so
 each packet is sent or counted.
 """
+# weft-udpd is a daemon that systemd runs, not a module: it logs to stdout and exits with a status.
+# pylint: disable=ansible-bad-function
+
 
 from __future__ import annotations
 
@@ -254,7 +257,7 @@ class Daemon:
     def pump_tun(self):
         counters, router, vnet = self.counters, self.router, self.tun.vnet
         runs = []  # [peer, segment size, [packets]]
-        for _ in range(READ_BATCH):
+        for dummy in range(READ_BATCH):
             try:
                 data = os.read(self.tun.fd, READ_SIZE)
             except BlockingIOError:
@@ -268,7 +271,7 @@ class Daemon:
                     counters.tun_rx += 1
                     Counters.bump(counters.drops_out, "malformed")
                     continue
-                flags, gso, _, mss, csum_start, csum_offset = VNET_HDR.unpack_from(data)
+                flags, gso, dummy, mss, csum_start, csum_offset = VNET_HDR.unpack_from(data)
                 packet = bytearray(memoryview(data)[VNET_LEN:])
             else:
                 packet = bytearray(data)
@@ -364,7 +367,7 @@ class Daemon:
         counters, router = self.counters, self.router
         vnet, run_peer = self.tun.vnet, None
         admit, coalesce, follow = router.admit, self.coalescer.add, self.coalescer.follow
-        for _ in range(READ_BATCH):
+        for dummy in range(READ_BATCH):
             try:
                 data, ancillary, flags, sender = self.sock.recvmsg(RECV_BUFFER, 64)
             except BlockingIOError:
@@ -518,7 +521,7 @@ class Daemon:
         except InterruptedError:
             events = []
         udp = self.sock.fileno()
-        for fd, _ in events:
+        for fd, dummy in events:
             if fd == udp:
                 self.pump_udp()
             elif fd == self.tun.fd:

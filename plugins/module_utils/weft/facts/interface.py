@@ -85,7 +85,7 @@ class Addresses:
                     position)
             usable.append((rank, found))
         self.by_index = {}
-        for _, found in sorted(usable, key=lambda item: item[0]):
+        for dummy, found in sorted(usable, key=lambda item: item[0]):
             self.by_index.setdefault(found["index"], []).append(found)
 
     def of(self, index, family, outside_overlay=False) -> list:

@@ -12,7 +12,7 @@ def missing_packages(ctx, names) -> list:
     query = ctx.which("dpkg-query")
     if not names or query is None:
         return []
-    _, out, _ = ctx.run([query, "-W", "-f=${Package} ${Status}\\n"] + list(names))
+    dummy, out, dummy = ctx.run([query, "-W", "-f=${Package} ${Status}\\n"] + list(names))
     installed = {line.split()[0] for line in out.splitlines()
                  if line.endswith(" install ok installed")}
     return [name for name in names if name not in installed]

@@ -256,7 +256,7 @@ def ensure_user(run, user):
     except KeyError:
         pass
     if not run.ctx.check_mode:
-        rc, _, err = run.ctx.run([run.ctx.which("useradd") or "useradd", "--system", "--user-group",
+        rc, dummy, err = run.ctx.run([run.ctx.which("useradd") or "useradd", "--system", "--user-group",
                                   "--no-create-home", "--home-dir", "/nonexistent",
                                   "--shell", "/usr/sbin/nologin", "--comment",
                                   user.get("comment") or "weft", user["name"]])
@@ -272,7 +272,7 @@ def remove_user(run, name):
     except KeyError:
         return
     if not run.ctx.check_mode:
-        rc, _, err = run.ctx.run([run.ctx.which("userdel") or "userdel", name])
+        rc, dummy, err = run.ctx.run([run.ctx.which("userdel") or "userdel", name])
         if rc:
             raise WeftError("user %s: userdel failed: %s" % (name, err.strip()))
     run.changed_file("user %s (removed)" % name)

@@ -205,7 +205,7 @@ def masquerade_nft(network, subnet, random_fully=True):
     """The same rules in nftables (Flannel's postrtg chain with EnableNFTables)."""
     ip = NFT_FAMILY[ipaddress.ip_network(network).version]
     masquerade = "masquerade fully-random" if random_fully else "masquerade"
-    mark, _ = KUBE_PROXY_MARK.split("/")
+    mark, dummy = KUBE_PROXY_MARK.split("/")
 
     def match(key, address):
         return "%s %s != %s" % (ip, key, address[1:]) if address.startswith("!") else \

@@ -27,6 +27,9 @@ converge from the controller made is what stays. A pass never removes a key: wef
 have made one for a converge still to come. Told to stop while it waits for the lock (as
 an uninstall, holding it, tells weft-heal), a pass gives up its wait and changes nothing.
 """
+# weft-restore and weft-heal are programs that systemd runs, not modules: they log to stdout and exit with a status.
+# pylint: disable=ansible-bad-function
+
 
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ NFT_MSG_NEWGEN = 15
 IPTABLES_TABLES = {chain["table"] for chain in iptables.CHAINS}
 IPTABLES_CHAINS = {name for chain in iptables.CHAINS for name in (chain["chain"], chain["jump_from"])}
 # weft's own nftables tables: the ingress table, and the chains' with EnableNFTables.
-NFT_TABLES = {ingress.TABLE} | {table for _, table in nftables.TABLES.values()}
+NFT_TABLES = {ingress.TABLE} | {table for dummy, table in nftables.TABLES.values()}
 STATUS = "/run/weft/heal.json"   # the watch's counters, for people and tests
 SETTLE = 1.0        # after an event, wait for the burst to end
 MIN_GAP = 5.0       # at most one pass per this many seconds on events
@@ -167,7 +170,7 @@ class Watched:
         self.devices, self.protocol = set(), RTPROT_WEFT
         try:
             state = model.derive(record["plan"], record["identity"], record["settings"])
-            self.devices = {dev for _, dev in state.devices} | {record["identity"]["iface"]}
+            self.devices = {dev for dummy, dev in state.devices} | {record["identity"]["iface"]}
             self.protocol = record["settings"]["route_protocol"]
         except (KeyError, TypeError, WeftError):
             pass
@@ -262,7 +265,8 @@ def watch(record_path, interval):
         while not stop and not due and time.monotonic() < deadline:
             ready = select.select(sockets + [wake_read], [], [],
                                   max(0.0, deadline - time.monotonic()))[0]
-            due = any([watched.drifted(sock) for sock in ready if sock is not wake_read])
+            # A list, not a generator: every ready socket is drained, whatever the first says.
+            due = any([watched.drifted(sock) for sock in ready if sock is not wake_read])  # pylint: disable=use-a-generator
         if stop:
             break
         if due:
@@ -317,7 +321,7 @@ def write_status(counters):
 def cost(record_path, passes):
     """CPU seconds of a pass that finds nothing to repair (the watch's price)."""
     before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    for _ in range(passes):
+    for dummy in range(passes):
         one_pass(record_path)
     after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     cpu = sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before))

@@ -229,7 +229,7 @@ def map_by_id(map_id):
     fd = bpf(MAP_GET_FD_BY_ID, struct.pack("<I", map_id) + bytes(60))
     info = ctypes.create_string_buffer(80)
     bpf(OBJ_GET_INFO_BY_FD, struct.pack("<IIQ", fd, len(info), ctypes.addressof(info)))
-    kind, _, key, value = struct.unpack_from("<IIII", info.raw, 0)
+    kind, dummy, key, value = struct.unpack_from("<IIII", info.raw, 0)
     return fd, kind, key, value
 
 
@@ -242,6 +242,6 @@ def possible_cpus():
         return os.cpu_count() or 1
     total = 0
     for part in text.split(","):
-        low, _, high = part.partition("-")
+        low, dummy, high = part.partition("-")
         total += int(high or low) - int(low) + 1
     return total

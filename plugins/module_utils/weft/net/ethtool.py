@@ -24,7 +24,7 @@ IFNAMSIZ = 16
 def _ioctl(name, command, value=0) -> int:
     # struct ethtool_value {u32 cmd; u32 data}, pointed to by struct ifreq's ifr_data.
     data = array.array("B", struct.pack("II", command, value))
-    address, _ = data.buffer_info()
+    address, dummy = data.buffer_info()
     request = struct.pack("%dsP" % IFNAMSIZ, name.encode(), address)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         fcntl.ioctl(sock.fileno(), SIOCETHTOOL, request)

@@ -105,7 +105,7 @@ def element_text(kind, element):
 
 def desired_elements(peers, inner):
     elements = {}
-    for version, (peer_set, subnet_set, _, _) in FAMILIES.items():
+    for version, (peer_set, subnet_set, dummy, dummy) in FAMILIES.items():
         mine = {ip: net for ip, net in peers.items() if ipaddress.ip_address(ip).version == version}
         elements[peer_set] = set(mine)
         if inner == "vxlan":
@@ -122,7 +122,7 @@ def render_table(params, elements) -> str:
 
     lines = ["table %s %s {" % (FAMILY, params["table"])]
     lines += ["  counter %s { }" % reason for reason in REASONS]
-    for version, (peer_set, subnet_set, typeof, _) in FAMILIES.items():
+    for version, (peer_set, subnet_set, typeof, dummy) in FAMILIES.items():
         lines.append("  set %s { type ipv%d_addr; %s }" % (peer_set, version, listing(peer_set)))
         if subnet_set in elements:
             lines.append("  set %s { typeof %s; flags interval; %s }"
@@ -153,7 +153,7 @@ class Nft:
         return [item for item in json.loads(out)["nftables"] if "metainfo" not in item]
 
     def run(self, script):
-        rc, _, err = self.ctx.run([self.binary, "-f", "-"], data=script)
+        rc, dummy, err = self.ctx.run([self.binary, "-f", "-"], data=script)
         if rc:
             raise WeftError("nft -f failed: %s" % err.strip())
 
@@ -208,14 +208,14 @@ def converge(ctx, params):
 
     peers = desired_peers(params)
     wanted = desired_elements(peers, params["inner"])
-    structure = [(chain, comment) for chain, comment, _ in layout(params)]
+    structure = [(chain, comment) for chain, comment, dummy in layout(params)]
     hooks = {"ingress": ("prerouting", -300, "accept"), "encapsulated": (None, None, None)}
     before, after = [], []
     if current is None:
         script = render_table(params, wanted)
         after = script.splitlines()
     else:
-        comments, have_hooks, have, _ = read_current(current)
+        comments, have_hooks, have, dummy = read_current(current)
         if comments != structure or have_hooks != hooks or set(have) != set(wanted):
             # Another layout (or a hand edit): the whole table is replaced in one transaction.
             script = "delete table %s %s\n" % (FAMILY, params["table"]) + render_table(params, wanted)

@@ -42,7 +42,7 @@ def read_table(ctx, table, command="iptables"):
 
 def version(ctx, command):
     """(major, minor, patch) of the host's iptables, None when it does not say."""
-    rc, out, _ = ctx.run([ctx.which(command), "--version"])
+    rc, out, dummy = ctx.run([ctx.which(command), "--version"])
     found = VERSION.search(out) if rc == 0 else None
     return tuple(int(part) for part in found.groups()) if found else None
 
@@ -71,7 +71,7 @@ def chain_state(lines, chain, jump_from):
 
 def restore(ctx, table, lines, command="iptables"):
     script = "*%s\n%s\nCOMMIT\n" % (table, "\n".join(lines))
-    rc, _, err = ctx.run([ctx.which(command + "-restore"), "-w", "--noflush"], data=script)
+    rc, dummy, err = ctx.run([ctx.which(command + "-restore"), "-w", "--noflush"], data=script)
     if rc:
         raise WeftError("%s-restore failed: %s" % (command, err.strip()), script=script)
 

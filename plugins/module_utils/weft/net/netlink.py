@@ -47,9 +47,11 @@ try:
     from pyroute2.iproute.linux import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
     from pyroute2.netlink.rtnl import rt_scope
+    # pylint: disable=unused-import  (the cores take these flags from here)
     from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
     from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_PERMANENT
     from pyroute2.netlink.rtnl.rtmsg import RTNH_F_ONLINK
+    # pylint: enable=unused-import
 except ImportError:
     IPRoute = None
     NetlinkError = OSError  # never raised: nothing talks to the kernel without pyroute2

@@ -35,7 +35,7 @@ ARGUMENT_SPEC = dict(
 def desired(params):
     """[(chain, rule)] in order; raises WeftError naming a rule nft could not carry."""
     found = []
-    for chain, (key, _) in CHAINS.items():
+    for chain, (key, dummy) in CHAINS.items():
         for i, rule in enumerate(params[key]):
             text = " ".join(str(rule).split())
             if not text or '"' in text or len(text) > MAX_COMMENT:
@@ -58,7 +58,7 @@ def current(objects):
 
 
 def render(family, table, rules) -> str:
-    chains = [chain for chain in CHAINS if any(c == chain for c, _ in rules)]
+    chains = [chain for chain in CHAINS if any(c == chain for c, dummy in rules)]
     lines = ["table %s %s {" % (family, table)]
     lines += ["  chain %s { %s }" % (chain, DECLARE[chain]) for chain in chains]
     lines.append("}")
@@ -73,7 +73,7 @@ def run(params, ctx):
     nft = Nft(ctx)
     objects = nft.table(table, family)
     have, chains = current(objects) if objects is not None else ([], {})
-    wanted_chains = {chain: CHAINS[chain][1] for chain, _ in wanted}
+    wanted_chains = {chain: CHAINS[chain][1] for chain, dummy in wanted}
     result = dict(changed=False, rules=["%s %s" % pair for pair in have])
     if objects is None and not wanted:
         return result

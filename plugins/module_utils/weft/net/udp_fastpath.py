@@ -80,7 +80,7 @@ def raw16(number):
 
 def fold(a, r, scratch):
     """r = the 32-bit one's complement sum in r folded into 16 bits (end-around carry)."""
-    for _ in range(2):
+    for dummy in range(2):
         a.movr(scratch, r)
         a.alu("rsh", scratch, 16)
         a.alu("and", r, 0xFFFF)
@@ -305,7 +305,7 @@ def counters_map(prog_ids):
     for prog_id in prog_ids:
         try:
             for map_id in bpf.prog_map_ids(prog_id):
-                fd, kind, _, _ = bpf.map_by_id(map_id)
+                fd, kind, dummy, dummy = bpf.map_by_id(map_id)
                 if kind == bpf.PERCPU_ARRAY:
                     return fd
                 os.close(fd)
@@ -318,7 +318,7 @@ def counters(kernel):
     """{"sent": n, "received": n}: packets the fast path carried (all CPUs), or None
     when it is not attached."""
     found = ours(kernel)
-    fd = counters_map([prog for entries in found.values() for _, _, prog in entries])
+    fd = counters_map([prog for entries in found.values() for dummy, dummy, prog in entries])
     if fd is None:
         return None
     try:
@@ -337,7 +337,7 @@ def detach(kernel, found, keep=()):
     filters leave empty; another's filters stay where they are."""
     for (index, hook), entries in found.items():
         kept = set()
-        for name, prio, _ in sorted(entries, key=lambda entry: entry[1]):
+        for name, prio, dummy in sorted(entries, key=lambda entry: entry[1]):
             if name in keep and name not in kept:   # the first of its name: the newest
                 kept.add(name)
                 continue
@@ -346,7 +346,7 @@ def detach(kernel, found, keep=()):
             except NetlinkError as exc:
                 if exc.code not in GONE:
                     raise
-    for index in sorted({index for index, _ in found}):
+    for index in sorted({index for index, dummy in found}):
         try:
             empty = all(not tuple(kernel.ipr.get_filters(index=index, parent=hook))
                         for hook in HOOKS)   # any kind of filter, not only bpf
@@ -403,7 +403,7 @@ def describe(kernel, attached):
 def run(params, ctx):
     kernel = ctx.kernel
     found = ours(kernel)
-    before = [(where, name) for where, entries in found.items() for name, _, _ in entries]
+    before = [(where, name) for where, entries in found.items() for name, dummy, dummy in entries]
     if params["state"] == "absent":
         if found and not ctx.check_mode:
             detach(kernel, found)
@@ -428,7 +428,7 @@ def run(params, ctx):
         return result(ctx, kernel, before, after)
     try:
         attach(kernel, want, tun_index, underlay_index, names,
-               [prog for entries in found.values() for _, _, prog in entries])
+               [prog for entries in found.values() for dummy, dummy, prog in entries])
     except (OSError, NetlinkError) as exc:
         # A kernel without what the programs need (BPF, cls_bpf, these helpers), or a
         # host that forbids bpf(2): the daemon carries everything, as without the fast path.

@@ -150,10 +150,10 @@ def fingerprint(secret):
 def read_device(ctx, name):
     """(private key, listen port, {public key: peer}) as `wg show dump` prints them."""
     lines = wg(ctx, "show", name, "dump").splitlines()
-    private, _, port = lines[0].split("\t")[:3]
+    private, dummy, port = lines[0].split("\t")[:3]
     peers = {}
     for line in lines[1:]:
-        key, psk, endpoint, allowed, _, _, _, keepalive = line.split("\t")[:8]
+        key, psk, endpoint, allowed, dummy, dummy, dummy, keepalive = line.split("\t")[:8]
         peers[key] = dict(endpoint=None if endpoint == "(none)" else endpoint,
                           allowed_ips=",".join(sorted(a for a in allowed.split(",")
                                                       if a and a != "(none)")),
@@ -235,7 +235,7 @@ def run(params, ctx):
         current_inplace = dict(kind=KINDS[implementation])
     else:
         current_inplace = read_common(kernel, msg)
-    _, after = differing(current_inplace, inplace)
+    dummy, after = differing(current_inplace, inplace)
     if after:
         result["changed"] = True
         if not ctx.check_mode:

@@ -245,7 +245,7 @@ class EtcdStore:
         changes = [self.host_changes(snap, name, new.get(name))
                    for name in sorted(set(snap.leases) | set(new))]
         # A subnet released by prune and handed to a new host in the same run is one put.
-        written = {op["request_put"]["key"] for _, host_ops in changes for op in host_ops
+        written = {op["request_put"]["key"] for dummy, host_ops in changes for op in host_ops
                    if "request_put" in op}
         batches = []
         for host_guards, host_ops in changes:

@@ -278,7 +278,7 @@ def parse_range(raw, name, rules) -> SubnetRange:
     def bound(key, default):
         if raw.get(key) is None:
             return ipaddress.ip_network((default, subnet_len))
-        addr = parse_address(str(raw[key]).split("/")[0], "%s.%s" % (name, key), rules.version)
+        addr = parse_address(str(raw[key]).split("/", 1)[0], "%s.%s" % (name, key), rules.version)
         if addr not in network:
             raise PlanError("%s.%s: %s is outside %s %s" % (name, key, addr, key_net, network))
         if (int(addr) - base) % step:
@@ -603,16 +603,16 @@ def plan_ipv6(config, planned, existing, retained, reserved) -> dict:
     keep theirs. Every host needs a public IPv6 (from its facts or its lease)."""
     rng = config.ipv6
     taken = {lease.subnet6: name for name, lease in retained.items() if lease.subnet6 is not None}
-    adopted = {subnet for _, subnet, _ in planned.values()}
+    adopted = {subnet for dummy, subnet, dummy in planned.values()}
     taken.update({r.subnet6: r.origin for s, r in reserved.items()
                   if r.subnet6 is not None and s not in adopted})
     chosen = {}
-    for name, (h, subnet, _) in sorted(planned.items()):
+    for name, (h, subnet, dummy) in sorted(planned.items()):
         if h.pin6 is not None:
             if h.pin6 in taken:
                 raise PlanError("weft_subnet6 of %s: %s is held by %s" % (name, h.pin6, taken[h.pin6]))
             chosen[name] = taken[h.pin6] = h.pin6
-    for name, (h, subnet, _) in sorted(planned.items()):
+    for name, (h, subnet, dummy) in sorted(planned.items()):
         old = existing.get(name)
         if h.pin6 is None and old is not None and old.subnet6 is not None \
                 and rng.in_range(old.subnet6) and taken.get(old.subnet6, name) != name:
@@ -632,7 +632,7 @@ def plan_ipv6(config, planned, existing, retained, reserved) -> dict:
                 raise PlanError("out of IPv6 subnets: %d hosts, %d subnets from %s"
                                 % (len(planned), rng.capacity, rng.range_text()))
     result = {}
-    for name, (h, _, _) in planned.items():
+    for name, (h, dummy, dummy) in planned.items():
         old = existing.get(name)
         public_ipv6 = h.public_ipv6 or (old.public_ipv6 if old else None)
         if public_ipv6 is None:
