@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: unit and real-kernel module tests, lint, and the Molecule scenarios
-# on lab nodes. Installs what it needs first.
+# Runs every test: unit and real-kernel module tests, the collection's build and the
+# ecosystem's checks on it, lint, and the Molecule scenarios on lab nodes (the etcd scenario
+# ends with a user's own project installing the built collection). Installs what it needs
+# first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
@@ -8,6 +10,9 @@ export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
 
 echo "== pytest: planner, modules against the real kernel (both pyroute2 versions)"
 python -m pytest -n 2 -q tests
+
+echo "== the collection: build, ansible-test sanity, antsibull-docs and changelog lint"
+bash scripts/collection.sh
 
 echo "== ansible-lint (production profile)"
 ansible-lint --profile production

@@ -91,3 +91,18 @@ def test_documented_options_are_the_argument_spec(module):
                          r"(\w+) import (\w+) as core$", handle.read(), re.M)
     spec = importlib.import_module("weft.%s.%s" % core.groups()).ARGUMENT_SPEC
     assert documented_mismatches(doc.get("options"), spec, module) == []
+
+
+@pytest.mark.parametrize("kind, name", [("role", "weft.overlay.weft"),
+                                        ("filter", "weft.overlay.plan_hosts"),
+                                        ("filter", "weft.overlay.plan_table")])
+def test_role_and_filters_render_in_ansible_doc(kind, name):
+    ansible_doc = os.path.join(os.path.dirname(sys.executable), "ansible-doc")
+    proc = subprocess.run([ansible_doc, "-t", kind, "--json", name], cwd=ROOT, capture_output=True,
+                          text=True, env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg")))
+    assert proc.returncode == 0, proc.stderr
+    doc = yaml.safe_load(proc.stdout)[name]
+    if kind == "role":
+        assert doc["entry_points"]["main"]["options"]["weft_group"]["default"] == "weft_nodes"
+    else:
+        assert doc["doc"]["short_description"] and doc["examples"].strip() and doc["return"]

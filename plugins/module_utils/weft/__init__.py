@@ -12,7 +12,7 @@
                peer-only ingress; each takes validated parameters and returns a result
     runtime/   module cores for container runtimes (Docker's daemon.json)
     daemon/    the udp backend's forwarding daemon (standard library only)
-    module     the Ansible face every module in library/ uses
+    module     the Ansible face every module in plugins/modules/ uses
 
 See ARCHITECTURE.md at the top of the project.
 """

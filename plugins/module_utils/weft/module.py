@@ -5,7 +5,7 @@
 
 A core is a module in net/, runtime/, facts/, plan/ or host/ with ARGUMENT_SPEC (and
 optionally SPEC_RULES such as required_if) and run(params, ctx) -> result, which raises
-WeftError. library/<module>.py holds the documentation and calls run_module(core).
+WeftError. plugins/modules/<module>.py holds the documentation and calls run_module(core).
 weft_host and weft-restore call cores in-process through call(), which validates the
 arguments with ansible-core's public ArgumentSpecValidator.
 """

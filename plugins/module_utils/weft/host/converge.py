@@ -257,9 +257,9 @@ def ensure_user(run, user):
         pass
     if not run.ctx.check_mode:
         rc, dummy, err = run.ctx.run([run.ctx.which("useradd") or "useradd", "--system", "--user-group",
-                                  "--no-create-home", "--home-dir", "/nonexistent",
-                                  "--shell", "/usr/sbin/nologin", "--comment",
-                                  user.get("comment") or "weft", user["name"]])
+                                      "--no-create-home", "--home-dir", "/nonexistent",
+                                      "--shell", "/usr/sbin/nologin", "--comment",
+                                      user.get("comment") or "weft", user["name"]])
         if rc:
             raise WeftError("user %s: useradd failed: %s" % (user["name"], err.strip()))
     run.changed_file("user " + user["name"])

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The collection as users get it: build the tarball, then the ecosystem's own checks on what
+# it holds: ansible-test sanity (every test that needs no container), antsibull-docs' lint
+# of every plugin's documentation, and the changelog's lint. Writes only below .cache/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+out="$PWD/.cache/collection"
+rm -rf "$out"
+mkdir -p "$out/dist"
+ansible-galaxy collection build --output-path "$out/dist" . >/dev/null
+tarball=$(echo "$out"/dist/weft-overlay-*.tar.gz)
+echo "built $(basename "$tarball"): $(du -k "$tarball" | cut -f1) KB, $(tar -tzf "$tarball" | grep -vc '/$') files"
+root="$out/ansible_collections/weft/overlay"
+mkdir -p "$root"
+tar -xzf "$tarball" -C "$root"
+
+# ansible-test puts pip into each sanity venv with a bootstrap script it downloads from a
+# host this machine cannot reach; the script saved in its cache is its documented way round.
+home="$PWD/.cache/ansible-test-home"
+pip_version=$(python -c 'import types
+from ansible_test._internal.python_requirements import get_venv_packages
+print(get_venv_packages(types.SimpleNamespace(version="3"))["pip"])')
+mkdir -p "$home/.ansible/test/cache"
+cp scripts/get_pip.py "$home/.ansible/test/cache/get_pip_${pip_version//./_}.py"
+python_version=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+
+echo "== ansible-test sanity (the built collection)"
+(cd "$root" && HOME="$home" ansible-test sanity --requirements --python "$python_version" --color no)
+echo "== antsibull-docs lint-collection-docs"
+(cd "$root" && antsibull-docs lint-collection-docs --plugin-docs .)
+echo "== antsibull-changelog lint"
+antsibull-changelog lint
