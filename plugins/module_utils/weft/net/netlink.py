@@ -47,7 +47,8 @@ try:
     from pyroute2.iproute.linux import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
     from pyroute2.netlink.rtnl import rt_scope
-    # pylint: disable=unused-import  (the cores take these flags from here)
+    # The cores take these flags from here.
+    # pylint: disable=unused-import
     from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
     from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_PERMANENT
     from pyroute2.netlink.rtnl.rtmsg import RTNH_F_ONLINK
