@@ -102,9 +102,9 @@ def box(netns):
 
 def on_host(box, action, args):
     here = os.path.dirname(os.path.abspath(__file__))
-    code = ("import sys, ansible.module_utils; ansible.module_utils.__path__.append(%r); "
-            "sys.path[:0] = %r; import test_backend_extension as t; t.host_side(%r, %r)"
-            % (MODULE_UTILS, [here, os.path.join(os.path.dirname(here), "lab")], action, args))
+    code = ("import sys; sys.path[:0] = %r; import test_backend_extension as t; "
+            "t.host_side(%r, %r)"
+            % ([MODULE_UTILS, here, os.path.join(os.path.dirname(here), "lab")], action, args))
     out = box.run(sys.executable, "-c", code).stdout
     return json.loads(out.strip().splitlines()[-1]), out
 

@@ -66,7 +66,7 @@ def converge_host(ns, me, python, plan=PLAN):
                     underlay6="fd09::/64")
     settings = {key: spec["default"] for key, spec in SETTINGS_SPEC.items()}
     derived = [s for s in model.derive(plan, identity, settings).steps if s["core"] in KERNEL_STEPS]
-    results = [run_ansible_module("weft_" + s["core"], s["params"], python=python, netns=ns)
+    results = [run_ansible_module("weft.overlay." + s["core"], s["params"], python=python, netns=ns)
                for s in derived]
     for result in results:
         assert not result["failed"], result
