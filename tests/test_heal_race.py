@@ -212,7 +212,7 @@ def watched(netns):
     box.heal_pids = wait_for(lambda: {p for p in descendants(box.heal.pid)
                                       if b"weft-restore" in command_line(p)}, 10, "weft-heal")
     box.lock = tuple(int(n) for n in box.run("stat", "-c", "%d %i", LOCK).stdout.split())
-    wait_for(lambda: heal_passes(box) >= 1, 30, "weft-heal's first pass")
+    wait_for(lambda: box.exists("/run/weft/heal.json"), 30, "weft-heal to watch")
     yield box
     for pid in list(STOPPED):
         try:

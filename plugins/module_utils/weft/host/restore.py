@@ -241,25 +241,12 @@ def watch(record_path, interval):
 
     counters = dict(pid=os.getpid(), passes=0, on_events=0, repairs=0, failures=0)
     last_up = {}    # (peer, family): when its path last answered, for the metrics
-    # The first pass at once: it tells the watch what is weft's (and repairs a host that
-    # drifted while weft-heal was not running).
-    last, due = 0.0, False
+    record = locked_record(record_path, abandon)
+    write_status(counters)      # watching: the first pass comes on drift or the timer
+    if metrics_wanted(record):
+        publish_metrics(record_path, counters, last_up, abandon)
+    watched, last = Watched(record), 0.0
     while not stop:
-        last = time.monotonic()
-        try:
-            changed, failed, record = one_pass(record_path, abandon)
-        except Exception as exc:  # keep watching; the next pass may succeed
-            log("pass failed: %r" % (exc,))
-            changed, failed, record = False, True, None
-        if stop:
-            break
-        counters.update(passes=counters["passes"] + 1, on_events=counters["on_events"] + due,
-                        repairs=counters["repairs"] + changed, failures=counters["failures"] + failed,
-                        last_pass=time.time())
-        write_status(counters)
-        if record and record["settings"].get("metrics_file"):
-            publish_metrics(record_path, counters, last_up, abandon)
-        watched = Watched(record)   # a converge may have changed the devices
         deadline = time.monotonic() + interval
         due = False
         while not stop and not due and time.monotonic() < deadline:
@@ -277,8 +264,36 @@ def watch(record_path, interval):
                 break
             for sock in sockets:
                 watched.drifted(sock)
+        last = time.monotonic()
+        try:
+            changed, failed, record = one_pass(record_path, abandon)
+        except Exception as exc:  # keep watching; the next pass may succeed
+            log("pass failed: %r" % (exc,))
+            changed, failed, record = False, True, None
+        if stop:
+            break
+        counters.update(passes=counters["passes"] + 1, on_events=counters["on_events"] + due,
+                        repairs=counters["repairs"] + changed, failures=counters["failures"] + failed,
+                        last_pass=time.time())
+        write_status(counters)
+        if metrics_wanted(record):
+            publish_metrics(record_path, counters, last_up, abandon)
+        watched = Watched(record)   # a converge may have changed the devices
     log("stopped")
     return 0
+
+
+def locked_record(record_path, abandon=None):
+    """The record as it stands, read under the apply lock (None: none, or unreadable)."""
+    try:
+        with exclusive_lock(abandon=abandon):
+            return read_record(record_path)
+    except (LockAbandoned, OSError, ValueError):
+        return None
+
+
+def metrics_wanted(record):
+    return bool(record and record["settings"].get("metrics_file"))
 
 
 def publish_metrics(record_path, counters, last_up, abandon=None):
