@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The collection as users get it: build the tarball, then the ecosystem's own checks on what
 # it holds: ansible-test sanity (every test that needs no container), antsibull-docs' lint
-# of every plugin's documentation, and the changelog's lint. Writes only below .cache/.
+# of every plugin's documentation, and the changelog's lint. The collection is unpacked
+# outside the checkout (ansible-test takes a directory inside a git work tree for that tree
+# and would see none of it); ansible-test's venvs are kept below .cache/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-out="$PWD/.cache/collection"
-rm -rf "$out"
+out=$(mktemp -d "${TMPDIR:-/tmp}/weft-collection.XXXXXX")
+trap 'rm -rf "$out"' EXIT
 mkdir -p "$out/dist"
 ansible-galaxy collection build --output-path "$out/dist" . >/dev/null
 tarball=$(echo "$out"/dist/weft-overlay-*.tar.gz)
@@ -26,7 +28,13 @@ cp scripts/get_pip.py "$home/.ansible/test/cache/get_pip_${pip_version//./_}.py"
 python_version=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 echo "== ansible-test sanity (the built collection)"
-(cd "$root" && HOME="$home" ansible-test sanity --requirements --python "$python_version" --color no)
+(cd "$root" && HOME="$home" ansible-test sanity --requirements --python "$python_version" \
+   --color no) 2>&1 | tee "$out/sanity.log"
+# ansible-test passes when it finds nothing to test: that must fail here.
+if grep -q "All targets skipped" "$out/sanity.log"; then
+  echo "ansible-test sanity found nothing to test in $root" >&2
+  exit 1
+fi
 echo "== antsibull-docs lint-collection-docs"
 (cd "$root" && antsibull-docs lint-collection-docs --plugin-docs .)
 echo "== antsibull-changelog lint"
