@@ -24,6 +24,7 @@ one whose creator was killed half-way. Standard library only; run as root.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import glob
 import json
 import os
@@ -145,18 +146,21 @@ def host_key(name, base, root):
 
 
 def record_host_key(name, line=None):
-    """Replace the node's line of KNOWN_HOSTS (remove it without `line`), atomically."""
+    """Replace the node's line of KNOWN_HOSTS (remove it without `line`), atomically and
+    under a lock (two labs' commands at once must not lose each other's lines)."""
     own = (node_ip(name) + ",", node_ip(name) + " ")
-    lines = []
-    if os.path.exists(KNOWN_HOSTS):
-        with open(KNOWN_HOSTS) as handle:
-            lines = [entry for entry in handle.read().splitlines() if not entry.startswith(own)]
-    lines += [line] if line else []
-    fd, tmp = tempfile.mkstemp(dir=STATE, prefix=".known_hosts.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write("".join(entry + "\n" for entry in lines))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, KNOWN_HOSTS)
+    with open(KNOWN_HOSTS + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lines = []
+        if os.path.exists(KNOWN_HOSTS):
+            with open(KNOWN_HOSTS) as handle:
+                lines = [entry for entry in handle.read().splitlines() if not entry.startswith(own)]
+        lines += [line] if line else []
+        fd, tmp = tempfile.mkstemp(dir=STATE, prefix=".known_hosts.")
+        with os.fdopen(fd, "w") as handle:
+            handle.write("".join(entry + "\n" for entry in lines))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, KNOWN_HOSTS)
 
 
 # ---------------------------------------------------------------------------- up

@@ -50,7 +50,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import ansible, pyroute2,
 fi
 
 # The checkout is the collection weft.overlay: found by FQCN through ansible.cfg's
-# collections_path, as an installed copy would be (ansible-lint makes the same link).
+# collections_path, as an installed copy would be.
 link=.cache/collections/ansible_collections/weft/overlay
 if [ "$(readlink "$link" 2>/dev/null)" != "../../../.." ]; then
   mkdir -p "$(dirname "$link")"

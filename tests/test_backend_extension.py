@@ -115,11 +115,11 @@ def test_option_and_reported_facts_are_validated_by_the_backend(backend, tmp_pat
         parse_network_config(dict(NETWORK, Backend={"Type": "static-gw", "Metric": 0}))
     config = parse_network_config(NETWORK)
     assert config.as_flannel()["Backend"] == {"Type": "static-gw", "Metric": 42}
-    with pytest.raises(PlanError, match=r"^weft_facts of b: key_id 'short' is not 16 hex"):
+    with pytest.raises(PlanError, match=r"^weft\.overlay\.facts of b: key_id 'short' is not 16 hex"):
         parse_hosts([{"name": "b", "public_ip": "10.9.0.2",
                       "reported": {"underlay_mac": "02:00:00:00:00:02", "key_id": "short"}}], config)
     lease_file = str(tmp_path / "leases.yml")
-    with pytest.raises(WeftError, match=r"^weft_facts of b: backend static-gw needs underlay_mac, "
+    with pytest.raises(WeftError, match=r"^weft\.overlay\.facts of b: backend static-gw needs underlay_mac, "
                                         r"key_id from the host"):
         call(plan_core, dict(network=NETWORK, hosts=[{"name": "b", "public_ip": "10.9.0.2"}],
                              store="file", lease_file=lease_file), Context())

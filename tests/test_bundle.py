@@ -77,8 +77,11 @@ def installed_collection(tmp_path_factory):
 
 def test_restore_and_udpd_run_from_a_fresh_bundle_alone(box, installed_collection):
     result = box.module("weft.overlay.host", {"plan": plan("udp"), "host": IDENTITY, "settings": {}},
-                        collections=installed_collection)
+                        collections=installed_collection, verbose=True)
     assert result["changed"] and not result["failed"], result
+    # Ansible took the module from the installed collection, not from this checkout.
+    assert "Using module file %s/ansible_collections/weft/overlay/plugins/modules/host.py" \
+        % installed_collection in result["stdout_text"], result["stdout_text"][-2000:]
     installed = sorted(box.run("find", units.MODULE_UTILS, "-name", "*.py").stdout.split())
     assert installed == sorted(os.path.join(units.MODULE_UTILS, path) for path in bundle.sources())
     # ... byte for byte the installed collection's code (which is this checkout's).

@@ -206,7 +206,7 @@ def test_the_plan_travels_as_one_string_and_comes_back_whole():
     assert model.decode_plan(model.encode_plan(original)) == original
     for blob in ("", "bm90IGEgcGxhbg==", model.encode_plan({"network": 1}),
                  model.encode_plan({"version": 3, "network": {}, "hosts": []})):
-        with pytest.raises(WeftError, match="plan: not a plan made by weft_plan"):
+        with pytest.raises(WeftError, match="plan: not a plan made by weft.overlay.plan"):
             model.decode_plan(blob)
 
 

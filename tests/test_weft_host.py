@@ -142,7 +142,7 @@ def test_a_failing_step_is_named_and_writes_no_file(box):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"plan": "not a plan"}, "plan: not a plan made by weft_plan"),
+    ({"plan": "not a plan"}, "plan: not a plan made by weft.overlay.plan"),
     ({"host": dict(IDENTITY, name="node9")}, "host: node9 has no lease in the plan"),
     ({"settings": {"tun_device": "a/b"}}, "settings.tun_device: 'a/b' is not a valid interface name"),
     ({"settings": {"route_protocol": 300}}, "settings.route_protocol: 300 is out of range"),

@@ -53,6 +53,6 @@ options:
         type: bool
         default: false
 notes:
-  - The etcd client speaks etcd's v3 JSON gateway (etcd 3.3 and later) with the standard
-    library; nothing needs installing on the controller.
+  - The etcd client speaks etcd's v3 JSON gateway (etcd 3.3 and later) with ansible-core's
+    C(open_url); nothing needs installing on the controller.
 """

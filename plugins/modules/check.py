@@ -27,7 +27,7 @@ description:
 version_added: "1.0.0"
 author: weft contributors (@weft-overlay)
 requirements:
-  - python3-pyroute2 and nftables on the managed host (as weft_host)
+  - python3-pyroute2 and nftables on the managed host (as weft.overlay.host)
 options:
   count:
     description: Echoes per peer and size.
@@ -38,7 +38,7 @@ options:
     type: float
     default: 1.0
   record:
-    description: The host's record, as weft_host writes it.
+    description: The host's record, as weft.overlay.host writes it.
     type: path
     default: /etc/weft/host.json
   container:

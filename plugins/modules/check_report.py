@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: check_report
-short_description: The overlay health matrix from every host's weft_check result
+short_description: The overlay health matrix from every host's weft.overlay.check result
 description:
   - Runs on the controller. Turns the M(weft.overlay.check) results of all hosts (by inventory
     name) into one matrix of ordered pairs (hosts x hosts; a cell is the mean round trip
@@ -24,7 +24,7 @@ version_added: "1.0.0"
 author: weft contributors (@weft-overlay)
 options:
   results:
-    description: Inventory name to that host's registered weft_check result (an
+    description: Inventory name to that host's registered weft.overlay.check result (an
       unreachable or failed one included).
     type: dict
     required: true

@@ -146,7 +146,7 @@ class Backend:
         """The reported lease data of one host, validated: {key: value} of `reported`."""
         missing = [key for key in self.reported if facts.get(key) in (None, "")]
         if missing:
-            raise ValueError("%s: backend %s needs %s from the host (weft_facts reports it; "
+            raise ValueError("%s: backend %s needs %s from the host (weft.overlay.facts reports it; "
                              "run the play with the host in it)"
                              % (where, self.name, ", ".join(missing)))
         return {key: facts[key] for key in self.reported}

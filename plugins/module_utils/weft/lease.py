@@ -147,7 +147,7 @@ def decode_plan(blob) -> dict:
     try:
         plan = json.loads(zlib.decompress(base64.b64decode(blob)))
     except (ValueError, TypeError, zlib.error):
-        raise ValueError("plan: not a plan made by weft_plan") from None
+        raise ValueError("plan: not a plan made by weft.overlay.plan") from None
     return upgrade(plan)
 
 
@@ -155,7 +155,7 @@ def upgrade(plan) -> dict:
     """A plan of any version in today's form (ValueError if it is not a plan)."""
     if not isinstance(plan, dict) or not isinstance(plan.get("network"), dict) \
             or not isinstance(plan.get("hosts"), dict):
-        raise ValueError("plan: not a plan made by weft_plan")
+        raise ValueError("plan: not a plan made by weft.overlay.plan")
     if plan.get("version", 2) >= PLAN_VERSION:
         return plan
     btype = plan["network"].get("backend_type")

@@ -42,7 +42,7 @@ def host_problem(result):
     if result.get("unreachable"):
         return "did not answer (unreachable: %s)" % " ".join(str(result.get("msg", "")).split())[:200]
     if result.get("failed"):
-        return "weft_check failed: %s" % result.get("msg")
+        return "weft.overlay.check failed: %s" % result.get("msg")
     if not result.get("converged"):
         return "; ".join(result.get("problems") or ["has no weft record"])
     return None

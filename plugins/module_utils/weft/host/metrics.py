@@ -58,7 +58,7 @@ def families(view, revision, record_time, probed, last_up, counters, heal):
         ("weft_info", "gauge", "The network this host converged (value 1).",
          [({"backend": view.backend.name, "revision": revision, "host": view.me.name}, 1)]),
         ("weft_record_timestamp_seconds", "gauge",
-         "When weft_host last wrote this host's record (a converge that changed something).",
+         "When weft.overlay.host last wrote this host's record (a converge that changed something).",
          [({}, float(record_time))]),
         ("weft_peers", "gauge", "Peers of this host in the plan, by address family.",
          [({"family": FAMILY_LABEL[f]}, len(view.peers_of(f))) for f in view.families]),

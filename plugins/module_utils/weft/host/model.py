@@ -79,7 +79,7 @@ class HostView:
         self.backend = BACKENDS[self.network["backend_type"]]
         name = identity["name"]
         if name not in plan["hosts"]:
-            raise WeftError("host: %s has no lease in the plan (is it in the group weft_nodes?)" % name)
+            raise WeftError("host: %s has no lease in the plan (is it in the group weft_group names, weft_nodes by default?)" % name)
         self.me = Peer.of(name, plan["hosts"][name])
         # Peers: the inventory's hosts and, with the etcd store, Flannel hosts of the network.
         others = [Peer.of(n, entry) for n, entry in plan["hosts"].items() if n != name]

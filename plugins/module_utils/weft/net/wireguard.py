@@ -169,8 +169,8 @@ def read_secret(path, option, check_mode):
             return handle.read().strip()
     except FileNotFoundError:
         if not check_mode:
-            raise WeftError("%s: %s does not exist (%s)" % (option, path, "weft_facts makes it"
-                            if option == "private_key" else "weft_host writes it")) from None
+            raise WeftError("%s: %s does not exist (%s)" % (option, path, "weft.overlay.facts makes it"
+                            if option == "private_key" else "weft.overlay.host writes it")) from None
         return None
     except OSError as exc:
         raise WeftError("%s: %s cannot be read (%s)" % (option, path, exc.strerror)) from None

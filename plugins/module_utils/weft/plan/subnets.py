@@ -431,7 +431,7 @@ def parse_hosts(raw_hosts, config: NetworkConfig, name="weft_hosts") -> list:
         reported = None
         if raw.get("reported"):
             try:
-                reported = config.backend.check_reported(raw["reported"], "weft_facts of %s" % host)
+                reported = config.backend.check_reported(raw["reported"], "weft.overlay.facts of %s" % host)
             except ValueError as exc:
                 raise PlanError(str(exc)) from None
         hosts.append(HostSpec(host, public_ip, pin, underlay, reported, public_ipv6, pin6))
@@ -498,7 +498,7 @@ def plan(config: NetworkConfig, hosts: list, existing: dict, prune: bool = False
         data = (old.backend_data or old.backend_v6_data or {}) \
             if old and old.backend_type == config.backend_type else {}
         try:
-            return config.backend.check_reported(data, "weft_facts of %s" % h.name)
+            return config.backend.check_reported(data, "weft.overlay.facts of %s" % h.name)
         except ValueError as exc:
             raise PlanError(str(exc)) from None
 
