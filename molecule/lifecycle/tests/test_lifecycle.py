@@ -210,8 +210,8 @@ def udpd_status(name):
 
 
 FAST_PATH = (
-    "/usr/bin/python3 -c \"import json, ansible.module_utils as m; "
-    "m.__path__.append('/usr/local/lib/weft/module_utils'); "
+    "/usr/bin/python3 -c \"import json, sys; "
+    "sys.path.insert(0, '/usr/local/lib/weft/module_utils'); "
     "from weft.net import netlink, udp_fastpath; "
     "print(json.dumps(udp_fastpath.counters(netlink.Kernel())))\"")
 
