@@ -14,10 +14,14 @@ $lab up node1 node2
 echo "== ansible-galaxy collection build, then install (into .cache/installed)"
 rm -rf .cache/dist .cache/installed
 ansible-galaxy collection build --output-path .cache/dist . >/dev/null
+# Only the installed copy on Ansible's path: the checkout's own link (ansible.cfg's
+# collections_path) would make galaxy find weft.overlay "already installed".
+export ANSIBLE_COLLECTIONS_PATH="$PWD/.cache/installed"
 ansible-galaxy collection install -p .cache/installed .cache/dist/weft-overlay-*.tar.gz >/dev/null
+test -f .cache/installed/ansible_collections/weft/overlay/MANIFEST.json
 
 echo "== ansible-playbook weft.overlay.site -i inventories/lab (the installed collection)"
-ANSIBLE_COLLECTIONS_PATH="$PWD/.cache/installed" ansible-playbook weft.overlay.site -i inventories/lab
+ansible-playbook weft.overlay.site -i inventories/lab
 
 start_container() {  # node name
   $lab ssh "$1" "docker image inspect weft/busybox >/dev/null 2>&1 || docker import /var/tmp/weft-busybox.tar weft/busybox >/dev/null
