@@ -7,11 +7,13 @@ weft-heal stopped and a powered-off node, each named), weft's metrics served by
 prometheus-node-exporter, a removed host, a public-IP change, interface rules for the group on a second NIC
 and a VLAN-like interface, a node behind a 1:1 NAT (vxlan, udp, host-gw's refusal), the
 bad-input matrix, masquerade on and off, TX checksum
-offload off and on, EnableNFTables on a node without iptables, a run killed half-way,
+offload off and on, EnableNFTables on a node without iptables, a run killed half-way, a
+dockerd start that fails once,
 then uninstall. (Reboots: the lifecycle scenario, every backend.)
 Each re-runs the project's playbooks the way a user would and checks the nodes.
 """
 
+import base64
 import difflib
 import json
 import os
@@ -654,6 +656,38 @@ def test_enable_nftables_runs_the_network_on_a_node_without_iptables():
         assert "-A POSTROUTING -j WEFT-POSTRTG" in host(node).check_output("iptables-save")
         assert "iptables" not in json.loads(host(node).file("/etc/docker/daemon.json").content_string)
         assert tx_checksumming(node) == "tx-checksumming: on"
+
+
+# A drop-in failing docker.service's next start once, as a transient dockerd failure does.
+FAILS_ONCE = "/run/weft-test-docker-fails-once"
+FAILS_ONCE_DROP_IN = "/run/systemd/system/docker.service.d/weft-test-fails-once.conf"
+FAILS_ONCE_UNIT = """[Service]
+ExecStartPre=/bin/sh -c 'if [ -e %s ]; then rm -f %s; exit 1; fi'
+""" % (FAILS_ONCE, FAILS_ONCE)
+
+
+def test_a_dockerd_start_that_fails_once_is_waited_for_and_named():
+    """Docker's unit restarts a failed dockerd itself (Restart=on-failure): weft_host waits
+    for that instead of failing the play, and says what failed."""
+    n2 = host("node2")
+    daemon_json = n2.file("/etc/docker/daemon.json").content_string
+    try:
+        n2.check_output("mkdir -p %s", os.path.dirname(FAILS_ONCE_DROP_IN))
+        n2.check_output("echo %s | base64 -d > %s",
+                        base64.b64encode(FAILS_ONCE_UNIT.encode()).decode(), FAILS_ONCE_DROP_IN)
+        n2.check_output("systemctl daemon-reload && touch %s", FAILS_ONCE)
+        # Drift that makes weft restart dockerd (weft-heal, stopped, would repair the file first).
+        n2.check_output("systemctl stop weft-heal && echo '{}' > /etc/docker/daemon.json")
+        _, out, changed = playbook("weft.overlay.site")
+        assert changed == {"node1": 0, "node2": 1, "node3": 0}
+        assert not n2.file(FAILS_ONCE).exists  # the start did fail once
+        assert "dockerd failed its first start after the restart" in out
+        assert "exit-code" in out  # systemd's reason, named
+        assert n2.check_output("systemctl is-active docker") == "active"
+        assert n2.file("/etc/docker/daemon.json").content_string == daemon_json
+        lab.check_containers_reach_each_other(lab.start_containers())
+    finally:
+        n2.run("rm -f %s %s && systemctl daemon-reload", FAILS_ONCE, FAILS_ONCE_DROP_IN)
 
 
 # Run on node1: wait for the VXLAN device weft_host creates, then stop (SIGSTOP) the process

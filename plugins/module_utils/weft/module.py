@@ -76,7 +76,12 @@ def run_module(core):
     try:
         result = core.run(module.params, ctx)
     except WeftError as exc:
-        module.fail_json(msg=str(exc), invocation=invocation, **exc.result)
+        result = dict(exc.result)
+        for warning in result.pop("warnings", ()):
+            module.warn(warning)
+        module.fail_json(msg=str(exc), invocation=invocation, **result)
     finally:
         ctx.close()
+    for warning in result.pop("warnings", ()):  # exit_json(warnings=) is deprecated in 2.19
+        module.warn(warning)
     module.exit_json(invocation=invocation, **result)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from ..errors import WeftError
 from ..files import (ensure_absent, ensure_file, ensure_link, ensure_mode,
@@ -29,6 +30,9 @@ CORES = {"vxlan": vxlan, "tun": tun, "neighbours": neighbours, "fdb": fdb, "rout
          "iptables": iptables, "nftables": nftables, "ingress": ingress, "docker": docker,
          "wireguard": wireguard, "bridge": bridge, "udp_fastpath": udp_fastpath}
 RECORD_VERSION = 2
+# How long a failed dockerd restart may take to come up again through systemd's own restarts
+# (RestartSec= 100 ms by default, and dockerd's start of a few seconds each).
+DOCKER_RESTART_TIMEOUT = 60
 
 
 class Run:
@@ -139,8 +143,55 @@ def restart_docker(run):
     if not run.ctx.check_mode:
         if is_active(run.ctx, "docker.service"):
             systemctl(run.ctx, "reset-failed", "docker.service", allowed=range(256))
-        systemctl(run.ctx, "try-restart", "docker.service")
+        started = time.time()
+        rc, out, err = run.ctx.run([run.ctx.which("systemctl"), "try-restart", "docker.service"])
+        if rc:
+            await_docker_restart(run, started, ((err or out).strip() or "failed").splitlines()[0])
     run.service("restart docker")
+
+
+def docker_unit_state(ctx):
+    out = systemctl(ctx, "show", "-p", "ActiveState", "-p", "SubState", "docker.service",
+                    allowed=range(256))[1]
+    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return props.get("ActiveState", ""), props.get("SubState", "")
+
+
+def docker_start_errors(ctx, since):
+    """What dockerd and systemd said went wrong since `since` (dockerd logs every line at
+    the journal's info priority, so its own level= decides)."""
+    journalctl = ctx.which("journalctl")
+    if journalctl is None:
+        return "journalctl not found"
+    rc, out, err = ctx.run([journalctl, "-u", "docker.service", "--since", "@%d" % int(since),
+                            "--no-pager", "-o", "cat"])
+    wanted = ("level=fatal", "level=error", "failed to start daemon", "Failed with result",
+              "process exited")
+    lines = [line.strip() for line in out.splitlines() if any(w in line for w in wanted)]
+    # dockerd's storage probing (overlay2, aufs...) logs errors on every healthy start too
+    lines = [line for line in lines if "storage-driver=" not in line]
+    lines = list(dict.fromkeys(lines))  # each restart repeats systemd's lines
+    return "; ".join(lines[-4:]) or (err or "nothing in the journal").strip()
+
+
+def await_docker_restart(run, started, said, timeout=DOCKER_RESTART_TIMEOUT):
+    """A restart whose first start failed: Docker's unit restarts dockerd itself
+    (Restart=on-failure), and a transient failure passes on the next start. Wait for the
+    unit to settle: active is a success with a warning that names the failure; failed (or
+    still not up after `timeout` seconds) is an error naming it."""
+    deadline = time.time() + timeout
+    state = docker_unit_state(run.ctx)
+    while state[0] in ("activating", "deactivating", "reloading") and time.time() < deadline:
+        time.sleep(0.5)
+        state = docker_unit_state(run.ctx)
+    reason = docker_start_errors(run.ctx, started)
+    if state[0] != "active":
+        raise WeftError("systemctl try-restart docker.service: %s; docker.service is %s (%s); "
+                        "dockerd said: %s" % (said, state[0] or "unknown", state[1], reason),
+                        **run.summary())
+    run.result.setdefault("warnings", []).append(
+        "docker.service: dockerd failed its first start after the restart and systemd "
+        "started it again; dockerd said: %s" % reason)
 
 
 def install_runtime(run, sources):
