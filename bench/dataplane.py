@@ -51,7 +51,8 @@ sys.path.insert(0, os.path.join(ROOT, "lab"))
 import weftcode  # noqa: E402,F401  (weft's code, as weft)
 from weft.host.units import UDPD, UDPD_CONFIG  # noqa: E402
 from weft.lease import encode_plan  # noqa: E402
-from plans import numbered_plan, sample_plan  # noqa: E402
+from ansible_collections.weft.overlay.tests.unit.plans import (  # noqa: E402
+    numbered_plan, sample_plan)
 from sandbox import Sandbox, sh  # noqa: E402
 import tc_udp  # noqa: E402  (bench/: the fast path attached and detached)
 

@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lab"))
 import weftcode  # noqa: E402,F401  (weft's code, as weft)
 from weft.lease import encode_plan  # noqa: E402
-from plans import sample_plan  # noqa: E402
+from ansible_collections.weft.overlay.tests.unit.plans import sample_plan  # noqa: E402
 from sandbox import Sandbox, sh  # noqa: E402
 
 NETNS = "weft-hostbench-%d" % os.getpid()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The collection as users get it: build the tarball, then the ecosystem's own checks on what
-# it holds: ansible-test sanity (every test that needs no container), antsibull-docs' lint
+# it holds: ansible-test sanity (every test that needs no container), ansible-test units
+# (tests/unit, the kernel-free tests, against the tarball's code), antsibull-docs' lint
 # of every plugin's documentation, and the changelog's lint. The collection is unpacked
 # outside the checkout (ansible-test takes a directory inside a git work tree for that tree
 # and would see none of it); ansible-test's venvs are kept below .cache/.
@@ -35,6 +36,15 @@ if grep -q "All targets skipped" "$out/sanity.log"; then
   echo "ansible-test sanity found nothing to test in $root" >&2
   exit 1
 fi
+echo "== ansible-test units (the kernel-free tests, on the built collection's code)"
+# The tarball leaves tests out; its code is what they import, by the collection's FQCN.
+mkdir -p "$root/tests"
+cp -r tests/unit "$root/tests/unit"
+find "$root/tests" -name __pycache__ -prune -exec rm -rf {} +
+(cd "$root" && HOME="$home" ansible-test units --requirements --python "$python_version" \
+   --color no) 2>&1 | tee "$out/units.log"
+grep -Eq "^=+ [0-9]+ passed" "$out/units.log" || { echo "ansible-test units ran no test" >&2; exit 1; }
+
 echo "== antsibull-docs lint-collection-docs"
 (cd "$root" && antsibull-docs lint-collection-docs --plugin-docs .)
 echo "== antsibull-changelog lint"

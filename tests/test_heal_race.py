@@ -22,7 +22,7 @@ import pytest
 from weft.host.model import decode_plan
 from weft.lease import encode_plan, plan_revision
 from conftest import sh
-from plans import sample_plan
+from ansible_collections.weft.overlay.tests.unit.plans import sample_plan
 from sandbox import Sandbox, kernel_view, minimal_result
 from test_weft_host import IDENTITY, RESTORE, args
 

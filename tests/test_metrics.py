@@ -8,7 +8,7 @@ import signal
 
 from weft.host import metrics, model
 from weft.host.apply import SETTINGS_SPEC
-from plans import sample_plan
+from ansible_collections.weft.overlay.tests.unit.plans import sample_plan
 from sandbox import Sandbox
 from test_weft_heal import NODE2, wait_until
 from test_weft_host import RESTORE, args

@@ -14,7 +14,7 @@ import pytest
 from weft.host import model
 from weft.host.apply import SETTINGS_SPEC
 from conftest import NETNS_PREFIX, run_ansible_module, sh
-from plans import sample_plan
+from ansible_collections.weft.overlay.tests.unit.plans import sample_plan
 
 HOSTS = {
     "A": dict(public="10.9.0.1", public6="fd09::1", subnet=1),

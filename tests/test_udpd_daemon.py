@@ -13,9 +13,10 @@ import time
 
 import pytest
 
+from ansible_collections.weft.overlay.tests.unit.plugins.module_utils.test_udpd_offload import (
+    tcp_packet)
 from conftest import NETNS_PREFIX, sh
 from test_udpd_logic import DAEMON, ipv4
-from test_udpd_offload import tcp_packet
 
 from weft.daemon.offload import segment_tcp
 

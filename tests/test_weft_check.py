@@ -13,7 +13,7 @@ import pytest
 from weft.check import report
 from weft.lease import encode_plan
 from conftest import NETNS_PREFIX, run_ansible_module
-from plans import sample_plan
+from ansible_collections.weft.overlay.tests.unit.plans import sample_plan
 from sandbox import two_hosts
 
 HOSTS = {"node1": "10.9.0.1", "node2": "10.9.0.2"}

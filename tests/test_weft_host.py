@@ -9,7 +9,7 @@ import re
 import pytest
 
 from conftest import sh
-from plans import numbered_plan
+from ansible_collections.weft.overlay.tests.unit.plans import numbered_plan
 from sandbox import Sandbox, kernel_view
 
 IDENTITY = {"name": "node1", "iface": "u0", "public_ip": "10.9.0.1", "underlay": "10.9.0.0/24",
@@ -197,7 +197,7 @@ def test_uninstall_removes_everything_weft_put_there(box):
 
 def dual_stack_args(backend="vxlan"):
     from weft.lease import encode_plan
-    from plans import sample_plan
+    from ansible_collections.weft.overlay.tests.unit.plans import sample_plan
     hosts = [dict(name="node%d" % i, public_ip="10.9.0.%d" % i, subnet="100.96.%d.0/24" % i,
                   public_ipv6="fd09::%d" % i, subnet6="fd00:96:0:%d::/64" % i) for i in (1, 2, 3)]
     plan6 = encode_plan(sample_plan(backend, hosts, ipv6_network="fd00:96::/48"))
@@ -239,7 +239,7 @@ def test_a_dual_stack_host_gets_both_families_and_loses_the_ipv6_one_when_it_goe
 
 def ipv6_only_args(backend="vxlan"):
     from weft.lease import encode_plan
-    from plans import sample_plan
+    from ansible_collections.weft.overlay.tests.unit.plans import sample_plan
     hosts = [dict(name="node%d" % i, public_ipv6="fd09::%d" % i) for i in (1, 2, 3)]
     plan6 = encode_plan(sample_plan(backend, hosts, network=None, ipv6_network="fd00:96::/48"))
     return {"plan": plan6, "settings": {},

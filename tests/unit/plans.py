@@ -3,10 +3,11 @@ what a test hands weft_host is exactly what weft_plan would hand it."""
 
 import ipaddress
 
-import weftcode  # noqa: F401  (weft's code, as weft)
-from weft.lease import encode_plan, host_plan
-from weft.plan.etcdstore import lease_from_flannel
-from weft.plan.subnets import parse_hosts, parse_network_config, plan
+from ansible_collections.weft.overlay.plugins.module_utils.weft.lease import encode_plan, host_plan
+from ansible_collections.weft.overlay.plugins.module_utils.weft.plan.etcdstore import (
+    lease_from_flannel)
+from ansible_collections.weft.overlay.plugins.module_utils.weft.plan.subnets import (
+    parse_hosts, parse_network_config, plan)
 
 
 def sample_plan(backend="vxlan", hosts=(), foreign=(), network="100.96.0.0/16",

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from weft.backends import BACKENDS
-from weft.errors import WeftError
-from weft.host import model, units
-from weft.host.apply import SETTINGS_SPEC
-from plans import sample_plan
+from ansible_collections.weft.overlay.plugins.module_utils.weft.backends import BACKENDS
+from ansible_collections.weft.overlay.plugins.module_utils.weft.errors import WeftError
+from ansible_collections.weft.overlay.plugins.module_utils.weft.host import model, units
+from ansible_collections.weft.overlay.plugins.module_utils.weft.host.apply import SETTINGS_SPEC
+from ansible_collections.weft.overlay.tests.unit.plans import sample_plan
 
 SETTINGS = {key: spec["default"] for key, spec in SETTINGS_SPEC.items()}
 ME = {"name": "a", "iface": "eth0", "public_ip": "10.0.0.1", "underlay": "10.0.0.0/24", "mtu": 1500}
@@ -233,8 +233,8 @@ def test_every_backend_is_one_unit_from_net_conf_to_lease_to_host(backend):
     """A backend's options, lease JSON and MTU come from its class, and each goes through
     Flannel's format and back unchanged."""
     import ipaddress
-    from weft.plan.etcdstore import flannel_value, lease_from_flannel
-    from weft.plan.subnets import parse_network_config
+    from ansible_collections.weft.overlay.plugins.module_utils.weft.plan.etcdstore import flannel_value, lease_from_flannel
+    from ansible_collections.weft.overlay.plugins.module_utils.weft.plan.subnets import parse_network_config
     config = parse_network_config({"Network": "100.96.0.0/16", "Backend": {"Type": backend}})
     assert config.as_flannel()["Backend"] == FLANNEL_CONFIGS[backend]
     assert parse_network_config(config.as_flannel()) == config
@@ -429,7 +429,7 @@ def test_dual_stack_wireguard_has_flannels_second_device_and_both_ports_open_to_
 
 
 def test_wireguard_options_and_secrets_are_named():
-    from weft.plan.subnets import PlanError, parse_network_config
+    from ansible_collections.weft.overlay.plugins.module_utils.weft.plan.subnets import PlanError, parse_network_config
     for backend, message in (
             ({"PSK": "c2VjcmV0"}, "weft_network.Backend.PSK: a pre-shared key does not belong "
                                   "in weft_network"),
@@ -501,7 +501,7 @@ def test_a_pre_shared_key_is_named_by_its_file_never_carried():
 
 
 def test_a_reported_public_key_that_is_no_wireguard_key_is_refused_by_name():
-    from weft.plan.subnets import PlanError
+    from ansible_collections.weft.overlay.plugins.module_utils.weft.plan.subnets import PlanError
     for bad in ("x", "A" * 44, "A" * 42 + "=="):    # not base64 of 32 bytes
         with pytest.raises(PlanError, match=r"a.*public_key: '%s' is not a WireGuard key" % bad):
             sample_plan("wireguard", [("a", "10.0.0.1", "100.96.1.0/24", {"public_key": bad})])

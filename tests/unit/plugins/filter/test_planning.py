@@ -1,12 +1,8 @@
 """The filters between the inventory and the planner."""
 
-import os
 import re
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "plugins", "filter"))
-from planning import plan_hosts, plan_table  # noqa: E402
+from ansible_collections.weft.overlay.plugins.filter.planning import plan_hosts, plan_table
 
 NODES = {
     "a": {"subnet": "100.96.1.0/24", "public_ip": "10.0.0.1", "vtep_address": "100.96.1.0",

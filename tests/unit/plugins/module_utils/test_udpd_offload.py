@@ -7,8 +7,9 @@ import struct
 
 from hypothesis import given, settings, strategies as st
 
-from weft.daemon import offload
-from weft.daemon.packets import checksum, ones_sum
+from ansible_collections.weft.overlay.plugins.module_utils.weft.daemon import offload
+from ansible_collections.weft.overlay.plugins.module_utils.weft.daemon.packets import (
+    checksum, ones_sum)
 
 SRC, DST = "100.96.1.2", "100.96.2.2"
 OPTIONS = b"\x01\x01\x08\x0a" + b"\x00\x01\x02\x03" + b"\x00\x00\x00\x07"  # NOP NOP timestamps

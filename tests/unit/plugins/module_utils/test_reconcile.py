@@ -1,6 +1,7 @@
 """The pure change computation shared by the list modules."""
 
-from weft.net.reconcile import changes, differs
+from ansible_collections.weft.overlay.plugins.module_utils.weft.net.reconcile import (
+    changes, differs)
 
 
 def test_differs_compares_only_named_attributes():

@@ -5,9 +5,10 @@ import ipaddress
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from weft.backends import bridge_address, vtep_address, vtep_mac
-from weft.plan.subnets import (HostSpec, PlanError, Reservation, parse_hosts,
-                               parse_leases, parse_network_config, plan)
+from ansible_collections.weft.overlay.plugins.module_utils.weft.backends import (
+    bridge_address, vtep_address, vtep_mac)
+from ansible_collections.weft.overlay.plugins.module_utils.weft.plan.subnets import (
+    HostSpec, PlanError, Reservation, parse_hosts, parse_leases, parse_network_config, plan)
 
 
 DUAL = {"EnableIPv6": True, "IPv6Network": "fd00:96::/48"}
