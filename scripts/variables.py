@@ -1,9 +1,9 @@
-"""The README's table of the role's variables, made from roles/weft/meta/argument_specs.yml
-(the one place they are declared), so README, defaults and specs cannot drift apart.
+"""The variables page's table of the role's variables (docs/variables.md), made from roles/weft/meta/argument_specs.yml
+(the one place they are declared), so the page, defaults and specs cannot drift apart.
 
     python3 scripts/variables.py            print the table
-    python3 scripts/variables.py --write    put it into README.md between its markers
-    python3 scripts/variables.py --check    exit 1 if README.md or defaults/main.yml differ
+    python3 scripts/variables.py --write    put it into docs/variables.md between its markers
+    python3 scripts/variables.py --check    exit 1 if docs/variables.md or defaults/main.yml differ
 
 tests/test_variables.py runs the check.
 """
@@ -20,7 +20,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPECS = os.path.join(ROOT, "roles", "weft", "meta", "argument_specs.yml")
 DEFAULTS = os.path.join(ROOT, "roles", "weft", "defaults", "main.yml")
-README = os.path.join(ROOT, "README.md")
+PAGE = os.path.join(ROOT, "docs", "variables.md")
 BEGIN = "<!-- variables: made by scripts/variables.py from meta/argument_specs.yml -->"
 END = "<!-- end of variables -->"
 
@@ -77,10 +77,10 @@ def defaults_drift():
 
 
 def readme_with(text):
-    with open(README) as handle:
+    with open(PAGE) as handle:
         readme = handle.read()
     if BEGIN not in readme or END not in readme:
-        raise SystemExit("README.md has no %s ... %s section" % (BEGIN, END))
+        raise SystemExit("docs/variables.md has no %s ... %s section" % (BEGIN, END))
     head, rest = readme.split(BEGIN, 1)
     return readme, head + BEGIN + "\n" + text + END + rest.split(END, 1)[1]
 
@@ -92,10 +92,10 @@ def main(argv):
         return 0
     current, wanted = readme_with(text)
     if argv[1] == "--write":
-        with open(README, "w") as handle:
+        with open(PAGE, "w") as handle:
             handle.write(wanted)
         return 0
-    problems = defaults_drift() + (["README.md: the variables table differs from argument_specs.yml "
+    problems = defaults_drift() + (["docs/variables.md: the variables table differs from argument_specs.yml "
                                     "(run python3 scripts/variables.py --write)"]
                                    if current != wanted else [])
     for problem in problems:

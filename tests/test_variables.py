@@ -1,5 +1,5 @@
 """The role's variables are declared once (meta/argument_specs.yml); defaults/main.yml and
-the README's table must say the same."""
+the table in docs/variables.md must say the same."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ import sys
 from conftest import ROOT
 
 
-def test_defaults_and_readme_match_the_argument_specs():
+def test_defaults_and_the_variables_page_match_the_argument_specs():
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "variables.py"), "--check"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -22,8 +22,9 @@ description:
     address, whose inner packet is IPv4 without options, to O(subnet), from that peer's
     subnet, with lengths that agree, a good header checksum and a TTL above 1, enters the
     TUN device's ingress as the daemon would write it. Anything else goes on to the stack
-    unchanged (the nftables ingress table, the daemon's own checks and counters), so the
-    fast path admits a subset of what the daemon admits, never more.
+    unchanged (the nftables ingress table, the daemon's own checks and counters). The
+    program does not look at the outer fragment bits or the UDP checksum, and runs before
+    netfilter, so the host's own firewall rules do not see what it takes in.
   - The programs are assembled by the module itself (no compiler on the host); the peers
     are in frozen maps. A change loads new programs in front of the old ones and then
     removes the old ones; the counters of packets carried each way are kept.

@@ -26,7 +26,7 @@ FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
 HINTS = {
     "LOST": "the encapsulated packets are lost between them: a firewall dropping the "
             "encapsulation port on the path or on either host, or a peer that does not take "
-            "them (see 'When something is wrong' in the README)",
+            "them (see docs/troubleshooting.md)",
     "FWD": "the sending host does not forward its containers' packets into the overlay: a "
            "FORWARD rule or policy that drops them, or weft's WEFT-FWD chain missing "
            "(iptables -S FORWARD; iptables -S WEFT-FWD)",

@@ -20,7 +20,8 @@ to the peer's port) with the kernel's latency, and hand everything else to the d
   writes it (so the firewall and rp_filter see the same device). Anything else goes on
   to the stack unchanged: the nftables ingress table, the daemon's checks and counters.
 
-So the fast path admits a subset of what the daemon admits, never more. Its peers are
+The ingress program does not look at the outer fragment bits or the UDP checksum (the
+kernel checks both before the daemon's socket), and it runs before netfilter. Its peers are
 in frozen maps and its addresses in the code, so nothing changes what runs but a new
 attach: a change of peers loads new programs, puts them in front and takes the old ones
 away (the filter's name carries a digest of what was loaded: that is how a run knows

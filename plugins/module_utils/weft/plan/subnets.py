@@ -348,7 +348,8 @@ def parse_network_config(raw, name="weft_network") -> NetworkConfig:
         raise PlanError(str(exc)) from None
     if ipv6 is not None and not BACKENDS[btype].dual_stack:
         raise PlanError("%s.EnableIPv6: backend %s carries IPv4 only (as Flannel's does); "
-                        "use vxlan or host-gw" % (name, btype))
+                        "use %s" % (name, btype, " or ".join(
+                            sorted(n for n, b in BACKENDS.items() if b.dual_stack))))
     try:
         BACKENDS[btype].check_network(options, [f for f, on in ((4, ipv4), (6, ipv6))
                                                 if on is not None], name + ".Backend")

@@ -76,7 +76,7 @@ def test_defaults_follow_flannel():
     ({**DUAL, "IPv6SubnetMax": "fd00:96:0:5::1"}, "weft_network.IPv6SubnetMax: fd00:96:0:5::1 is not on a /64"),
     ({**DUAL, "IPv6SubnetMin": "fd00:96:0:9::", "IPv6SubnetMax": "fd00:96:0:3::"},
      "weft_network.IPv6SubnetMin: fd00:96:0:9:: is above IPv6SubnetMax"),
-    ({**DUAL, "Backend": {"Type": "udp"}}, "weft_network.EnableIPv6: backend udp carries IPv4 only"),
+    ({**DUAL, "Backend": {"Type": "udp"}}, "weft_network.EnableIPv6: backend udp carries IPv4 only (as Flannel's does); use host-gw or vxlan or wireguard"),
     ({"Backend": {"Type": "host-gw", "VNI": 1}},
      "weft_network.Backend: unknown field(s) VNI for backend host-gw; known: MTU, Type"),
     ({"Backend": {"Type": "udp", "DirectRouting": True}},
