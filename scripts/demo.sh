@@ -26,7 +26,7 @@ ansible-playbook weft.overlay.site -i inventories/lab
 start_container() {  # node name
   $lab ssh "$1" "docker image inspect weft/busybox >/dev/null 2>&1 || docker import /var/tmp/weft-busybox.tar weft/busybox >/dev/null
     docker rm -f weft-demo >/dev/null 2>&1 || true
-    docker run -d --name weft-demo weft/busybox sleep 3600 >/dev/null
+    docker run -d --name weft-demo weft/busybox sh -c 'trap \"exit 0\" TERM; sleep 3600 & wait' >/dev/null
     docker inspect -f '{{.NetworkSettings.IPAddress}}' weft-demo"
 }
 ip1=$(start_container node1)

@@ -374,13 +374,19 @@ DOCKER = "docker exec weft-verify"      # how a check runs a command in each kin
 PODMAN = "podman exec weft-pod"
 
 
+# A container's idle main process that ends on SIGTERM, as a real service does: a bare
+# `sleep` as PID 1 ignores it, and every dockerd restart and node shutdown would wait out
+# Docker's 10 s stop timeout for it.
+IDLE = "sh -c 'trap \"exit 0\" TERM; sleep 3600 & wait'"
+
+
 def start_container(name, container="weft-verify"):
     """A busybox container on the node, serving its client's address over HTTP; its IP."""
     h = host(name)
     h.check_output("docker image inspect weft/busybox >/dev/null 2>&1 || "
                    "docker import /var/tmp/weft-busybox.tar weft/busybox >/dev/null")
     h.run("docker rm -f %s" % container)
-    h.check_output("docker run -d --name %s weft/busybox sleep 3600" % container)
+    h.check_output("docker run -d --name %s weft/busybox %s" % (container, IDLE))
     h.check_output("docker exec %s %s" % (container, SERVE_CLIENT_ADDRESS))
     return h.check_output("docker inspect -f '{{.NetworkSettings.IPAddress}}' %s" % container)
 
@@ -396,8 +402,8 @@ def start_pod(name, pod="weft-pod", network="weft"):
                    "podman import -q /var/tmp/weft-busybox.tar weft/busybox >/dev/null")
     h.run("podman rm -f -t 0 %s" % pod)
     # (podman leaves NET_RAW out of a container's capabilities, Docker does not: ping needs it)
-    h.check_output("podman run -d --name %s --network %s --cap-add NET_RAW weft/busybox sleep 3600"
-                   % (pod, network))
+    h.check_output("podman run -d --name %s --network %s --cap-add NET_RAW weft/busybox %s"
+                   % (pod, network, IDLE))
     h.check_output("podman exec %s %s" % (pod, SERVE_CLIENT_ADDRESS))
     return h.check_output("podman inspect -f '{{(index .NetworkSettings.Networks \"%s\").IPAddress}}' "
                           "%s" % (network, pod))
