@@ -76,7 +76,10 @@ def fingerprint(st):
 
 
 def switch(old, new):
-    """A dry run first (it changes nothing and reports the change), then the real run."""
+    """From `old`, as every lease says: a dry run first (it changes nothing and reports the
+    change), then the real run."""
+    # (Flannel's udp leases leave BackendType empty)
+    assert {lease["backend_type"] or "udp" for lease in lab.leases().values()} == {old}
     before = {name: fingerprint(st) for name, st in lab.on_all(lab.state).items()}
     dry = site(new, flags=("--check", "--diff"))
     assert all(dry[name] > 0 for name in NODES), dry
