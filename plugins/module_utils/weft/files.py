@@ -13,10 +13,6 @@ import shutil
 import tempfile
 import time
 
-# The host's one lock: whoever reads weft's record to act on it (weft_host's converge and
-# uninstall, each weft-restore and weft-heal pass, weft_check's drift, weft_facts making a
-# key) reads it and acts under this lock, so nobody acts on a record a converge is replacing.
-APPLY_LOCK = "/run/weft/apply.lock"
 LOCK_POLL = 0.05    # seconds between tries of a wait that may be abandoned
 _held = []          # the lock's descriptor while this process holds it
 
@@ -54,7 +50,7 @@ class LockAbandoned(Exception):
 
 
 @contextlib.contextmanager
-def exclusive_lock(path=APPLY_LOCK, abandon=None):
+def exclusive_lock(path, abandon=None):
     """flock() on `path` (created, mode 0600) for the duration of the block. With
     `abandon`, a callable asked while waiting: when it says True the wait ends with
     LockAbandoned (a watch told to stop must not wait for a converge that is stopping it)."""

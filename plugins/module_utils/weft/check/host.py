@@ -78,7 +78,7 @@ def run(params, ctx):
         return missing
     # The record and the drift from it under the apply lock: a converge writing a newer
     # record finishes first, so drift is never measured against a record being replaced.
-    with exclusive_lock():
+    with exclusive_lock(units.APPLY_LOCK):
         record = read_record(params["record"])
         if record is None:
             return missing

@@ -12,7 +12,7 @@ import os
 import statistics
 
 from . import probe as icmp
-from ..daemon import udpd
+from ..daemon import status as udpd_status
 from ..host import units
 from ..net import ingress, udp_fastpath
 
@@ -143,8 +143,8 @@ def overlay_counters(ctx, view, refresh=True):
         objects = ingress.Nft(ctx).table(ingress.TABLE)
         found["ingress_drops"] = ingress.read_current(objects)[3] if objects else None
     if view.backend.name == "udp":
-        status = udpd.current_status(units.UDPD_STATUS) if refresh else \
-            udpd.running_status(units.UDPD_STATUS)
+        status = udpd_status.current_status(units.UDPD_STATUS) if refresh else \
+            udpd_status.running_status(units.UDPD_STATUS)
         found["udpd"] = None if status is None else {
             key: status.get(key) for key in ("udp_rx", "udp_tx", "tun_rx", "tun_tx",
                                              "drops_in", "drops_out", "faults", "started")}

@@ -59,11 +59,12 @@ import struct
 import sys
 import time
 
-from .config import DEFAULT_STATUS_FILE, Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config
 from .offload import (GSO_TCPV4, IFF_VNET_HDR, NEEDS_CSUM, PLAIN, TUN_F_CSUM, TUN_F_TSO4,
                       TUNSETOFFLOAD, VNET_HDR, VNET_LEN, Coalescer, finish_checksum,
                       segment_tcp)
 from .packets import Router, decrement_ttl
+from .status import process_start_time, status_command
 
 TUNSETIFF = 0x400454CA
 IFF_TUN, IFF_NO_PI, IFF_MULTI_QUEUE = 0x0001, 0x1000, 0x0100
@@ -75,12 +76,10 @@ READ_SIZE = 65536 + VNET_LEN
 RECV_BUFFER = 1 << 16                   # a GRO batch is at most 64 KiB
 EXIT_BAD_CONFIG = 2
 STATUS_EVERY = 15.0                     # seconds between quiet rewrites of the status file
-EXIT_NOT_RUNNING = 3                    # LSB: program is not running
 # Errors after which a GSO run is retried datagram by datagram; these three also mean the
 # kernel or path has no UDP GSO, so it is not tried again.
 GSO_UNSUPPORTED = (errno.EIO, errno.ENOPROTOOPT, errno.EINVAL)
 # How the daemon shows in its command line: the launcher, this file, or python3 -m.
-DAEMON_NAMES = {b"weft-udpd", b"udpd.py", b"weft.daemon.udpd"}
 
 
 def errno_name(exc) -> str:
@@ -159,16 +158,6 @@ class Counters:
                     tso_rx=self.tso_rx, gro_tx=self.gro_tx,
                     drops_out=dict(self.drops_out), drops_in=dict(self.drops_in),
                     faults=dict(self.faults))
-
-
-def process_start_time(pid) -> str | None:
-    """Field 22 of /proc/PID/stat (start time in clock ticks since boot): with the PID,
-    it names one process for the life of the system."""
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            return handle.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 class Daemon:
@@ -534,80 +523,6 @@ class Daemon:
             self.write_status()
         elif time.monotonic() - self.status_written > STATUS_EVERY:
             self.write_status(log=False)    # fresh figures for weft-heal's metrics
-
-
-# --------------------------------------------------------------------------- commands
-
-def running_daemon(status):
-    """The PID in a status file, if that process is the daemon that wrote it."""
-    pid = status.get("pid")
-    if not isinstance(pid, int) or pid <= 0 or status.get("stopped"):
-        return None
-    if process_start_time(pid) != status.get("started"):
-        return None  # gone, or the PID now belongs to another process
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            argv = handle.read().split(b"\0")
-    except OSError:
-        return None
-    ours = any(os.path.basename(arg) in DAEMON_NAMES for arg in argv)
-    return pid if ours and b"run" in argv else None
-
-
-def read_status(path):
-    try:
-        with open(path) as handle:
-            status = json.load(handle)
-        return status if isinstance(status, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-def status_file_of(config_path):
-    """The status file CONFIG names, read leniently: a config broken since the daemon
-    started still tells where its status is."""
-    try:
-        with open(config_path, encoding="utf-8") as handle:
-            raw = json.load(handle)
-    except (OSError, ValueError, RecursionError):
-        raw = None
-    path = raw.get("status_file") if isinstance(raw, dict) else None
-    return path if isinstance(path, str) and path.startswith("/") else DEFAULT_STATUS_FILE
-
-
-def running_status(path):
-    """The status file's counters if the daemon that wrote them is running (it rewrites
-    them every STATUS_EVERY seconds), else None."""
-    status = read_status(path)
-    return status if status and running_daemon(status) else None
-
-
-def current_status(path, wait=3.0):
-    """The running daemon's counters as of now (it rewrites its status file on SIGUSR1);
-    None when it is not running."""
-    status = read_status(path)
-    pid = running_daemon(status) if status else None
-    if pid is None:
-        return None
-    before = os.stat(path).st_mtime_ns
-    os.kill(pid, signal.SIGUSR1)
-    deadline = time.time() + wait
-    while os.stat(path).st_mtime_ns == before and time.time() < deadline:
-        time.sleep(0.05)
-    return read_status(path)
-
-
-def status_command(config_path):
-    path = status_file_of(config_path)
-    status = current_status(path)
-    if status is None:
-        status = read_status(path)
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status["time"])) \
-            if status and isinstance(status.get("time"), (int, float)) else None
-        print("weft-udpd is not running%s" % (" (its last status is from %s)" % when if when else ""))
-        return EXIT_NOT_RUNNING
-    print(json.dumps(status, indent=2, sort_keys=True))
-    return 0
 
 
 def main(argv):

@@ -115,7 +115,7 @@ def run(params, ctx):
     check_settings(settings)
     if params["state"] == "absent":
         leftovers = model.leftovers(settings, {"vni": params["vni"]})
-        with exclusive_lock():
+        with exclusive_lock(units.APPLY_LOCK):
             old, record = previous()
             network = params["network"] or (record["plan"]["network"]["network"] if record else None)
             return uninstall(ctx, leftovers.merge(old) if old else leftovers, settings, network,
@@ -130,7 +130,7 @@ def run(params, ctx):
     identity = params["host"]
     state = model.derive(plan, identity, settings)
     everything = model.known(plan, identity, settings)
-    with exclusive_lock():
+    with exclusive_lock(units.APPLY_LOCK):
         old, record = previous()
         result = converge(ctx, state, everything.merge(old) if old else everything,
                           record=dict(plan=plan, identity=identity, settings=settings),

@@ -22,7 +22,7 @@ from .. import host as host_package
 from .. import net as net_package
 from .. import runtime as runtime_package
 from ..check import paths, probe
-from ..daemon import config, offload, packets, udpd
+from ..daemon import config, offload, packets, status, udpd
 from . import converge, keys, metrics, model, restore, units
 from ..net import (bpf, bridge, device, ethtool, fdb, ingress, iptables, neighbours, netlink,
                    nftables, reconcile, routes, tc, tun, udp_fastpath, vxlan, wireguard)
@@ -35,7 +35,7 @@ PREFIX = package.__name__.rpartition(".")[0] + "." if "." in package.__name__ el
 # The boot and repair paths (weft-restore, weft-heal) and the udp daemon, with all they import.
 BUNDLE = (package, backends, errors, files, lease, module, validate,
           check_package, paths, probe,
-          daemon_package, config, offload, packets, udpd,
+          daemon_package, config, offload, packets, status, udpd,
           host_package, converge, keys, metrics, model, restore, units, sys.modules[__name__],
           net_package, bpf, bridge, device, ethtool, fdb, ingress, iptables, neighbours, netlink,
           nftables, reconcile, routes, tc, tun, udp_fastpath, vxlan, wireguard,

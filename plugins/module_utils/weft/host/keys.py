@@ -17,7 +17,7 @@ import os
 
 from ..errors import WeftError
 from ..files import exclusive_lock, read_text, write_atomic
-from .units import WIREGUARD_KEY, WIREGUARD_KEY_NEXT
+from .units import APPLY_LOCK, WIREGUARD_KEY, WIREGUARD_KEY_NEXT
 
 
 def wireguard_public_key(ctx, path=WIREGUARD_KEY, pending=WIREGUARD_KEY_NEXT, rotate=False):
@@ -32,7 +32,7 @@ def wireguard_public_key(ctx, path=WIREGUARD_KEY, pending=WIREGUARD_KEY_NEXT, ro
     if ctx.check_mode:
         return key_pair(ctx, wg, path, pending, rotate)
     # Under the apply lock: a converge or a weft-heal pass never sees a key half-made.
-    with exclusive_lock():
+    with exclusive_lock(APPLY_LOCK):
         return key_pair(ctx, wg, path, pending, rotate)
 
 

@@ -25,12 +25,8 @@ from . import units
 from ..net.iptables import FORWARD_CHAIN, MASQUERADE_CHAIN
 from ..runtime import cni
 
-SYSCTL_FILE = "/etc/sysctl.d/60-weft.conf"
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 IPV6_FORWARD = "/proc/sys/net/ipv6/conf/all/forwarding"
-# Files of weft versions before the host model, removed when found.
-LEGACY_FILES = ["/etc/weft/state.json", units.RUNTIME + "/weft-restore.py",
-                units.RUNTIME + "/weft-udpd.py"]
 HEAL_UNIT = units.UNITS + "/weft-heal.service"
 encode_plan = lease.encode_plan
 
@@ -358,7 +354,7 @@ def files(state, view, settings):
     """The files, links and services every host has, then the backend's."""
     backend = view.backend
     state.files = {
-        SYSCTL_FILE: ("# weft: hosts route container traffic between the overlay and "
+        units.SYSCTL_FILE: ("# weft: hosts route container traffic between the overlay and "
                       "docker0\nnet.ipv4.ip_forward = 1\n"
                       + ("net.ipv6.conf.all.forwarding = 1\n" if view.ipv6 else ""), "0644"),
         IP_FORWARD: ("1\n", "0644"),
@@ -398,8 +394,8 @@ def leftovers(settings, options=None) -> HostState:
                                       users=backend.users(light),
                                       services=backend.services(light),
                                       secrets=set(backend.secrets(light))))
-    paths = [SYSCTL_FILE, settings["subnet_env"], units.RESTORE,
-             units.UNITS + "/weft-restore.service"] + LEGACY_FILES
+    paths = [units.SYSCTL_FILE, settings["subnet_env"], units.RESTORE,
+             units.UNITS + "/weft-restore.service"] + units.LEGACY_FILES
     if settings.get("cni"):
         state.devices.add(("bridge", settings["cni_bridge"]))
         paths.append(cni.conflist_path(settings["cni_conf_dir"], settings["cni_name"]))
@@ -420,5 +416,5 @@ def known(plan, identity, settings) -> HostState:
                    "backend_type": name}
         everything = everything.merge(derive(dict(plan, network=network), identity,
                                              dict(settings, heal_interval=1), with_steps=False))
-    everything.files.update({path: ("", "0644") for path in LEGACY_FILES})
+    everything.files.update({path: ("", "0644") for path in units.LEGACY_FILES})
     return everything

@@ -62,7 +62,6 @@ IPTABLES_TABLES = {chain["table"] for chain in iptables.CHAINS}
 IPTABLES_CHAINS = {name for chain in iptables.CHAINS for name in (chain["chain"], chain["jump_from"])}
 # weft's own nftables tables: the ingress table, and the chains' with EnableNFTables.
 NFT_TABLES = {ingress.TABLE} | {table for dummy, table in nftables.TABLES.values()}
-STATUS = "/run/weft/heal.json"   # the watch's counters, for people and tests
 SETTLE = 1.0        # after an event, wait for the burst to end
 MIN_GAP = 5.0       # at most one pass per this many seconds on events
 
@@ -107,7 +106,7 @@ def one_pass(record_path, abandon=None):
     (changed, failed, the record read or None). `abandon`: see files.exclusive_lock."""
     ctx, record = Context(), None
     try:
-        with exclusive_lock(abandon=abandon):
+        with exclusive_lock(units.APPLY_LOCK, abandon=abandon):
             record = read_record(record_path)
             if record is None:
                 return False, False, None
@@ -286,7 +285,7 @@ def watch(record_path, interval):
 def locked_record(record_path, abandon=None):
     """The record as it stands, read under the apply lock (None: none, or unreadable)."""
     try:
-        with exclusive_lock(abandon=abandon):
+        with exclusive_lock(units.APPLY_LOCK, abandon=abandon):
             return read_record(record_path)
     except (LockAbandoned, OSError, ValueError):
         return None
@@ -302,7 +301,7 @@ def publish_metrics(record_path, counters, last_up, abandon=None):
     since the pass); a failure is logged, and the watch goes on."""
     ctx = Context()
     try:
-        with exclusive_lock(abandon=abandon):
+        with exclusive_lock(units.APPLY_LOCK, abandon=abandon):
             record = read_record(record_path)
             if record is not None:
                 metrics.publish(ctx, record, record_path, counters, last_up)
@@ -317,7 +316,7 @@ def publish_metrics(record_path, counters, last_up, abandon=None):
 def read_status():
     """The watch's counters (None: it has not written any since boot)."""
     try:
-        with open(STATUS) as handle:
+        with open(units.HEAL_STATUS) as handle:
             return json.load(handle)
     except (OSError, ValueError):
         return None
@@ -325,12 +324,12 @@ def read_status():
 
 def write_status(counters):
     try:
-        os.makedirs(os.path.dirname(STATUS), exist_ok=True)
-        with open(STATUS + ".tmp", "w") as handle:
+        os.makedirs(os.path.dirname(units.HEAL_STATUS), exist_ok=True)
+        with open(units.HEAL_STATUS + ".tmp", "w") as handle:
             json.dump(counters, handle)
-        os.replace(STATUS + ".tmp", STATUS)
+        os.replace(units.HEAL_STATUS + ".tmp", units.HEAL_STATUS)
     except OSError as exc:
-        log("cannot write %s: %s" % (STATUS, exc))
+        log("cannot write %s: %s" % (units.HEAL_STATUS, exc))
 
 
 def cost(record_path, passes):

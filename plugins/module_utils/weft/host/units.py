@@ -12,6 +12,14 @@ MODULE_UTILS = RUNTIME + "/module_utils"        # the package weft, importable f
 RESTORE = RUNTIME + "/weft-restore"             # the command the restore and heal units run
 UDPD = RUNTIME + "/weft-udpd"                   # the udp daemon's command
 CONFIG = "/etc/weft"                            # weft's record, keys and daemon config
+# The host's one lock: whoever reads weft's record to act on it (weft_host's converge and
+# uninstall, each weft-restore and weft-heal pass, weft_check's drift, weft_facts making a
+# key) reads it and acts under this lock, so nobody acts on a record a converge is replacing.
+APPLY_LOCK = "/run/weft/apply.lock"
+HEAL_STATUS = "/run/weft/heal.json"             # weft-heal's counters, for people and tests
+SYSCTL_FILE = "/etc/sysctl.d/60-weft.conf"      # ip_forward (and IPv6 forwarding) at boot
+# Files of weft versions before the host model, removed when found.
+LEGACY_FILES = [CONFIG + "/state.json", RUNTIME + "/weft-restore.py", RUNTIME + "/weft-udpd.py"]
 RECORD = CONFIG + "/host.json"                  # the plan, identity and settings last converged
 DOCKER_ORIGINAL = CONFIG + "/docker-original.json"  # daemon.json's keys before weft set them
 UDPD_CONFIG = CONFIG + "/udpd.json"             # the udp daemon's peers and socket

@@ -311,7 +311,7 @@ def test_dual_stack_vxlan_is_flannels_second_vtep_with_one_mtu_for_both():
         "FLANNEL_IPV6_NETWORK=fd00:96::/48\nFLANNEL_IPV6_SUBNET=fd00:96:0:1::1/64\n"
         "FLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n")
     assert state.files[model.IPV6_FORWARD][0] == "1\n"
-    assert "net.ipv6.conf.all.forwarding = 1" in state.files[model.SYSCTL_FILE][0]
+    assert "net.ipv6.conf.all.forwarding = 1" in state.files[units.SYSCTL_FILE][0]
     assert state.devices == {("vxlan", "flannel.1"), ("vxlan", "flannel-v6.1")}
 
 
