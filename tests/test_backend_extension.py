@@ -23,8 +23,8 @@ from weft.backends import BACKENDS, Backend, Option, mtu_option, register
 from weft.errors import WeftError
 from weft.lease import decode_plan
 from weft.module import Context, call
-from weft.plan import leases as plan_core
-from weft.plan import migrate as migrate_core
+from weft.plan import plan as plan_core
+from weft.plan import lease_migrate as migrate_core
 from weft.plan.etcd import EtcdClient
 from weft.plan.etcdstore import EtcdStore
 from weft.plan.leasefile import FileStore
@@ -77,11 +77,11 @@ def host_side(action, args):
     """Run inside the sandbox host (this file is its own helper there): register the
     backend in that process, then weft_facts' or weft_host's core, as its module would."""
     register(StaticGw())
-    from weft.facts import gather
-    from weft.host import apply
+    from weft.facts import facts as facts_core
+    from weft.host import host as host_core
     ctx = Context()
     try:
-        print(json.dumps(call(gather if action == "facts" else apply, args, ctx)))
+        print(json.dumps(call(facts_core if action == "facts" else host_core, args, ctx)))
     finally:
         ctx.close()
 

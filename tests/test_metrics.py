@@ -7,7 +7,7 @@ import re
 import signal
 
 from weft.host import metrics, model
-from weft.host.apply import SETTINGS_SPEC
+from weft.host.host import SETTINGS_SPEC
 from ansible_collections.weft.overlay.tests.unit.plans import sample_plan
 from sandbox import Sandbox
 from test_weft_heal import NODE2, wait_until

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from weft.host import model
-from weft.host.apply import SETTINGS_SPEC
+from weft.host.host import SETTINGS_SPEC
 from conftest import NETNS_PREFIX, run_ansible_module, sh
 from ansible_collections.weft.overlay.tests.unit.plans import sample_plan
 

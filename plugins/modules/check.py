@@ -130,7 +130,7 @@ counters:
   type: dict
 """
 
-from ansible_collections.weft.overlay.plugins.module_utils.weft.check import host as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.check import check as core
 from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
 
 

@@ -88,7 +88,7 @@ unusable:
   type: dict
 """
 
-from ansible_collections.weft.overlay.plugins.module_utils.weft.check import report as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.check import check_report as core
 from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
 
 

@@ -197,7 +197,7 @@ ansible_facts:
           returned: when a key was made (or would be, in check mode)
 """
 
-from ansible_collections.weft.overlay.plugins.module_utils.weft.facts import gather as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.facts import facts as core
 from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
 
 

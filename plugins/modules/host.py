@@ -261,7 +261,7 @@ services:
   elements: str
 """
 
-from ansible_collections.weft.overlay.plugins.module_utils.weft.host import apply as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.host import host as core
 from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
 
 

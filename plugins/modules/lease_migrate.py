@@ -70,7 +70,7 @@ copied:
 """
 
 from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
-from ansible_collections.weft.overlay.plugins.module_utils.weft.plan import migrate as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.plan import lease_migrate as core
 
 
 def main():

@@ -206,7 +206,7 @@ unplanned:
 """
 
 from ansible_collections.weft.overlay.plugins.module_utils.weft.module import run_module
-from ansible_collections.weft.overlay.plugins.module_utils.weft.plan import leases as core
+from ansible_collections.weft.overlay.plugins.module_utils.weft.plan import plan as core
 
 
 def main():

@@ -105,4 +105,4 @@ def side(family, cidr, public=None):
     return dict(zip(keys, (public or own, own, str(ipaddress.ip_interface(cidr).network))))
 
 
-__all__ = ["Rules", "find_underlay"]  # Rules: what gather.py builds from the options
+__all__ = ["Rules", "find_underlay"]  # Rules: what facts.py builds from the options

@@ -8,7 +8,7 @@ import pytest
 from ansible_collections.weft.overlay.plugins.module_utils.weft.backends import BACKENDS
 from ansible_collections.weft.overlay.plugins.module_utils.weft.errors import WeftError
 from ansible_collections.weft.overlay.plugins.module_utils.weft.host import model, units
-from ansible_collections.weft.overlay.plugins.module_utils.weft.host.apply import SETTINGS_SPEC
+from ansible_collections.weft.overlay.plugins.module_utils.weft.host.host import SETTINGS_SPEC
 from ansible_collections.weft.overlay.tests.unit.plans import sample_plan
 
 SETTINGS = {key: spec["default"] for key, spec in SETTINGS_SPEC.items()}
