@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from weft.check import report
+from weft.check import check_report as report
 from weft.lease import encode_plan
 from conftest import NETNS_PREFIX, run_ansible_module
 from ansible_collections.weft.overlay.tests.unit.plans import sample_plan
