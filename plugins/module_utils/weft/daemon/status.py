@@ -5,6 +5,8 @@
 it still runs (its PID, start time and command line), its counters as of now (SIGUSR1
 makes it rewrite them), and `weft-udpd status`. weft.overlay.check and the metrics read
 the daemon through this alone, without importing its forwarding loop."""
+# `weft-udpd status` is a command run by people, not a module: it prints to stdout.
+# pylint: disable=ansible-bad-function
 
 from __future__ import annotations
 
@@ -29,7 +31,6 @@ def process_start_time(pid) -> str | None:
             return handle.read().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError, ValueError):
         return None
-
 
 
 def running_daemon(status):

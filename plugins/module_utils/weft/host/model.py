@@ -355,8 +355,9 @@ def files(state, view, settings):
     backend = view.backend
     state.files = {
         units.SYSCTL_FILE: ("# weft: hosts route container traffic between the overlay and "
-                      "docker0\nnet.ipv4.ip_forward = 1\n"
-                      + ("net.ipv6.conf.all.forwarding = 1\n" if view.ipv6 else ""), "0644"),
+                            "docker0\nnet.ipv4.ip_forward = 1\n"
+                            + ("net.ipv6.conf.all.forwarding = 1\n" if view.ipv6 else ""),
+                            "0644"),
         IP_FORWARD: ("1\n", "0644"),
         settings["subnet_env"]: (subnet_env(view), "0644"),
         units.RESTORE: (units.launcher(), "0755"),
