@@ -1,5 +1,6 @@
-"""The variables page's table of the role's variables (docs/variables.md), made from roles/weft/meta/argument_specs.yml
-(the one place they are declared), so the page, defaults and specs cannot drift apart.
+"""The table of the role's variables in docs/variables.md, made from
+roles/weft/meta/argument_specs.yml (the one place they are declared), so the page, defaults
+and specs cannot drift apart.
 
     python3 scripts/variables.py            print the table
     python3 scripts/variables.py --write    put it into docs/variables.md between its markers
@@ -76,13 +77,13 @@ def defaults_drift():
     return problems
 
 
-def readme_with(text):
+def page_with(text):
     with open(PAGE) as handle:
-        readme = handle.read()
-    if BEGIN not in readme or END not in readme:
+        page = handle.read()
+    if BEGIN not in page or END not in page:
         raise SystemExit("docs/variables.md has no %s ... %s section" % (BEGIN, END))
-    head, rest = readme.split(BEGIN, 1)
-    return readme, head + BEGIN + "\n" + text + END + rest.split(END, 1)[1]
+    head, rest = page.split(BEGIN, 1)
+    return page, head + BEGIN + "\n" + text + END + rest.split(END, 1)[1]
 
 
 def main(argv):
@@ -90,7 +91,7 @@ def main(argv):
     if len(argv) == 1:
         sys.stdout.write(text)
         return 0
-    current, wanted = readme_with(text)
+    current, wanted = page_with(text)
     if argv[1] == "--write":
         with open(PAGE, "w") as handle:
             handle.write(wanted)

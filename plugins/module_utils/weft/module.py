@@ -76,12 +76,16 @@ def run_module(core):
     try:
         result = core.run(module.params, ctx)
     except WeftError as exc:
-        result = dict(exc.result)
-        for warning in result.pop("warnings", ()):
-            module.warn(warning)
-        module.fail_json(msg=str(exc), invocation=invocation, **result)
+        module.fail_json(msg=str(exc), invocation=invocation, **warned(module, exc.result))
     finally:
         ctx.close()
-    for warning in result.pop("warnings", ()):  # exit_json(warnings=) is deprecated in 2.19
+    module.exit_json(invocation=invocation, **warned(module, result))
+
+
+def warned(module, result):
+    """`result` without its warnings, each given to module.warn() (exit_json(warnings=) is
+    deprecated in ansible-core 2.19)."""
+    result = dict(result)
+    for warning in result.pop("warnings", ()):
         module.warn(warning)
-    module.exit_json(invocation=invocation, **result)
+    return result

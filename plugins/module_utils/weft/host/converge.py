@@ -144,9 +144,10 @@ def restart_docker(run):
         if is_active(run.ctx, "docker.service"):
             systemctl(run.ctx, "reset-failed", "docker.service", allowed=range(256))
         started = time.time()
-        rc, out, err = run.ctx.run([run.ctx.which("systemctl"), "try-restart", "docker.service"])
-        if rc:
-            await_docker_restart(run, started, ((err or out).strip() or "failed").splitlines()[0])
+        try:
+            systemctl(run.ctx, "try-restart", "docker.service")
+        except WeftError as exc:
+            await_docker_restart(run, started, str(exc).splitlines()[0])
     run.service("restart docker")
 
 
@@ -186,8 +187,8 @@ def await_docker_restart(run, started, said, timeout=DOCKER_RESTART_TIMEOUT):
         state = docker_unit_state(run.ctx)
     reason = docker_start_errors(run.ctx, started)
     if state[0] != "active":
-        raise WeftError("systemctl try-restart docker.service: %s; docker.service is %s (%s); "
-                        "dockerd said: %s" % (said, state[0] or "unknown", state[1], reason),
+        raise WeftError("%s; docker.service is %s (%s); dockerd said: %s"
+                        % (said, state[0] or "unknown", state[1], reason),
                         **run.summary())
     run.result.setdefault("warnings", []).append(
         "docker.service: dockerd failed its first start after the restart and systemd "
